@@ -1,0 +1,52 @@
+"""The ``bisenet`` command-line tool: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; modules are
+imported only when their subcommand runs, so ``bisenet --help`` stays fast and a missing optional
+dependency only affects the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Dict, List, Optional, Tuple
+
+#: name -> (module, one-line help). Keep alphabetical.
+SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Top-level parser; subcommand arguments are added by their modules."""
+    parser = argparse.ArgumentParser(prog='bisenet', description=__doc__.splitlines()[0])
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name, (module_name, help_text) in sorted(SUBCOMMANDS.items()):
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``bisenet COMMAND ...``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    if not getattr(args, '_module', None):
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        logging.getLogger('bisenet').error('%s', exc)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Locate the package's shared files (``config/``) in every way the package can be installed.
+
+Search order: the ament index (colcon workspace or ROS install), ``<sys.prefix>/share/bisenet_ros``
+(pip install into a venv), then the source checkout this module lives in (development).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import sys
+from typing import List
+
+PACKAGE_NAME = 'bisenet_ros'
+
+
+def share_directories() -> List[Path]:
+    """Candidate ``share/bisenet_ros`` directories, most specific first (may not all exist)."""
+    candidates: List[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)))
+    except Exception:  # not installed, not on AMENT_PREFIX_PATH, or no ament_index_python
+        pass
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / 'share' / PACKAGE_NAME)
+    candidates.append(Path(sys.prefix) / 'share' / PACKAGE_NAME)
+    candidates.append(Path(__file__).resolve().parent.parent)  # source checkout
+    unique: List[Path] = []
+    for path in candidates:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def find_config_file(relative: str) -> Path:
+    """Path of ``config/<relative>`` in the first share directory that has it.
+
+    Raises:
+        FileNotFoundError: naming every directory searched.
+    """
+    searched = []
+    for share in share_directories():
+        path = share / 'config' / relative
+        if path.is_file():
+            return path
+        searched.append(str(path))
+    raise FileNotFoundError(f"config file '{relative}' not found; searched: "
+                            + ', '.join(searched))

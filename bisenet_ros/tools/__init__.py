@@ -1,0 +1,1 @@
+"""Implementations of the ``bisenet`` subcommands (no ROS imports unless stated)."""

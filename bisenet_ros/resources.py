@@ -48,3 +48,16 @@ def find_config_file(relative: str) -> Path:
         searched.append(str(path))
     raise FileNotFoundError(f"config file '{relative}' not found; searched: "
                             + ', '.join(searched))
+
+
+#: File name of the default model shipped inside the package (``bisenet_ros/data/``).
+DEFAULT_MODEL_NAME = 'camvid_bisenetv2.pt'
+
+
+def default_model_path() -> Path:
+    """Path of the packaged default model (BiSeNet V2 trained on CamVid by this project).
+
+    The file may be absent in a source checkout that predates it; callers that need it should
+    check ``is_file()`` and report the path.
+    """
+    return Path(__file__).resolve().parent / 'data' / DEFAULT_MODEL_NAME

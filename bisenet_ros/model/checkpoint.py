@@ -21,7 +21,6 @@ from pathlib import Path
 import pickle
 import tempfile
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
-import zipfile
 
 import torch
 
@@ -163,7 +162,7 @@ def _safe_load(where: str) -> Any:
             f'checkpoint {where}: refused, it holds Python objects that weights_only loading '
             f'does not allow (only tensors and plain data are accepted): {_first_line(exc)}'
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises many types for corrupt input (IndexError, ...)
         raise CheckpointError(f'checkpoint {where}: not a readable PyTorch file (truncated or '
                               f'corrupt?): {_first_line(exc)}') from exc
 

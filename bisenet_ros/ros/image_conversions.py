@@ -1,0 +1,195 @@
+"""``sensor_msgs`` Image / CompressedImage <-> numpy arrays, in plain numpy and OpenCV.
+
+No rclpy import: every function takes the message's fields or any object with the fields of
+``sensor_msgs/msg/Image`` (``height, width, encoding, is_bigendian, step, data``) or
+``sensor_msgs/msg/CompressedImage`` (``format, data``). Row padding (``step``) and byte order
+(``is_bigendian``) are honoured. Every unusable input raises :class:`ConversionError`, whose
+message names the encoding and the sizes that do not fit.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+#: encoding -> (element dtype, channels) for the encodings read as plain arrays.
+PLAIN_ENCODINGS: Dict[str, Tuple[str, int]] = {
+    'bgr8': ('u1', 3), 'rgb8': ('u1', 3), 'bgra8': ('u1', 4), 'rgba8': ('u1', 4),
+    'mono8': ('u1', 1), '8UC1': ('u1', 1), '8UC3': ('u1', 3), '8UC4': ('u1', 4),
+    'mono16': ('u2', 1), '16UC1': ('u2', 1), 'bgr16': ('u2', 3), 'rgb16': ('u2', 3),
+    'bgra16': ('u2', 4), 'rgba16': ('u2', 4), '32FC1': ('f4', 1),
+}
+#: YUV 4:2:2 encodings (2 bytes per pixel) -> name of the OpenCV conversion to BGR.
+YUV_ENCODINGS = {'yuv422': 'COLOR_YUV2BGR_UYVY', 'uyvy': 'COLOR_YUV2BGR_UYVY',
+                 'yuv422_yuy2': 'COLOR_YUV2BGR_YUY2', 'yuyv': 'COLOR_YUV2BGR_YUY2'}
+#: Bayer pattern (as named by ROS: the first two rows) -> OpenCV conversion to BGR. OpenCV's
+#: historic names use the second row, so ROS 'rggb' is OpenCV 'BG' (pinned by a test).
+BAYER_CODES = {'rggb': ('COLOR_BayerRGGB2BGR', 'COLOR_BayerBG2BGR'),
+               'bggr': ('COLOR_BayerBGGR2BGR', 'COLOR_BayerRG2BGR'),
+               'gbrg': ('COLOR_BayerGBRG2BGR', 'COLOR_BayerGR2BGR'),
+               'grbg': ('COLOR_BayerGRBG2BGR', 'COLOR_BayerGB2BGR')}
+#: Encodings that :func:`array_to_image_fields` writes -> (dtype, channels).
+WRITABLE_ENCODINGS = {'mono8': ('u1', 1), 'mono16': ('u2', 1), 'rgb8': ('u1', 3),
+                      'bgr8': ('u1', 3), '32FC1': ('f4', 1)}
+
+
+class ConversionError(ValueError):
+    """An image cannot be converted; the message names the encoding and the sizes."""
+
+
+def supported_encodings() -> Tuple[str, ...]:
+    """Every Image encoding :func:`image_to_color` accepts."""
+    bayer = [f'bayer_{p}{bits}' for p in BAYER_CODES for bits in (8, 16)]
+    return tuple(PLAIN_ENCODINGS) + tuple(YUV_ENCODINGS) + tuple(bayer)
+
+
+def _byte_view(data: Any) -> np.ndarray:
+    """A flat uint8 view of ``data`` (bytes, array.array('B'), memoryview, ndarray or list)."""
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if isinstance(data, (list, tuple)):
+        return np.asarray(data, np.uint8)
+    return np.frombuffer(data, np.uint8)
+
+
+def _rows(data: Any, height: int, width: int, step: int, row_bytes: int,
+          encoding: str) -> np.ndarray:
+    """``(height, row_bytes)`` uint8 view of the pixel rows, padding dropped (no copy)."""
+    where = f"image {width}x{height} encoding '{encoding}'"
+    if height <= 0 or width <= 0:
+        raise ConversionError(f'{where}: empty image')
+    if step < row_bytes:
+        raise ConversionError(f'{where}: step {step} is smaller than the {row_bytes} bytes '
+                              'one row needs')
+    buf = _byte_view(data)
+    needed = step * (height - 1) + row_bytes
+    if buf.size < needed:
+        raise ConversionError(f'{where}, step {step}: data has {buf.size} bytes, '
+                              f'expected at least {needed}')
+    if buf.size < step * height:  # last row unpadded: view through a strided window
+        return np.lib.stride_tricks.as_strided(buf, (height, row_bytes), (step, 1),
+                                               writeable=False)
+    return buf[:step * height].reshape(height, step)[:, :row_bytes]
+
+
+def image_fields_to_array(height: int, width: int, encoding: str, is_bigendian: bool,
+                          step: int, data: Any) -> np.ndarray:
+    """Pixels of an Image in their own encoding: ``(H, W)`` or ``(H, W, C)``.
+
+    dtype: uint8 for 8-bit, uint16 (native byte order) for 16-bit, float32 for ``32FC1``;
+    YUV 4:2:2 comes as ``(H, W, 2)`` uint8 and Bayer as ``(H, W)``. The result may be a
+    read-only view of ``data``.
+    """
+    if encoding in PLAIN_ENCODINGS:
+        kind, channels = PLAIN_ENCODINGS[encoding]
+    elif encoding in YUV_ENCODINGS:
+        kind, channels = 'u1', 2
+    elif encoding.startswith('bayer_') and encoding[6:10] in BAYER_CODES \
+            and encoding[10:] in ('8', '16'):
+        kind, channels = ('u1' if encoding.endswith('8') else 'u2'), 1
+    else:
+        raise ConversionError(f"image {width}x{height}: unsupported encoding '{encoding}'; "
+                              f'supported: {", ".join(supported_encodings())}')
+    dtype = np.dtype(('>' if is_bigendian else '<') + kind)
+    rows = _rows(data, int(height), int(width), int(step),
+                 int(width) * channels * dtype.itemsize, encoding)
+    pixels = np.ascontiguousarray(rows).view(dtype)
+    if not dtype.isnative:
+        pixels = pixels.astype(dtype.newbyteorder('='))
+    shape = (int(height), int(width)) if channels == 1 else (int(height), int(width), channels)
+    return pixels.reshape(shape)
+
+
+def image_to_array(msg: Any) -> np.ndarray:
+    """:func:`image_fields_to_array` for an Image-like object."""
+    return image_fields_to_array(msg.height, msg.width, msg.encoding, bool(msg.is_bigendian),
+                                 msg.step, msg.data)
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale 16-bit (full range 0..65535) to 8-bit; 8-bit passes through."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise ConversionError(f'cannot show {pixels.dtype} pixels as a colour image')
+
+
+def image_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
+    """An Image-like object as a 3-channel uint8 array for segmentation.
+
+    Returns:
+        ``(pixels (H, W, 3) uint8, is_bgr)``: rgb inputs stay RGB (``is_bgr`` False) so no
+        channel swap is spent; every other encoding comes as BGR. 16-bit inputs are scaled from
+        0..65535 to 0..255; alpha is dropped; mono is replicated into 3 channels; YUV 4:2:2 and
+        Bayer are converted with OpenCV.
+    """
+    encoding = msg.encoding
+    pixels = image_to_array(msg)
+    if encoding == '32FC1':
+        raise ConversionError(f"image {msg.width}x{msg.height}: encoding '32FC1' (float) "
+                              'cannot be segmented; expected a colour, mono, YUV or Bayer image')
+    if encoding in YUV_ENCODINGS:
+        import cv2
+        return cv2.cvtColor(pixels, getattr(cv2, YUV_ENCODINGS[encoding])), True
+    if encoding.startswith('bayer_'):
+        import cv2
+        new, old = BAYER_CODES[encoding[6:10]]
+        code = getattr(cv2, new, None)
+        code = getattr(cv2, old) if code is None else code
+        return _to_uint8(cv2.cvtColor(np.ascontiguousarray(pixels), code)), True
+    pixels = _to_uint8(pixels)
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2), True
+    is_bgr = not encoding.startswith('rgb')
+    return pixels[:, :, :3], is_bgr
+
+
+def compressed_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
+    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``."""
+    import cv2
+    fmt = str(getattr(msg, 'format', ''))
+    buf = _byte_view(msg.data)
+    if buf.size == 0:
+        raise ConversionError(f"compressed image (format '{fmt}'): no data")
+    pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ConversionError(f"compressed image (format '{fmt}', {buf.size} bytes): not a "
+                              'decodable jpeg or png')
+    return pixels, True
+
+
+def array_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:
+    """Image fields (``height, width, encoding, is_bigendian, step, data``) for ``array``.
+
+    ``encoding`` is one of mono8 / mono16 / rgb8 / bgr8 / 32FC1, and ``array`` must have the
+    matching dtype and shape ((H, W) or (H, W, 3)). ``data`` is ``bytes`` (``tobytes``): the
+    fast way to fill a message (assigning an ndarray to ``msg.data`` is ~100x slower).
+    """
+    if encoding not in WRITABLE_ENCODINGS:
+        raise ConversionError(f"cannot write encoding '{encoding}'; writable: "
+                              f'{", ".join(WRITABLE_ENCODINGS)}')
+    kind, channels = WRITABLE_ENCODINGS[encoding]
+    array = np.asarray(array)
+    expected_ndim = 2 if channels == 1 else 3
+    if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels) \
+            or array.dtype.kind != np.dtype(kind).kind \
+            or array.dtype.itemsize != np.dtype(kind).itemsize:
+        raise ConversionError(f"encoding '{encoding}' needs a {np.dtype(kind).name} array of "
+                              f"{'(H, W)' if channels == 1 else '(H, W, 3)'}, got "
+                              f'{array.dtype.name} {array.shape}')
+    native = array.astype(array.dtype.newbyteorder('='), copy=False)
+    height, width = native.shape[:2]
+    return {'height': int(height), 'width': int(width), 'encoding': encoding,
+            'is_bigendian': int(sys.byteorder == 'big' and native.dtype.itemsize > 1),
+            'step': int(width * channels * native.dtype.itemsize),
+            'data': np.ascontiguousarray(native).tobytes()}
+
+
+def fill_image(msg: Any, array: np.ndarray, encoding: str) -> Any:
+    """Set an Image-like ``msg``'s fields from ``array`` (see :func:`array_to_image_fields`)."""
+    for name, value in array_to_image_fields(array, encoding).items():
+        setattr(msg, name, value)
+    return msg

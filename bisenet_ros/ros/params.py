@@ -1,0 +1,251 @@
+"""Parameters of the segmentation node: one table of specs, validation with reasons, and the
+frozen :class:`NodeParams` the node works from.
+
+The table is plain Python (testable without ROS); :func:`descriptor` turns a spec into an
+``rcl_interfaces/ParameterDescriptor`` with its range, so ``ros2 param describe`` shows it and
+rclpy itself rejects out-of-range values. Each spec says when a change takes effect:
+
+* ``runtime``: applied to the next frame (rates, switches, alpha, threshold);
+* ``reload``: the model is reloaded; a model that fails to load is rejected, the old one serves;
+* ``startup``: read-only after start (topics, QoS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+import re
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from ..resources import default_model_path
+
+BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
+_TOPIC = re.compile(r'^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
+
+
+class ParamError(ValueError):
+    """One or more parameter values are invalid; the message lists each with its reason."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: default, meaning, when a change applies and what values are valid."""
+
+    name: str
+    default: Any
+    description: str
+    applies: str = 'runtime'  # 'runtime' | 'reload' | 'startup'
+    range: Optional[Tuple[float, float]] = None
+    choices: Optional[Tuple[str, ...]] = None
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+
+def _check_device(value: str) -> Optional[str]:
+    return None if _DEVICE.match(value) else "expected 'cpu', 'cuda' or 'cuda:<index>'"
+
+
+def _check_input_size(value: Sequence[int]) -> Optional[str]:
+    if len(value) != 2:
+        return f'expected [height, width], got {len(value)} values'
+    if tuple(value) == (0, 0):
+        return None
+    if not all(32 <= int(v) <= 8192 for v in value):
+        return 'each of height, width must be in 32..8192 ([0, 0] = the model\'s own size)'
+    return None
+
+
+def _check_topics(value: Sequence[str]) -> Optional[str]:
+    if not value:
+        return 'at least one image topic is needed'
+    bad = [t for t in value if not _TOPIC.match(t)]
+    if bad:
+        return f'not valid ROS topic names: {bad}'
+    if len(set(value)) != len(value):
+        return f'topics repeat: {list(value)}'
+    return None
+
+
+def _check_nonempty(value: str) -> Optional[str]:
+    return None if value.strip() else 'must not be empty'
+
+
+def _check_prefix(value: str) -> Optional[str]:
+    return None if _TOPIC.match(value) else 'not a valid ROS namespace'
+
+
+SPECS: Tuple[ParamSpec, ...] = (
+    ParamSpec('model_path', str(default_model_path()),
+              'Model file: project checkpoint (.pt/.pth), reference state_dict, .onnx or '
+              'TensorRT .engine/.plan. Default: the packaged CamVid model.', 'reload',
+              check=_check_nonempty),
+    ParamSpec('label_set', '', "Label set name ('camvid', 'cityscapes') or YAML path; empty: "
+              'the one stored in the checkpoint.', 'reload'),
+    ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
+    ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:<index>'.", 'reload',
+              check=_check_device),
+    ParamSpec('precision', 'fp32', 'Numeric precision of inference.', 'reload',
+              choices=PRECISIONS),
+    ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
+              "model's own size. Outputs always have the input image's resolution.", 'reload',
+              check=_check_input_size),
+    ParamSpec('threads', 0, 'CPU threads for inference; 0: the runtime default.', 'reload',
+              range=(0, 256)),
+    ParamSpec('image_topics', ['/camera/image_raw'], 'Input image topics; several cameras are '
+              'batched into one inference call and get outputs under <output_prefix>/<camera>.',
+              'startup', check=_check_topics),
+    ParamSpec('compressed', False, 'Subscribe to sensor_msgs/CompressedImage on '
+              '<topic>/compressed (jpeg or png) instead of sensor_msgs/Image.', 'startup'),
+    ParamSpec('use_camera_info', False, 'Subscribe to <topic namespace>/camera_info and '
+              'republish it with each mask on <output_prefix>/camera_info.', 'startup'),
+    ParamSpec('output_prefix', 'segmentation', 'Namespace of the outputs (relative names '
+              'follow the node namespace).', 'startup', check=_check_prefix),
+    ParamSpec('max_rate', 0.0, 'Most frames segmented per second, per camera; 0: as fast as '
+              'possible. Newer frames replace older ones while the node is busy.',
+              range=(0.0, 1000.0)),
+    ParamSpec('overlay_alpha', 0.5, 'Weight of the class colours in the overlay (0: image '
+              'only, 1: colours only).', range=(0.0, 1.0)),
+    ParamSpec('confidence_threshold', 0.0, 'Pixels whose top class probability is below this '
+              'get the ignore id in the mask; 0 disables.', range=(0.0, 1.0)),
+    ParamSpec('publish_mask', True, 'Publish <output_prefix>/mask (mono8, mono16 above 255 '
+              'classes).'),
+    ParamSpec('publish_color_mask', True, 'Publish <output_prefix>/color_mask (rgb8).'),
+    ParamSpec('publish_overlay', True, 'Publish <output_prefix>/overlay (bgr8).'),
+    ParamSpec('publish_confidence', False, 'Publish <output_prefix>/confidence (32FC1).'),
+    ParamSpec('publish_camera_info', True, 'Republish camera_info (needs use_camera_info).'),
+    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'startup',
+              range=(0.1, 60.0)),
+    ParamSpec('stale_timeout', 5.0, 'Seconds without input after which a camera reports WARN.',
+              range=(0.1, 3600.0)),
+    ParamSpec('warn_input_age', 1.0, 'Input age at publish (s) above which a camera reports '
+              'WARN.', range=(0.001, 3600.0)),
+)
+SPEC_BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in SPECS}
+
+
+def _type_error(spec: ParamSpec, value: Any) -> Optional[str]:
+    default = spec.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # list
+        kind = type(default[0])
+        ok = isinstance(value, (list, tuple)) or hasattr(value, 'tolist')
+        ok = ok and all(isinstance(v, kind) and not isinstance(v, bool) for v in list(value))
+    return None if ok else (f'expected {type(default).__name__}'
+                            + (f' of {type(default[0]).__name__}' if isinstance(default, list)
+                               else '') + f', got {value!r}')
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is not valid for parameter ``name``, or ``None`` when it is."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        return f"unknown parameter '{name}'"
+    reason = _type_error(spec, value)
+    if reason is None and spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        reason = f'must be in {spec.range[0]}..{spec.range[1]}, got {value}'
+    if reason is None and spec.choices is not None and value not in spec.choices:
+        reason = f'must be one of {", ".join(spec.choices)}, got {value!r}'
+    if reason is None and spec.check is not None:
+        reason = spec.check(list(value) if isinstance(spec.default, list) else value)
+    return reason
+
+
+def descriptor(spec: ParamSpec) -> Any:
+    """The ``rcl_interfaces.msg.ParameterDescriptor`` of ``spec`` (imports rcl_interfaces)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    when = {'runtime': 'Can change at runtime.', 'reload': 'Changing it reloads the model.',
+            'startup': 'Read-only after start.'}[spec.applies]
+    desc = ParameterDescriptor(description=f'{spec.description} {when}',
+                               read_only=spec.applies == 'startup')
+    if spec.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    elif spec.check is not None:
+        desc.additional_constraints = spec.check.__name__.replace('_check_', 'valid ')
+    if spec.range is not None:
+        lo, hi = spec.range
+        if isinstance(spec.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo),
+                                                            to_value=float(hi), step=0.0)]
+        else:
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    return desc
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Validated node parameters (see :data:`SPECS` for meanings and units)."""
+
+    model_path: str
+    label_set: str
+    backend: str
+    device: str
+    precision: str
+    input_size: Tuple[int, int]
+    threads: int
+    image_topics: Tuple[str, ...]
+    compressed: bool
+    use_camera_info: bool
+    output_prefix: str
+    max_rate: float
+    overlay_alpha: float
+    confidence_threshold: float
+    publish_mask: bool
+    publish_color_mask: bool
+    publish_overlay: bool
+    publish_confidence: bool
+    publish_camera_info: bool
+    diagnostics_period: float
+    stale_timeout: float
+    warn_input_age: float
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> 'NodeParams':
+        """Defaults overridden by ``values``; raises :class:`ParamError` listing every problem."""
+        merged = {spec.name: spec.default for spec in SPECS}
+        merged.update(values)
+        problems = [f'{name}: {reason}' for name, value in merged.items()
+                    if (reason := validate(name, value)) is not None]
+        if problems:
+            raise ParamError('invalid parameters: ' + '; '.join(problems))
+        converted = {}
+        for f in fields(cls):
+            value = merged[f.name]
+            default = SPEC_BY_NAME[f.name].default
+            if isinstance(default, list):
+                value = tuple(list(value))
+            elif isinstance(default, float):
+                value = float(value)
+            converted[f.name] = value
+        return cls(**converted)
+
+    def with_changes(self, changes: Mapping[str, Any]) -> 'NodeParams':
+        """A copy with ``changes`` applied, validated like :meth:`from_values`."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
+        current.update(changes)
+        return NodeParams.from_values(current)
+
+    @property
+    def model_input_size(self) -> Optional[Tuple[int, int]]:
+        """``input_size`` for the Segmenter: ``None`` means the model's own size."""
+        return None if tuple(self.input_size) == (0, 0) else tuple(self.input_size)
+
+    def model_settings(self) -> Tuple[Any, ...]:
+        """The values whose change needs a model reload."""
+        return tuple(getattr(self, s.name) for s in SPECS if s.applies == 'reload')
+
+
+def reload_needed(old: NodeParams, new: NodeParams) -> bool:
+    """Whether going from ``old`` to ``new`` needs the model reloaded."""
+    return old.model_settings() != new.model_settings()
+
+
+__all__ = ['BACKENDS', 'PRECISIONS', 'ParamError', 'ParamSpec', 'SPECS', 'SPEC_BY_NAME',
+           'validate', 'descriptor', 'NodeParams', 'reload_needed']

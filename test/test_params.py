@@ -1,0 +1,83 @@
+"""Node parameter specs: validation reasons, descriptors with ranges, the frozen NodeParams."""
+
+import dataclasses
+
+import pytest
+
+from bisenet_ros.resources import default_model_path
+from bisenet_ros.ros.params import (descriptor, NodeParams, ParamError, reload_needed, SPECS,
+                                    validate)
+
+
+def test_defaults_are_valid_and_model_defaults_to_the_packaged_one():
+    params = NodeParams.from_values({})
+    assert params.model_path == str(default_model_path())
+    assert params.image_topics == ('/camera/image_raw',)
+    assert params.model_input_size is None
+    assert params.max_rate == 0.0 and params.backend == 'auto'
+    for spec in SPECS:
+        assert validate(spec.name, spec.default) is None, spec.name
+
+
+@pytest.mark.parametrize('name,value,reason', [
+    ('max_rate', -1.0, 'must be in 0.0..1000.0'),
+    ('max_rate', 'fast', 'expected float'),
+    ('overlay_alpha', 1.5, 'must be in 0.0..1.0'),
+    ('confidence_threshold', True, 'expected float'),
+    ('backend', 'caffe', 'must be one of auto, torch, onnxruntime, tensorrt'),
+    ('precision', 'int4', 'must be one of fp32'),
+    ('device', 'gpu0', "expected 'cpu', 'cuda' or 'cuda:<index>'"),
+    ('input_size', [512], 'expected [height, width], got 1 values'),
+    ('input_size', [16, 512], 'each of height, width must be in 32..8192'),
+    ('input_size', [512.0, 1024.0], 'expected list of int'),
+    ('threads', 1000, 'must be in 0..256'),
+    ('image_topics', [], 'at least one image topic'),
+    ('image_topics', ['/cam 1/image'], 'not valid ROS topic names'),
+    ('image_topics', ['/a/image', '/a/image'], 'topics repeat'),
+    ('model_path', '  ', 'must not be empty'),
+    ('publish_mask', 1, 'expected bool'),
+    ('no_such_param', 1, "unknown parameter 'no_such_param'"),
+])
+def test_invalid_values_are_rejected_with_a_reason(name, value, reason):
+    assert reason in validate(name, value)
+
+
+@pytest.mark.parametrize('name,value', [
+    ('max_rate', 0), ('max_rate', 30.0), ('device', 'cuda:1'), ('input_size', [512, 1024]),
+    ('image_topics', ['/left/image_raw', 'right/image_raw', '~/image']),
+    ('backend', 'onnxruntime'), ('output_prefix', 'seg/out')])
+def test_valid_values_pass(name, value):
+    assert validate(name, value) is None
+
+
+def test_from_values_lists_every_problem_and_is_frozen():
+    with pytest.raises(ParamError) as info:
+        NodeParams.from_values({'max_rate': -2.0, 'backend': 'x'})
+    assert 'max_rate: must be in' in str(info.value) and 'backend: must be one of' in str(info.value)
+    params = NodeParams.from_values({'max_rate': 5, 'input_size': [256, 512]})
+    assert params.max_rate == 5.0 and isinstance(params.max_rate, float)
+    assert params.model_input_size == (256, 512)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.max_rate = 1.0  # type: ignore[misc]
+
+
+def test_reload_needed_only_for_model_settings():
+    params = NodeParams.from_values({})
+    assert not reload_needed(params, params.with_changes({'max_rate': 3.0,
+                                                          'overlay_alpha': 0.2}))
+    assert reload_needed(params, params.with_changes({'model_path': '/tmp/other.pt'}))
+    assert reload_needed(params, params.with_changes({'input_size': [64, 64]}))
+    with pytest.raises(ParamError, match='overlay_alpha'):
+        params.with_changes({'overlay_alpha': 2.0})
+
+
+def test_descriptors_carry_ranges_read_only_and_constraints():
+    by_name = {spec.name: descriptor(spec) for spec in SPECS}
+    rate = by_name['max_rate']
+    assert rate.floating_point_range[0].from_value == 0.0
+    assert rate.floating_point_range[0].to_value == 1000.0
+    assert not rate.read_only and 'runtime' in rate.description
+    assert by_name['threads'].integer_range[0].to_value == 256
+    assert by_name['image_topics'].read_only
+    assert 'onnxruntime' in by_name['backend'].additional_constraints
+    assert 'reloads the model' in by_name['model_path'].description

@@ -77,7 +77,7 @@ class LabelSet:
         return len(self.class_names)
 
     def palette(self) -> np.ndarray:
-        """Colour lookup ``(max(256, num_classes), 3)`` uint8 RGB; ids without a class are black."""
+        """Colour lookup ``(max(256, C), 3)`` uint8 RGB; ids without a class are black."""
         table = np.zeros((max(256, self.num_classes), 3), np.uint8)
         table[:self.num_classes] = np.asarray(self.colors, np.uint8)
         return table

@@ -1,0 +1,73 @@
+"""``bisenet train``: train BiSeNet V2 from a YAML config (``config/train/*.yaml``).
+
+Single process: ``bisenet train --config config/train/camvid.yaml``. Several processes (DDP):
+``torchrun --nproc_per_node=N -m bisenet_ros.tools.train --config ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import List, Optional
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--config', help='training YAML (see config/train/); defaults otherwise')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='override a config value, e.g. train.lr=0.01 '
+                        '(repeatable; VALUE is parsed as YAML)')
+    parser.add_argument('--output-dir', help='run folder (= --set output_dir=...)')
+    parser.add_argument('--data-root', help='dataset root (= --set dataset.root=...)')
+    parser.add_argument('--iterations', type=int, help='= --set train.iterations=...')
+    parser.add_argument('--batch-size', type=int, help='global batch (= train.batch_size)')
+    parser.add_argument('--lr', type=float, help='base learning rate (= train.lr)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='= train.device')
+    parser.add_argument('--max-time-min', type=float,
+                        help='stop cleanly after this many minutes (= train.max_time_min)')
+    parser.add_argument('--resume', nargs='?', const='auto', metavar='STATE',
+                        help='resume from a training state (last.pt); without a value, from '
+                        '<output_dir>/last.pt')
+
+
+def overrides_from(args: argparse.Namespace) -> List[str]:
+    """Explicit flags -> ``key=value`` overrides, applied after ``--set``."""
+    out = list(args.overrides)
+    flags = {'output_dir': 'output_dir', 'data_root': 'dataset.root',
+             'iterations': 'train.iterations', 'batch_size': 'train.batch_size',
+             'lr': 'train.lr', 'device': 'train.device', 'max_time_min': 'train.max_time_min'}
+    for attr, key in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            out.append(f'{key}={value}')
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..training.config import load_config
+    from ..training.trainer import Trainer
+
+    config = load_config(args.config, overrides_from(args))
+    resume = args.resume
+    if resume == 'auto':
+        resume = str(Path(config['output_dir']) / 'last.pt')
+    command = ' '.join(shlex.quote(a) for a in ['bisenet'] + sys.argv[1:])
+    Trainer(config, resume=resume, command=command).fit()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point for ``python -m bisenet_ros.tools.train`` (e.g. under torchrun)."""
+    import logging
+    parser = argparse.ArgumentParser(prog='bisenet train', description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: '
+                        '%(message)s')
+    return run(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

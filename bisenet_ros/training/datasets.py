@@ -1,0 +1,243 @@
+"""Segmentation datasets: CamVid (SegNet layout), Cityscapes (official layout), generic folders.
+
+Every dataset yields ``(image, label)`` with ``image`` an RGB ``(H, W, 3)`` uint8 array and
+``label`` an ``(H, W)`` uint8 array of *train ids* ``0..num_classes-1`` with :data:`IGNORE`
+(255) for unlabelled pixels. The mapping from the file's values to train ids is a 256-entry
+lookup table; a file value that the table does not allow raises :class:`DatasetError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..labels import LabelSet, load_label_set
+
+#: Train id of unlabelled pixels inside the training code, whatever the dataset's own void id.
+IGNORE = 255
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+
+#: Cityscapes labelIds -> the 19 trainIds (cityscapesScripts ``labels.py``); others -> 255.
+CITYSCAPES_LABEL_TO_TRAIN: Dict[int, int] = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
+    25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+CITYSCAPES_MAX_LABEL_ID = 33
+
+PathLike = Union[str, Path]
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file is unusable; the message names the path and the problem."""
+
+
+def identity_lut(num_classes: int, ignore_value: Optional[int]) -> np.ndarray:
+    """LUT for files storing train ids directly; ``ignore_value`` maps to :data:`IGNORE`.
+
+    Returns ``(256,)`` int16: train id per file value, -1 for values that must not occur.
+    """
+    lut = np.full(256, -1, np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    if ignore_value is not None and 0 <= ignore_value <= 255:
+        lut[ignore_value] = IGNORE
+    return lut
+
+
+def cityscapes_lut() -> np.ndarray:
+    """LUT for Cityscapes ``*_labelIds.png``: ids 0..33 valid, 19 of them trained."""
+    lut = np.full(256, -1, np.int16)
+    lut[:CITYSCAPES_MAX_LABEL_ID + 1] = IGNORE
+    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN.items():
+        lut[label_id] = train_id
+    return lut
+
+
+class SegmentationDataset:
+    """Pairs of image and label files with a value lookup table.
+
+    Args:
+        pairs: ``(image_path, label_path)`` per sample, in a fixed order.
+        lut: See :func:`identity_lut`.
+        label_set: Classes (names, normalisation) of the train ids.
+        cache: Keep decoded samples in memory after the first read (fast on small datasets).
+    """
+
+    def __init__(self, pairs: Sequence[Tuple[Path, Path]], lut: np.ndarray,
+                 label_set: LabelSet, *, name: str = 'dataset', cache: bool = False) -> None:
+        if not pairs:
+            raise DatasetError(f'{name}: no samples')
+        self.pairs = list(pairs)
+        self.lut = lut
+        self.label_set = label_set
+        self.name = name
+        self.cache = cache
+        self._cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.label_set.num_classes
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Sample ``index``: RGB ``(H, W, 3)`` uint8 and train ids ``(H, W)`` uint8."""
+        if index in self._cache:
+            return self._cache[index]
+        image_path, label_path = self.pairs[index]
+        image = read_rgb(image_path)
+        raw = read_label(label_path)
+        if raw.shape != image.shape[:2]:
+            raise DatasetError(f'{label_path}: label is {raw.shape[1]}x{raw.shape[0]} but image '
+                               f'{image_path} is {image.shape[1]}x{image.shape[0]} (WxH)')
+        mapped = self.lut[raw]
+        if (mapped < 0).any():
+            bad = sorted(int(v) for v in np.unique(raw[mapped < 0]))[:10]
+            allowed = [int(v) for v in np.flatnonzero(self.lut >= 0)]
+            raise DatasetError(f'{label_path}: label values {bad} are not in the label set '
+                               f'{self.label_set.name} (allowed values: {_ranges(allowed)})')
+        label = mapped.astype(np.uint8)
+        if self.cache:
+            self._cache[index] = (image, label)
+        return image, label
+
+
+def read_rgb(path: PathLike) -> np.ndarray:
+    """Read an image file as RGB ``(H, W, 3)`` uint8; :class:`DatasetError` if unreadable."""
+    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if data is None:
+        raise DatasetError(f'{path}: cannot read image (missing file or not an image)')
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: PathLike) -> np.ndarray:
+    """Read a single-channel 8-bit label PNG as ``(H, W)`` uint8."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DatasetError(f'{path}: cannot read label image (missing file or not an image)')
+    if data.ndim != 2 or data.dtype != np.uint8:
+        raise DatasetError(f'{path}: label must be a single-channel 8-bit PNG of class ids, got '
+                           f'shape {data.shape} dtype {data.dtype}')
+    return data
+
+
+def pair_by_stem(image_dir: Path, label_dir: Path, *, name: str,
+                 label_suffix: str = '.png') -> List[Tuple[Path, Path]]:
+    """Match ``image_dir/<stem>.<img>`` with ``label_dir/<stem><label_suffix>``, sorted by stem.
+
+    Raises:
+        DatasetError: a folder is missing or empty, or a file has no partner (names listed).
+    """
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DatasetError(f'{name}: folder {folder} does not exist')
+    images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    labels = {p.name[:-len(label_suffix)]: p for p in label_dir.iterdir()
+              if p.name.endswith(label_suffix)}
+    if not images:
+        raise DatasetError(f'{name}: no images ({", ".join(IMAGE_SUFFIXES)}) in {image_dir}')
+    _check_paired(set(images), set(labels), name, image_dir, label_dir)
+    return [(images[s], labels[s]) for s in sorted(images)]
+
+
+def _check_paired(images: set, labels: set, name: str, image_dir: Path, label_dir: Path) -> None:
+    no_label = sorted(images - labels)
+    no_image = sorted(labels - images)
+    if no_label or no_image:
+        parts = []
+        if no_label:
+            parts.append(f'{len(no_label)} images in {image_dir} have no label in {label_dir} '
+                         f'(e.g. {no_label[:3]})')
+        if no_image:
+            parts.append(f'{len(no_image)} labels in {label_dir} have no image in {image_dir} '
+                         f'(e.g. {no_image[:3]})')
+        raise DatasetError(f'{name}: unpaired files: ' + '; '.join(parts))
+
+
+def camvid(root: PathLike, split: str = 'train', *, cache: bool = False,
+           label_set: Union[str, LabelSet] = 'camvid') -> SegmentationDataset:
+    """CamVid in the SegNet layout: ``<root>/<split>/*.jpg|png`` + ``<root>/<split>annot/*.png``.
+
+    Label PNG value = class index 0..10, 11 = void (mapped to :data:`IGNORE`).
+    """
+    labels = load_label_set(label_set)
+    root = Path(root)
+    pairs = pair_by_stem(root / split, root / f'{split}annot', name=f'CamVid {split} ({root})')
+    lut = identity_lut(labels.num_classes, labels.ignore_index)
+    return SegmentationDataset(pairs, lut, labels, name=f'camvid/{split}', cache=cache)
+
+
+def cityscapes(root: PathLike, split: str = 'train', *, cache: bool = False,
+               label_set: Union[str, LabelSet] = 'cityscapes') -> SegmentationDataset:
+    """Cityscapes, official layout: ``leftImg8bit/<split>/<city>/<x>_leftImg8bit.png`` and
+    ``gtFine/<split>/<city>/<x>_gtFine_labelIds.png``; labelIds -> 19 trainIds, rest 255."""
+    labels = load_label_set(label_set)
+    if labels.num_classes != 19:
+        raise DatasetError(f'Cityscapes needs a 19-class label set, {labels.name} has '
+                           f'{labels.num_classes}')
+    root = Path(root)
+    image_root, label_root = root / 'leftImg8bit' / split, root / 'gtFine' / split
+    name = f'Cityscapes {split} ({root})'
+    for folder in (image_root, label_root):
+        if not folder.is_dir():
+            raise DatasetError(f'{name}: folder {folder} does not exist')
+    images = {p.name[:-len('_leftImg8bit.png')]: p
+              for p in image_root.glob('*/*_leftImg8bit.png')}
+    label_files = {p.name[:-len('_gtFine_labelIds.png')]: p
+                   for p in label_root.glob('*/*_gtFine_labelIds.png')}
+    if not images:
+        raise DatasetError(f'{name}: no */*_leftImg8bit.png files in {image_root}')
+    _check_paired(set(images), set(label_files), name, image_root, label_root)
+    pairs = [(images[k], label_files[k]) for k in sorted(images)]
+    return SegmentationDataset(pairs, cityscapes_lut(), labels, name=f'cityscapes/{split}',
+                               cache=cache)
+
+
+def image_folder(image_dir: PathLike, label_dir: PathLike, label_set: Union[str, LabelSet], *,
+                 cache: bool = False, label_suffix: str = '.png') -> SegmentationDataset:
+    """Generic folder pair: label PNG values are class ids of ``label_set``; its
+    ``ignore_index`` (if <= 255) marks unlabelled pixels."""
+    labels = load_label_set(label_set)
+    pairs = pair_by_stem(Path(image_dir), Path(label_dir), name=f'folder {image_dir}',
+                         label_suffix=label_suffix)
+    lut = identity_lut(labels.num_classes, labels.ignore_index)
+    return SegmentationDataset(pairs, lut, labels, name=f'folder/{Path(image_dir).name}',
+                               cache=cache)
+
+
+def build_dataset(spec: Dict[str, object], split: str, *, cache: bool = False
+                  ) -> SegmentationDataset:
+    """Dataset from the ``dataset`` section of a training config (see ``config/train/``).
+
+    ``kind``: ``camvid`` | ``cityscapes`` (``root``) or ``folder`` (``<split>_images`` and
+    ``<split>_labels`` folders); ``label_set``: name or YAML path.
+    """
+    kind = spec.get('kind')
+    label_set = spec.get('label_set') or ('cityscapes' if kind == 'cityscapes' else 'camvid')
+    if kind in ('camvid', 'cityscapes'):
+        if not spec.get('root'):
+            raise DatasetError(f'dataset.root is required for dataset.kind={kind}')
+        builder = camvid if kind == 'camvid' else cityscapes
+        return builder(str(spec['root']), split, cache=cache, label_set=label_set)  # type: ignore
+    if kind == 'folder':
+        images, labels = spec.get(f'{split}_images'), spec.get(f'{split}_labels')
+        if not images or not labels:
+            raise DatasetError(f'dataset.kind=folder needs dataset.{split}_images and '
+                               f'dataset.{split}_labels')
+        return image_folder(str(images), str(labels), label_set, cache=cache)  # type: ignore
+    raise DatasetError(f"dataset.kind must be 'camvid', 'cityscapes' or 'folder', got {kind!r}")
+
+
+def _ranges(values: List[int]) -> str:
+    """``[0,1,2,5,255]`` -> ``'0..2, 5, 255'``."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(str(start) if start == v else f'{start}..{v}')
+            start = None
+    return ', '.join(out)

@@ -1,0 +1,52 @@
+"""Training state -> project checkpoint (the format ``load_model`` and the node read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from ..labels import LabelSet, load_label_set
+from ..model.checkpoint import save_checkpoint
+from ..model.factory import build_model
+from .state import load_train_state
+
+
+def export_model(model: torch.nn.Module, label_set: LabelSet, path: Union[str, Path], *,
+                 config: Dict[str, Any], iterations: int, val_miou: float, command: str = '',
+                 extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Save ``model`` (booster heads dropped) with the label set and training metadata."""
+    train = config['train']
+    meta: Dict[str, Any] = {
+        'command': command,
+        'iterations': int(iterations),
+        'planned_iterations': int(train['iterations']),
+        'val_miou': None if val_miou != val_miou else float(val_miou),
+        'val_scale': float(config['val']['scale']),
+        'train_base_scale': float(train['base_scale']),
+        'dataset': str(config['dataset']['kind']),
+        'config': config,
+    }
+    meta.update(extra or {})
+    crop = train['crop']
+    return save_checkpoint(path, model, label_set, variant=config['model']['variant'],
+                           input_size=crop, meta=meta)
+
+
+def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path], *,
+                       command: str = '', extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Convert a ``last.pt``/``best.pt`` training state into a project checkpoint."""
+    state = load_train_state(state_path)
+    config = state['config']
+    data = config['dataset']
+    label_set = load_label_set(data.get('label_set') or
+                               ('cityscapes' if data['kind'] == 'cityscapes' else 'camvid'))
+    model = build_model(config['model']['variant'], label_set.num_classes, aux_heads=True)
+    model.load_state_dict(state['model'])
+    miou = float(state.get('extra', {}).get('last_miou', float('nan')))
+    more = {'source_state': str(state_path), 'best_val_miou': float(state['best_miou'])}
+    more.update(extra or {})
+    return export_model(model, label_set, out_path, config=config,
+                        iterations=int(state['iteration']), val_miou=miou, command=command,
+                        extra=more)

@@ -1,0 +1,239 @@
+"""The training loop: data, model, OHEM on every head, SGD + warm-up/poly, AMP, DDP, resume,
+periodic validation, CSV/TensorBoard logs, and the final project checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..model.factory import build_model
+from . import distributed as ddp
+from .config import save_config
+from .datasets import build_dataset, SegmentationDataset
+from .evaluate import evaluate_dataset
+from .export import export_model
+from .logs import MetricsLog, Progress
+from .loss import OhemCrossEntropy
+from .sampler import IterationBatchSampler, Key
+from .schedule import apply_lr, lr_factor, parameter_groups
+from .state import load_train_state, save_train_state, set_rng_state, unwrap
+from .transforms import augment, AugmentConfig, to_tensor
+
+LOGGER = logging.getLogger(__name__)
+
+
+class AugmentedDataset:
+    """Maps a sampler :data:`Key` to a normalised ``(3, H, W)`` image and ``(H, W)`` int64 label."""
+
+    def __init__(self, dataset: SegmentationDataset, cfg: AugmentConfig) -> None:
+        self.dataset, self.cfg = dataset, cfg
+
+    def __getitem__(self, key: Key):
+        index, seed = key
+        image, label = self.dataset.load(index)
+        ls = self.dataset.label_set
+        image, label = augment(image, label, self.cfg, np.random.default_rng(list(seed)), ls.mean)
+        return to_tensor(image, ls.mean, ls.std), torch.from_numpy(label.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def augment_config(train: Dict[str, Any]) -> AugmentConfig:
+    return AugmentConfig(crop=tuple(train['crop']) if train['crop'] else None,
+                         base_scale=float(train['base_scale']),
+                         scale_range=tuple(train['scale_range']), hflip=float(train['hflip']),
+                         brightness=float(train['brightness']),
+                         contrast=float(train['contrast']), saturation=float(train['saturation']))
+
+
+def select_device(name: str) -> torch.device:
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('train.device=cuda but no CUDA GPU is available')
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(name)
+
+
+class Trainer:
+    """One training run described by a resolved config (see :mod:`.config`).
+
+    Files in ``output_dir``: ``config.yaml``, ``train_log.csv``, ``val_log.csv``, ``last.pt`` and
+    ``best.pt`` (training states), ``final.pt`` (project checkpoint), ``tensorboard/``.
+    """
+
+    def __init__(self, config: Dict[str, Any], *, resume: Optional[str] = None,
+                 command: str = '') -> None:
+        self.config, self.command = config, command
+        t = config['train']
+        if t['threads']:
+            torch.set_num_threads(int(t['threads']))
+        self.device = select_device(t['device'])
+        self.dist = ddp.init_distributed(self.device)
+        if self.device.type == 'cuda':
+            self.device = torch.device('cuda', self.dist.local_rank)
+        torch.manual_seed(int(t['seed']))
+        self.out = Path(config['output_dir'])
+        data = config['dataset']
+        self.train_set = build_dataset(data, data['train_split'], cache=bool(data['cache']))
+        self.val_set = build_dataset(data, data['val_split'], cache=bool(data['cache'])) \
+            if data['val_split'] else None
+        self.label_set = self.train_set.label_set
+        model = build_model(config['model']['variant'], self.label_set.num_classes,
+                            aux_heads=True).to(self.device)
+        if self.dist.enabled and t['sync_bn']:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(model, float(t['weight_decay']), float(t['head_lr_mult'])),
+            lr=float(t['lr']), momentum=float(t['momentum']))
+        self.amp = bool(t['amp']) and self.device.type == 'cuda'
+        self.bf16 = bool(t['cpu_bf16']) and self.device.type == 'cpu'
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
+        self.criterion = OhemCrossEntropy(float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']))
+        self.iteration, self.best_miou, self.last_miou = 0, -1.0, float('nan')
+        if resume:
+            self._resume(resume, model)
+        self.model = model if not self.dist.enabled else torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+
+    def _resume(self, path: str, model: torch.nn.Module) -> None:
+        state = load_train_state(path)
+        model.load_state_dict(state['model'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        if state.get('scaler') and self.amp:
+            self.scaler.load_state_dict(state['scaler'])
+        set_rng_state(state['rng'])
+        self.iteration, self.best_miou = int(state['iteration']), float(state['best_miou'])
+        self.last_miou = float(state.get('extra', {}).get('last_miou', float('nan')))
+        LOGGER.info('resumed from %s at iteration %d', path, self.iteration)
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast('cuda', dtype=torch.float16)
+        if self.bf16:
+            return torch.autocast('cpu', dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> List[float]:
+        """One optimisation step at ``self.iteration``; returns [total, main, aux] losses."""
+        t = self.config['train']
+        apply_lr(self.optimizer, float(t['lr']), lr_factor(
+            self.iteration, int(t['iterations']), warmup_iterations=int(t['warmup_iterations']),
+            warmup_ratio=float(t['warmup_ratio']), power=float(t['poly_power'])))
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with self._autocast():
+            outputs = self.model(images)
+        main = self.criterion(outputs[0], labels)
+        aux = sum(self.criterion(o, labels) for o in outputs[1:])
+        loss = main + float(t['aux_weight']) * aux
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration += 1
+        values = torch.tensor([float(loss.detach()), float(main.detach()), float(aux.detach())],
+                              dtype=torch.float64)
+        if self.dist.enabled:
+            ddp.all_reduce_sum(values, self.dist).div_(self.dist.world_size)
+        return values.tolist()
+
+    def validate(self) -> float:
+        """mIoU on the validation split (all ranks share the work); NaN without a val split."""
+        if self.val_set is None:
+            return float('nan')
+        v = self.config['val']
+        matrix = evaluate_dataset(unwrap(self.model), self.val_set, scales=(float(v['scale']),),
+                                  device=self.device, max_images=v['max_images'],
+                                  rank=self.dist.rank, world_size=self.dist.world_size)
+        counts = torch.from_numpy(matrix.matrix)
+        if self.dist.enabled:
+            counts = ddp.all_reduce_sum(counts.to(self.device), self.dist).cpu()
+            matrix.matrix = counts.numpy()
+        scores = matrix.scores()
+        self.last_miou = float(scores.miou)
+        if self.dist.is_main:
+            self.log.val_row(self.iteration, scores, self.label_set.class_names)
+        return self.last_miou
+
+    def _save_state(self, name: str) -> None:
+        if self.dist.is_main:
+            save_train_state(self.out / name, model=self.model, optimizer=self.optimizer,
+                             scaler=self.scaler, iteration=self.iteration, config=self.config,
+                             best_miou=self.best_miou, extra={'last_miou': self.last_miou})
+
+    def _should_stop_early(self, start: float) -> bool:
+        budget = self.config['train']['max_time_min']
+        flag = torch.tensor([float(budget is not None and time.time() - start > budget * 60)])
+        return bool(ddp.all_reduce_sum(flag.to(self.device), self.dist).item() > 0)
+
+    def fit(self) -> Path:
+        """Train to ``train.iterations`` (or the time budget); returns the ``final.pt`` path."""
+        t, logcfg = self.config['train'], self.config['log']
+        total = int(t['iterations'])
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.out / 'config.yaml')
+        self.log = MetricsLog(self.out, enabled=self.dist.is_main, resume_at=self.iteration,
+                              tensorboard=bool(logcfg['tensorboard']))
+        sampler = IterationBatchSampler(len(self.train_set), int(t['batch_size']),
+                                        seed=int(t['seed']), start=self.iteration, stop=total,
+                                        rank=self.dist.rank, world_size=self.dist.world_size)
+        loader = torch.utils.data.DataLoader(
+            AugmentedDataset(self.train_set, augment_config(t)), batch_sampler=sampler,
+            num_workers=int(t['num_workers']), pin_memory=self.device.type == 'cuda',
+            persistent_workers=False)
+        progress = Progress(total, self.iteration, logcfg['progress'], int(logcfg['every']),
+                            enabled=self.dist.is_main)
+        start, stopped_early, every_val = time.time(), False, int(self.config['val']['every'])
+        validated_at = -1
+        self.model.train()
+        for images, labels in loader:
+            it_start = time.time()
+            losses = self.step(images, labels)
+            lr = self.optimizer.param_groups[0]['lr'] / self.optimizer.param_groups[0]['lr_mult']
+            self.log.train_row(self.iteration, sampler.epoch_of(self.iteration - 1), lr, losses,
+                               time.time() - start, time.time() - it_start)
+            progress.update(self.iteration, losses[0], lr)
+            if every_val and self.iteration % every_val == 0 and self.iteration < total:
+                self._validate_and_keep_best()
+                validated_at = self.iteration
+            if self.iteration % int(logcfg['checkpoint_every']) == 0:
+                self._save_state('last.pt')
+            if self._should_stop_early(start):
+                stopped_early = self.iteration < total
+                LOGGER.warning('time budget of %s min reached at iteration %d of %d; stopping '
+                               '(the poly schedule did not reach 0)', t['max_time_min'],
+                               self.iteration, total)
+                break
+        progress.close()
+        if validated_at != self.iteration:
+            self._validate_and_keep_best()
+        self._save_state('last.pt')
+        wall = time.time() - start
+        final = self.out / 'final.pt'
+        if self.dist.is_main:
+            export_model(unwrap(self.model), self.label_set, final, config=self.config,
+                         iterations=self.iteration, val_miou=self.last_miou,
+                         command=self.command, extra={'wall_time_s': round(wall, 1),
+                                                      'stopped_early': stopped_early,
+                                                      'best_val_miou': self.best_miou})
+            LOGGER.info('done: %d iterations in %.1f min, val mIoU %.4f (best %.4f); wrote %s',
+                        self.iteration, wall / 60, self.last_miou, self.best_miou, final)
+        self.log.close()
+        ddp.barrier(self.dist)
+        return final
+
+    def _validate_and_keep_best(self) -> None:
+        miou = self.validate()
+        if self.dist.is_main:
+            LOGGER.info('iteration %d: val mIoU %.4f', self.iteration, miou)
+        if miou == miou and miou > self.best_miou:
+            self.best_miou = miou
+            self._save_state('best.pt')

@@ -1,0 +1,109 @@
+"""Training augmentation and evaluation preprocessing (numpy + OpenCV).
+
+All randomness comes from the ``numpy.random.Generator`` passed in, so a sample's augmentation
+is a pure function of its seed (see :mod:`.sampler`): resumed and distributed runs see exactly the
+same crops as an uninterrupted single-process run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from .datasets import IGNORE
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation parameters.
+
+    Attributes:
+        crop: Output ``(H, W)`` in pixels; ``None`` keeps the scaled image (no crop/pad).
+        base_scale: Resize factor applied to every frame before the random scale.
+        scale_range: Random scale factor range ``(lo, hi)``, uniform, times ``base_scale``.
+        hflip: Probability of a horizontal flip.
+        brightness, contrast, saturation: Colour jitter strengths (factor in ``1 +- x``).
+    """
+
+    crop: Optional[Tuple[int, int]] = (512, 1024)
+    base_scale: float = 1.0
+    scale_range: Tuple[float, float] = (0.5, 2.0)
+    hflip: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+
+
+def random_scale(image: np.ndarray, label: np.ndarray, factor: float
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """Resize by ``factor``: image bilinear, label nearest."""
+    h, w = label.shape
+    size = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
+    if size == (w, h):
+        return image, label
+    return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(label, size, interpolation=cv2.INTER_NEAREST))
+
+
+def pad_and_crop(image: np.ndarray, label: np.ndarray, crop: Tuple[int, int],
+                 rng: np.random.Generator, fill: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Pad (image ``fill``, label :data:`IGNORE`) to at least ``crop``, then a random crop."""
+    ch, cw = crop
+    h, w = label.shape
+    pad_h, pad_w = max(0, ch - h), max(0, cw - w)
+    if pad_h or pad_w:
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                   value=[int(v) for v in fill])
+        label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
+                                   value=IGNORE)
+        h, w = label.shape
+    top = int(rng.integers(0, h - ch + 1))
+    left = int(rng.integers(0, w - cw + 1))
+    return image[top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float,
+                 contrast: float, saturation: float) -> np.ndarray:
+    """Random brightness, contrast and saturation, in a random order; uint8 in and out."""
+    out = image.astype(np.float32)
+    ops = [('b', brightness), ('c', contrast), ('s', saturation)]
+    for i in rng.permutation(len(ops)):
+        kind, strength = ops[int(i)]
+        if strength <= 0:
+            continue
+        factor = float(rng.uniform(max(0.0, 1 - strength), 1 + strength))
+        if kind == 'b':
+            out *= factor
+        elif kind == 'c':
+            mean = float((out @ np.float32([0.299, 0.587, 0.114])).mean())
+            out = (out - mean) * factor + mean
+        else:
+            gray = (out @ np.float32([0.299, 0.587, 0.114]))[..., None]
+            out = (out - gray) * factor + gray
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+            mean: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """Scale, pad + crop, flip and colour jitter one RGB uint8 sample; returns uint8 arrays."""
+    lo, hi = cfg.scale_range
+    image, label = random_scale(image, label, cfg.base_scale * float(rng.uniform(lo, hi)))
+    if cfg.crop is not None:
+        fill = [round(255 * m) for m in mean]
+        image, label = pad_and_crop(image, label, tuple(cfg.crop), rng, fill)  # type: ignore
+    if rng.random() < cfg.hflip:
+        image, label = image[:, ::-1], label[:, ::-1]
+    image = color_jitter(image, rng, cfg.brightness, cfg.contrast, cfg.saturation)
+    return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+
+def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB uint8 ``(H, W, 3)`` -> normalised float32 ``(3, H, W)``."""
+    data = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return data.sub_(m).div_(s)

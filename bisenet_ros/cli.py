@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 #: name -> (module, one-line help). Keep alphabetical.
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+    'train': ('bisenet_ros.tools.train', 'train BiSeNet V2 from a YAML config'),
 }
 
 

@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from ..resources import default_model_path
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-PRECISIONS = ('fp32', 'fp16', 'bf16')
-_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
+PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
+_DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 _TOPIC = re.compile(r'^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
 
 
@@ -42,7 +42,7 @@ class ParamSpec:
 
 
 def _check_device(value: str) -> Optional[str]:
-    return None if _DEVICE.match(value) else "expected 'cpu', 'cuda' or 'cuda:<index>'"
+    return None if _DEVICE.match(value) else "expected 'cpu', 'cuda', 'cuda:<index>' or 'auto'"
 
 
 def _check_input_size(value: Sequence[int]) -> Optional[str]:
@@ -82,9 +82,10 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('label_set', '', "Label set name ('camvid', 'cityscapes') or YAML path; empty: "
               'the one stored in the checkpoint.', 'reload'),
     ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
-    ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:<index>'.", 'reload',
+    ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda', 'cuda:<index>' or 'auto'.", 'reload',
               check=_check_device),
-    ParamSpec('precision', 'fp32', 'Numeric precision of inference.', 'reload',
+    ParamSpec('precision', 'fp32', 'Numeric precision of inference (backend permitting).',
+              'reload',
               choices=PRECISIONS),
     ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
               "model's own size. Outputs always have the input image's resolution.", 'reload',

@@ -1,0 +1,129 @@
+"""One camera's topics: the input subscription(s) and the output publishers of its results.
+
+Outputs are built only for publishers that have subscribers (an output nobody listens to costs
+nothing), and every output carries the input's header (stamp and frame_id) and resolution.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from .image_conversions import fill_image
+
+#: Output name -> (parameter switching it, message type).
+OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask', Image),
+           'overlay': ('publish_overlay', Image), 'confidence': ('publish_confidence', Image),
+           'camera_info': ('publish_camera_info', CameraInfo)}
+
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def camera_names(topics: List[str]) -> List[str]:
+    """Output sub-namespace of each input topic: its parent namespace, made unique.
+
+    ``/cam_left/image_raw`` -> ``cam_left``; ``/robot/front/image`` -> ``robot/front``;
+    a topic without a parent becomes ``camera<i>``.
+    """
+    names: List[str] = []
+    for i, topic in enumerate(topics):
+        parent = topic.lstrip('~').strip('/').rpartition('/')[0]
+        name = parent or f'camera{i}'
+        while name in names:
+            name = f'{name}_{i}'
+        names.append(name)
+    return names
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """``<namespace of the image topic>/camera_info`` (the image_transport convention)."""
+    parent = image_topic.rpartition('/')[0]
+    return f'{parent}/camera_info' if parent else 'camera_info'
+
+
+class CameraIO:
+    """Subscriptions and publishers of one camera.
+
+    Args:
+        node: The owning node.
+        index: Camera index handed to ``on_frame``.
+        topic: Image topic (``/compressed`` is appended when ``compressed``).
+        output_ns: Namespace of this camera's outputs (e.g. ``segmentation/cam_left``).
+        on_frame: ``on_frame(index, msg)``, called from the subscription callback.
+        callback_group: Group of the subscriptions.
+    """
+
+    def __init__(self, node: Node, index: int, topic: str, output_ns: str, compressed: bool,
+                 use_camera_info: bool, on_frame: Callable[[int, Any], None],
+                 callback_group: Any) -> None:
+        self.index = index
+        self.topic = f'{topic}/compressed' if compressed else topic
+        self.latest_info: Optional[CameraInfo] = None
+        self._node = node
+        self.subscription = node.create_subscription(
+            CompressedImage if compressed else Image, self.topic,
+            lambda msg: on_frame(index, msg), qos_profile_sensor_data,
+            callback_group=callback_group,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.info_subscription = None
+        if use_camera_info:
+            self.info_subscription = node.create_subscription(
+                CameraInfo, camera_info_topic(topic), self._on_info, qos_profile_sensor_data,
+                callback_group=callback_group)
+        self.publishers = {name: node.create_publisher(msg_type, f'{output_ns}/{name}',
+                                                       OUTPUT_QOS)
+                           for name, (_, msg_type) in OUTPUTS.items()}
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.latest_info = msg
+
+    def wanted(self, switches: Dict[str, bool]) -> Dict[str, bool]:
+        """Which outputs to produce now: switched on by parameter and subscribed to."""
+        result = {}
+        for name, (param, _) in OUTPUTS.items():
+            on = switches.get(param, False)
+            if name == 'camera_info':
+                on = on and self.info_subscription is not None and self.latest_info is not None
+            result[name] = bool(on) and self.publishers[name].get_subscription_count() > 0
+        return result
+
+    def publish(self, header: Any, result: Any, wanted: Dict[str, bool],
+                image_is_bgr: bool) -> None:
+        """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``."""
+        if wanted.get('mask'):
+            labels = result.labels
+            self._send('mask', header, labels, 'mono16' if labels.dtype == np.uint16
+                       else 'mono8')
+        if wanted.get('color_mask') and result.color is not None:
+            self._send('color_mask', header, result.color, 'rgb8')
+        if wanted.get('overlay') and result.overlay is not None:
+            overlay = result.overlay if image_is_bgr else result.overlay[:, :, ::-1]
+            self._send('overlay', header, overlay, 'bgr8')
+        if wanted.get('confidence') and result.confidence is not None:
+            self._send('confidence', header, result.confidence.astype(np.float32, copy=False),
+                       '32FC1')
+        if wanted.get('camera_info') and self.latest_info is not None:
+            info = copy.copy(self.latest_info)
+            info.header = header
+            self.publishers['camera_info'].publish(info)
+
+    def _send(self, name: str, header: Any, array: np.ndarray, encoding: str) -> None:
+        msg = fill_image(Image(), np.ascontiguousarray(array), encoding)
+        msg.header = header
+        self.publishers[name].publish(msg)
+
+    def destroy(self) -> None:
+        for pub in self.publishers.values():
+            self._node.destroy_publisher(pub)
+        self._node.destroy_subscription(self.subscription)
+        if self.info_subscription is not None:
+            self._node.destroy_subscription(self.info_subscription)

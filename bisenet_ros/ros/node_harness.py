@@ -1,0 +1,173 @@
+"""Run the segmentation node in a child process and talk to it, as a user's graph would.
+
+Used by the node tests and ``benchmarks/bench_node_latency.py``: :class:`NodeProcess` starts
+``python -m bisenet_ros.ros.segmentation_node --ros-args -p ...`` with its own environment and
+stops it with SIGINT (the exit code and log are kept); :class:`Probe` is an rclpy node in the
+calling process that publishes images and records every message of the topics it listens to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from .image_conversions import fill_image
+
+
+def ros_env(domain_id: int, fastdds_profile: Optional[str] = None) -> Dict[str, str]:
+    """Environment for a child on ``domain_id``, traffic kept on this machine."""
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(domain_id)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='bisenet_node_log_'))
+    env['PYTHONUNBUFFERED'] = '1'
+    # The child imports this very copy of the package, installed or not.
+    root = str(Path(__file__).resolve().parents[2])
+    env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in env.get('PYTHONPATH', '')
+                                                  .split(os.pathsep) if p])
+    if fastdds_profile:
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile)
+    return env
+
+
+class NodeProcess:
+    """The node in a child process; use as a context manager or call :meth:`stop`."""
+
+    def __init__(self, params: Mapping[str, Any], domain_id: int,
+                 extra_args: Sequence[str] = (), fastdds_profile: Optional[str] = None,
+                 log_path: Optional[Path] = None) -> None:
+        cmd = [sys.executable, '-m', 'bisenet_ros.ros.segmentation_node', '--ros-args']
+        for name, value in params.items():
+            cmd += ['-p', f'{name}:={json.dumps(value)}']
+        cmd += list(extra_args)
+        self.command = cmd
+        self.log_path = Path(log_path or tempfile.mkstemp(prefix='segmentation_node_',
+                                                          suffix='.log')[1])
+        self._log = open(self.log_path, 'wb')
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=ros_env(domain_id, fastdds_profile))
+        self.returncode: Optional[int] = None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        """Send ``sig``, wait; kill after ``timeout``. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        self._log.close()
+        return self.returncode
+
+    def __enter__(self) -> 'NodeProcess':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Probe:
+    """An rclpy node (own context, own executor thread) that publishes and records messages."""
+
+    def __init__(self, domain_id: int, name: str = 'segmentation_probe') -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.received: Dict[str, List[Any]] = {}
+        self.receive_times: Dict[str, List[float]] = {}
+        self._lock = threading.Lock()
+        self._publishers: Dict[str, Any] = {}
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # context shut down
+            pass
+
+    def subscribe(self, msg_type: Any, topic: str, latched: bool = False,
+                  on_message: Optional[Callable[[Any], None]] = None) -> None:
+        """Record every message of ``topic`` (reliable; transient local when ``latched``)."""
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                         else DurabilityPolicy.VOLATILE)
+        self.received.setdefault(topic, [])
+        self.receive_times.setdefault(topic, [])
+
+        def callback(msg: Any) -> None:
+            now = time.monotonic()
+            with self._lock:
+                self.received[topic].append(msg)
+                self.receive_times[topic].append(now)
+            if on_message is not None:
+                on_message(msg)
+        self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def publisher(self, msg_type: Any, topic: str, qos: Any = None) -> Any:
+        if topic not in self._publishers:
+            self._publishers[topic] = self.node.create_publisher(
+                msg_type, topic, qos or QoSProfile(depth=5,
+                                                   reliability=ReliabilityPolicy.RELIABLE))
+        return self._publishers[topic]
+
+    def image_msg(self, pixels: np.ndarray, encoding: str, frame_id: str = 'camera',
+                  stamp_ns: Optional[int] = None) -> Any:
+        from sensor_msgs.msg import Image
+        msg = fill_image(Image(), pixels, encoding) if encoding in (
+            'mono8', 'mono16', 'rgb8', 'bgr8') else Image()
+        msg.header.frame_id = frame_id
+        ns = self.node.get_clock().now().nanoseconds if stamp_ns is None else stamp_ns
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        return msg
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``predicate`` until true or ``timeout`` seconds passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate():
+                    return True
+            time.sleep(0.02)
+        with self._lock:
+            return predicate()
+
+    def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
+        pub = self._publishers[topic]
+        return self.wait_for(lambda: pub.get_subscription_count() >= count, timeout)
+
+    def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
+        return self.wait_for(lambda: self.node.count_publishers(topic) >= count, timeout)
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)

@@ -1,0 +1,233 @@
+"""``segmentation_node``: BiSeNet V2 semantic segmentation of camera images (a thin rclpy layer).
+
+Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
+segments the newest frame of every camera in one batched call on a worker thread, and publishes
+``<output_prefix>/{mask, color_mask, overlay, confidence, camera_info}`` (one camera) or
+``<output_prefix>/<camera>/...`` (several), the class metadata as JSON on the latched
+``<output_prefix>/class_info`` and the node's health on ``/diagnostics``.
+
+Run: ``ros2 run bisenet_ros segmentation_node --ros-args -p model_path:=/path/model.pt`` or
+``python -m bisenet_ros.ros.segmentation_node --ros-args ...``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rcl_interfaces.msg import SetParametersResult
+from diagnostic_msgs.msg import DiagnosticArray
+
+from .camera_io import CameraIO, camera_names
+from .frame_slots import Frame, LatestFrameSlots
+from .image_conversions import compressed_to_color, ConversionError, image_to_color
+from .model_holder import ModelHolder
+from .node_stats import CameraStats, diagnostic_status
+from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+
+NODE_NAME = 'segmentation_node'
+
+
+class SegmentationNode(Node):
+    """The segmentation node; see the module docstring for topics and ``params.SPECS``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in SPECS:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self.params = NodeParams.from_values(
+            {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
+        p = self.params
+        self.model = ModelHolder(self.get_logger())
+        self.model.load(p)  # an error is logged and reported; the node still runs
+        self._params_lock = threading.Lock()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.slots = LatestFrameSlots(len(p.image_topics))
+        self.stats = [CameraStats(t) for t in p.image_topics]
+        names = camera_names(list(p.image_topics))
+        group = MutuallyExclusiveCallbackGroup()
+        self.cameras = [
+            CameraIO(self, i, topic,
+                     p.output_prefix if len(p.image_topics) == 1
+                     else f'{p.output_prefix}/{names[i]}',
+                     p.compressed, p.use_camera_info, self._on_frame, group)
+            for i, topic in enumerate(p.image_topics)]
+        self.model.create_metadata_publishers(self, p.output_prefix)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='segmentation_worker',
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'segmenting {", ".join(c.topic for c in self.cameras)} -> '
+            f'{", ".join(c.publishers["mask"].topic_name for c in self.cameras)}')
+
+    # Parameters -----------------------------------------------------------------------------
+    def _on_set_parameters(self, changed: List[Any]) -> SetParametersResult:
+        ours = {param.name: param.value for param in changed if param.name in SPEC_BY_NAME}
+        if not ours:
+            return SetParametersResult(successful=True)
+        with self._params_lock:
+            try:
+                new = self.params.with_changes(ours)
+            except ParamError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            if reload_needed(self.params, new):
+                error = self.model.load(new)
+                if error is not None:
+                    return SetParametersResult(successful=False, reason=error)
+                self.model.publish_metadata()
+            if new.max_rate != self.params.max_rate:
+                self.slots.reset_rate()
+            self.params = new
+        return SetParametersResult(successful=True)
+
+    # Input ------------------------------------------------------------------------------------
+    def _on_frame(self, index: int, msg: Any) -> None:
+        self.stats[index].last_input_time = time.monotonic()
+        self.slots.put(index, msg)
+
+    # Worker -----------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            frames = self.slots.take(self.params.max_rate, timeout=0.2)
+            if not frames:
+                continue
+            try:
+                self._process(frames, self.params)
+            except Exception as exc:  # never let one batch stop the node
+                self.get_logger().error(f'segmentation failed: {type(exc).__name__}: {exc}',
+                                        throttle_duration_sec=5.0)
+                for frame in frames:
+                    self.stats[frame.camera].frame_rejected(f'{type(exc).__name__}: {exc}')
+
+    def _process(self, frames: List[Frame], p: NodeParams) -> None:
+        switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
+        work = []
+        for frame in frames:
+            camera = self.cameras[frame.camera]
+            wanted = camera.wanted(switches)
+            if not any(wanted.values()):
+                self.stats[frame.camera].frame_skipped()
+                continue
+            t0 = time.perf_counter()
+            try:
+                decode = compressed_to_color if p.compressed else image_to_color
+                image, is_bgr = decode(frame.msg)
+            except ConversionError as exc:
+                self.stats[frame.camera].frame_rejected(str(exc))
+                self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
+                                          throttle_duration_sec=5.0)
+                continue
+            work.append((frame, image, is_bgr, wanted, time.perf_counter() - t0))
+        if not work:
+            return
+        segmenter = self.model.acquire()
+        if segmenter is None:
+            self.get_logger().warning(f'no model loaded ({self.model.error}); frames dropped',
+                                      throttle_duration_sec=5.0)
+            return
+        try:
+            for is_bgr in (True, False):
+                group = [w for w in work if w[2] is is_bgr]
+                if group:
+                    self._segment_and_publish(segmenter, group, is_bgr, p)
+        finally:
+            self.model.release()
+
+    def _segment_and_publish(self, segmenter: Any, group: List[Any], is_bgr: bool,
+                             p: NodeParams) -> None:
+        def run(items: List[Any]) -> List[Any]:
+            return segmenter.segment_batch(
+                [w[1] for w in items], bgr=is_bgr,
+                color=any(w[3]['color_mask'] or w[3]['overlay'] for w in items),
+                overlay=any(w[3]['overlay'] for w in items),
+                confidence=any(w[3]['confidence'] for w in items),
+                overlay_alpha=p.overlay_alpha, confidence_threshold=p.confidence_threshold)
+        try:
+            results = run(group)
+            pairs = list(zip(group, results))
+        except Exception as exc:
+            if len(group) == 1:
+                raise
+            self.get_logger().warning(f'batch failed ({exc}); retrying frame by frame',
+                                      throttle_duration_sec=5.0)
+            pairs = []
+            for item in group:
+                try:
+                    pairs.append((item, run([item])[0]))
+                except Exception as one:
+                    self.stats[item[0].camera].frame_rejected(f'{type(one).__name__}: {one}')
+        for (frame, _, _, wanted, decode_s), result in pairs:
+            t0 = time.perf_counter()
+            self.cameras[frame.camera].publish(frame.msg.header, result, wanted, is_bgr)
+            stages = dict(result.timings, decode=decode_s, publish=time.perf_counter() - t0)
+            self.stats[frame.camera].frame_published(stages, self._age(frame.msg.header))
+
+    def _age(self, header: Any) -> Optional[float]:
+        """Seconds from the header stamp to now (None for an unset stamp)."""
+        stamp = header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:
+            return None
+        now = self.get_clock().now().nanoseconds
+        return (now - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e9
+
+    # Diagnostics ------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        p = self.params
+        hardware_id = self.get_fully_qualified_name()
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        level, message, values = self.model.report()
+        array.status.append(diagnostic_status(f'{NODE_NAME}: model', hardware_id, level,
+                                              message, values))
+        for i, camera in enumerate(self.cameras):
+            level, message, values = self.stats[i].report(
+                self.slots.received[i], self.slots.dropped[i], p.stale_timeout,
+                p.warn_input_age)
+            array.status.append(diagnostic_status(f'{NODE_NAME}: {camera.topic}', hardware_id,
+                                                  level, message, values))
+        self._diag_pub.publish(array)
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (waits for the frame in progress)."""
+        self._stop.set()
+        self.slots.close()
+        self._worker.join(timeout=30.0)
+        self.model.close()
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Entry point: run the node until SIGINT/SIGTERM; exit code 2 for invalid parameters."""
+    rclpy.init(args=args)
+    node: Optional[SegmentationNode] = None
+    code = 0
+    try:
+        node = SegmentationNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParamError, ParameterException) as exc:
+        rclpy.logging.get_logger(NODE_NAME).error(f'invalid parameters: {exc}')
+        code = 2
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

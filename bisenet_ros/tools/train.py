@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume
     if resume == 'auto':
         resume = str(Path(config['output_dir']) / 'last.pt')
-    command = ' '.join(shlex.quote(a) for a in ['bisenet'] + sys.argv[1:])
+    program = ['python', '-m', 'bisenet_ros.tools.train'] \
+        if sys.argv[0].endswith('train.py') else ['bisenet']
+    command = ' '.join(shlex.quote(a) for a in program + sys.argv[1:])
     Trainer(config, resume=resume, command=command).fit()
     return 0
 

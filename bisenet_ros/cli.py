@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Tuple
 
 #: name -> (module, one-line help). Keep alphabetical.
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+    'segment': ('bisenet_ros.tools.segment_image', 'segment image files: label, colour and '
+                'overlay PNGs'),
     'train': ('bisenet_ros.tools.train', 'train BiSeNet V2 from a YAML config'),
 }
 

@@ -1,0 +1,146 @@
+"""Export a BiSeNet V2 module to ONNX at a fixed input size, with the outputs inference needs.
+
+The model pads H, W to a multiple of 32 inside ``forward``; the exporter records that padding
+for the traced size, so an ONNX file takes exactly the ``(H, W)`` it was exported at (a multiple
+of 32 avoids the padding cost). Only the batch axis can be dynamic.
+
+Outputs (any subset, in this order): ``logits`` float ``(N, C, H, W)``, ``labels`` ``(N, H, W)``
+(ArgMax in the graph, cast to uint8 or int32), ``confidence`` float ``(N, H, W)`` (max softmax).
+The label set, input size and outputs are stored in the model's metadata (``bisenet_ros.*``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+import warnings
+
+LOG = logging.getLogger(__name__)
+
+EXPORT_OUTPUTS = ('logits', 'labels', 'confidence')
+LABEL_DTYPES = ('uint8', 'int32')
+META_PREFIX = 'bisenet_ros.'
+
+
+def _wrapper(model: Any, outputs: Sequence[str], labels_dtype: str, half: bool):
+    import torch
+
+    class ExportHead(torch.nn.Module):
+        """The model plus the requested output heads (argmax / max softmax in the graph)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor):
+            logits = self.model(x)
+            result = []
+            for name in outputs:
+                if name == 'logits':
+                    result.append(logits)
+                elif name == 'labels':
+                    ids = torch.argmax(logits, dim=1)
+                    result.append(ids.to(torch.uint8 if labels_dtype == 'uint8'
+                                         else torch.int32))
+                else:
+                    result.append(torch.softmax(logits.float(), dim=1).amax(dim=1)
+                                  .to(logits.dtype))
+            return tuple(result)
+
+    head = ExportHead().eval()
+    return head.half() if half else head
+
+
+def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
+                input_size: Sequence[int], *, batch: int = 1, dynamic_batch: bool = False,
+                outputs: Sequence[str] = ('logits',), labels_dtype: str = 'uint8',
+                fp16: bool = False, opset: int = 17, label_set: Any = None,
+                check: bool = True) -> Path:
+    """Write ``model`` as ONNX.
+
+    Args:
+        model: A ``BiSeNetV2`` module (eval mode is set on a wrapper; weights are not copied).
+        path: Output ``.onnx`` file (parent directories are created).
+        input_size: ``(H, W)`` the file will take.
+        batch: Batch size traced (the fixed batch unless ``dynamic_batch``).
+        outputs: Subset of :data:`EXPORT_OUTPUTS`.
+        labels_dtype: ``'uint8'`` (<= 256 classes) or ``'int32'`` (TensorRT-friendly).
+        fp16: Export with half weights and fp16 input/outputs (for strongly typed TensorRT).
+        label_set: ``LabelSet`` to record in the metadata (default: ``model.label_set``).
+        check: Run ``onnx.checker.check_model`` on the result.
+
+    Returns:
+        The written path.
+    """
+    import copy
+
+    import onnx
+    import torch
+
+    height, width = (int(v) for v in input_size)
+    wanted = tuple(outputs)
+    duplicated = len(set(wanted)) != len(wanted)
+    if not wanted or duplicated or any(o not in EXPORT_OUTPUTS for o in wanted):
+        raise ValueError(f'outputs must be distinct names from {EXPORT_OUTPUTS}, got {outputs!r}')
+    if labels_dtype not in LABEL_DTYPES:
+        raise ValueError(f'labels_dtype must be one of {LABEL_DTYPES}, got {labels_dtype!r}')
+    if labels_dtype == 'uint8' and 'labels' in wanted and model.num_classes > 256:
+        raise ValueError(f'{model.num_classes} classes do not fit uint8 labels; use int32')
+    if height % 32 or width % 32:
+        LOG.info('export at %dx%d: not a multiple of 32, the graph pads to %dx%d inside',
+                 height, width, -(-height // 32) * 32, -(-width // 32) * 32)
+    label_set = label_set if label_set is not None else getattr(model, 'label_set', None)
+    source = copy.deepcopy(model) if fp16 else model
+    was_training = model.training
+    head = _wrapper(source.eval(), wanted, labels_dtype, fp16)
+    dtype = torch.float16 if fp16 else torch.float32
+    dummy = torch.zeros(batch, 3, height, width, dtype=dtype)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    dynamic_axes = {n: {0: 'batch'} for n in ('input',) + wanted} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(head, (dummy,), str(target), dynamo=False, opset_version=opset,
+                              input_names=['input'], output_names=list(wanted),
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+    finally:
+        model.train(was_training)
+    onnx_model = onnx.load(str(target))
+    meta = {'input_size': json.dumps([height, width]), 'outputs': json.dumps(list(wanted)),
+            'num_classes': str(int(model.num_classes)), 'precision': 'fp16' if fp16 else 'fp32'}
+    if label_set is not None:
+        meta['label_set'] = json.dumps(label_set.to_dict())
+    onnx.helper.set_model_props(onnx_model, {META_PREFIX + k: v for k, v in meta.items()})
+    if check:
+        onnx.checker.check_model(onnx_model)
+    onnx.save(onnx_model, str(target))
+    LOG.info('exported %s: input %sx%dx%d (%s), outputs %s', target,
+             'N' if dynamic_batch else batch, height, width, 'fp16' if fp16 else 'fp32', wanted)
+    return target
+
+
+def read_metadata(onnx_path: Union[str, 'os.PathLike[str]']) -> Dict[str, Any]:
+    """The ``bisenet_ros.*`` metadata of an exported file (decoded), ``{}`` for foreign files."""
+    import onnx
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    result: Dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith(META_PREFIX):
+            key = prop.key[len(META_PREFIX):]
+            result[key] = prop.value if key in ('num_classes', 'precision') else \
+                json.loads(prop.value)
+    return result
+
+
+def onnx_io(onnx_path: Union[str, 'os.PathLike[str]']
+            ) -> Tuple[Tuple[Optional[int], ...], Dict[str, int]]:
+    """Input shape (``None`` for symbolic dims) and ``{output name: elem_type}`` of a file."""
+    import onnx
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField('dim_value') else None for d in dims)
+    return shape, {o.name: o.type.tensor_type.elem_type for o in model.graph.output}

@@ -1,0 +1,233 @@
+"""ONNX Runtime backend: CPU by default, CUDA / TensorRT execution providers when installed.
+
+Accepts an ``.onnx`` file (fixed or dynamic batch, as exported) or a ``BiSeNetV2`` module /
+checkpoint, which is exported on demand (one file and session per input size, dynamic batch,
+outputs logits + labels + confidence) into a temporary directory. ``int8`` quantizes the export
+statically (QDQ, per-channel weights) on calibration images, see :mod:`.ort_quantize`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+import shutil
+import tempfile
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from ..postprocess import label_dtype
+from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
+                   ENGINE_SUFFIXES, Size)
+
+LOG = logging.getLogger(__name__)
+
+#: ``graph_optimization`` option -> ``onnxruntime.GraphOptimizationLevel`` member.
+OPT_LEVELS = {'disable': 'ORT_DISABLE_ALL', 'basic': 'ORT_ENABLE_BASIC',
+              'extended': 'ORT_ENABLE_EXTENDED', 'all': 'ORT_ENABLE_ALL'}
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs BiSeNet V2 with ``onnxruntime.InferenceSession``.
+
+    Args:
+        model: ``.onnx`` path, ``BiSeNetV2`` module or checkpoint path.
+        device: ``'cpu'`` or ``'cuda[:i]'`` (needs ``onnxruntime-gpu``).
+        precision: ``'fp32'``; ``'int8'`` (CPU, needs ``calibration_images``); ``'fp16'``
+            (CUDA, from a module: exported with half weights).
+        threads: ``intra_op_num_threads`` (``None``: ORT's default, one per core).
+        input_size: ``(H, W)`` to export at (module input); ``None`` exports per size seen.
+        label_set: Label set for a checkpoint path.
+        graph_optimization: ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
+        tensorrt_ep: On CUDA, put ORT's TensorRT execution provider first.
+        calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images.
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, model: Any, *, device: str = 'cpu', precision: str = 'fp32',
+                 threads: Optional[int] = None, input_size: Optional[Size] = None,
+                 label_set: Any = None, graph_optimization: str = 'all',
+                 tensorrt_ep: bool = False, calibration_images: Any = None) -> None:
+        import onnxruntime as ort
+        self._ort = ort
+        self.device = device
+        self.precision = precision
+        self._threads = threads
+        self._calibration = calibration_images
+        if graph_optimization not in OPT_LEVELS:
+            raise ValueError(f'graph_optimization must be one of {sorted(OPT_LEVELS)}, got '
+                             f'{graph_optimization!r}')
+        self._opt_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[graph_optimization])
+        self._providers = self._pick_providers(device, tensorrt_ep)
+        self._check_precision(model)
+        self._tmp: Optional[str] = None
+        self._sessions: Dict[Size, Any] = {}
+        self._module = None
+        self.label_set = None
+        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == '.onnx':
+            self._init_from_file(Path(model))
+        else:
+            self._init_from_module(model, label_set, input_size)
+        LOG.info('onnxruntime backend ready: %s, providers %s', self.describe(),
+                 self._providers)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _pick_providers(self, device: str, tensorrt_ep: bool):
+        available = self._ort.get_available_providers()
+        if device == 'cpu':
+            return ['CPUExecutionProvider']
+        if 'CUDAExecutionProvider' not in available:
+            raise BackendUnavailableError(f'onnxruntime backend: device {device!r} needs the '
+                                          'CUDAExecutionProvider (onnxruntime-gpu and a GPU); '
+                                          f'available: {available}')
+        index = int(device.split(':')[1]) if ':' in device else 0
+        providers: list = [('CUDAExecutionProvider', {'device_id': index}),
+                           'CPUExecutionProvider']
+        if tensorrt_ep:
+            if 'TensorrtExecutionProvider' not in available:
+                raise BackendUnavailableError('onnxruntime backend: tensorrt_ep=True but the '
+                                              'TensorrtExecutionProvider is not available')
+            providers.insert(0, ('TensorrtExecutionProvider', {'device_id': index}))
+        return providers
+
+    def _check_precision(self, model: Any) -> None:
+        on_gpu = self.device != 'cpu'
+        if self.precision == 'bf16':
+            raise BackendUnavailableError('onnxruntime backend: bf16 is not supported; use the '
+                                          'torch backend for bf16')
+        if self.precision == 'fp16' and not on_gpu:
+            raise BackendUnavailableError('onnxruntime backend: fp16 runs on CUDA only; on the '
+                                          'CPU use fp32 or int8')
+        if self.precision == 'int8' and on_gpu:
+            raise BackendUnavailableError('onnxruntime backend: int8 is the CPU path; on a GPU '
+                                          'use the tensorrt backend for int8')
+        if self.precision == 'int8' and self._calibration is None:
+            raise ValueError('onnxruntime backend: int8 needs calibration_images (a folder or '
+                             'a list of (H, W, 3) uint8 BGR images like the ones you segment)')
+        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in \
+                ENGINE_SUFFIXES:
+            raise ValueError(f'onnxruntime backend: {model} is a TensorRT engine; use the '
+                             'tensorrt backend')
+
+    def _init_from_file(self, path: Path) -> None:
+        from ...export.onnx_export import onnx_io, read_metadata
+        from ...labels import LabelSet
+        if not path.is_file():
+            raise FileNotFoundError(f'onnxruntime backend: model file {path}: no such file')
+        meta = read_metadata(path)
+        shape, _ = onnx_io(path)
+        if len(shape) != 4 or shape[1] not in (3, None):
+            raise ValueError(f'onnxruntime backend: {path} takes input shape {shape}, '
+                             'expected (N, 3, H, W)')
+        if shape[2] and shape[3]:
+            self.fixed_size = (int(shape[2]), int(shape[3]))
+        self.max_batch = int(shape[0]) if shape[0] else None
+        if meta.get('label_set'):
+            self.label_set = LabelSet.from_dict(meta['label_set'], source=f'metadata of {path}')
+        if self.precision == 'int8':
+            if self.fixed_size is None:
+                raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
+                                 f'{path} has dynamic H/W')
+            path = self._quantize(path, self.fixed_size)
+        session = self._session(path)
+        self._sessions[self.fixed_size or (0, 0)] = session
+        self._any_size_session = session if self.fixed_size is None else None
+        out = session.get_outputs()
+        self._output_names = [o.name for o in out]
+        if 'logits' in self._output_names:
+            self.num_classes = int(out[self._output_names.index('logits')].shape[1])
+        elif meta.get('num_classes'):
+            self.num_classes = int(meta['num_classes'])
+        elif self.label_set is not None:
+            self.num_classes = self.label_set.num_classes
+        else:
+            raise ValueError(f'onnxruntime backend: {path} has no logits output and no '
+                             'bisenet_ros metadata, so its class count is unknown')
+
+    def _init_from_module(self, model: Any, label_set: Any, input_size: Optional[Size]) -> None:
+        from .torch_backend import TorchBackend
+        module = TorchBackend._load(model, label_set)
+        self._module = module
+        self.num_classes = int(module.num_classes)
+        self.label_set = getattr(module, 'label_set', None)
+        self._any_size_session = None
+        self._output_names = ['logits', 'labels', 'confidence']
+        self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
+        if input_size is not None or self.precision == 'int8':
+            if input_size is None:
+                raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
+                                 'input_size (the calibrated network size)')
+            self.fixed_size = tuple(input_size)  # type: ignore[assignment]
+            self._session_for(self.fixed_size)
+
+    def _session(self, path: Path):
+        options = self._ort.SessionOptions()
+        options.graph_optimization_level = self._opt_level
+        options.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        if self._threads:
+            options.intra_op_num_threads = int(self._threads)
+            options.inter_op_num_threads = 1
+        try:
+            return self._ort.InferenceSession(str(path), options, providers=self._providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise RuntimeError(f'onnxruntime backend: cannot load {path}: {exc}') from exc
+
+    def _session_for(self, size: Size):
+        session = self._sessions.get(size)
+        if session is not None:
+            return session
+        if self._any_size_session is not None:
+            return self._any_size_session
+        if self._module is None:
+            raise RuntimeError('onnxruntime backend is closed')
+        from ...export.onnx_export import export_onnx
+        path = Path(self._tmp) / f'bisenet_{size[0]}x{size[1]}.onnx'  # type: ignore[arg-type]
+        LOG.info('onnxruntime backend: exporting the model at %dx%d', *size)
+        export_onnx(self._module, path, size, dynamic_batch=True,
+                    outputs=('logits', 'labels', 'confidence'),
+                    labels_dtype='uint8' if self.num_classes <= 256 else 'int32',
+                    fp16=self.precision == 'fp16', check=False)
+        if self.precision == 'int8':
+            path = self._quantize(path, size)
+        session = self._session(path)
+        self._sessions[size] = session
+        return session
+
+    def _quantize(self, path: Path, size: Size) -> Path:
+        from .ort_quantize import quantize_int8
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
+        target = Path(self._tmp) / f'{path.stem}_int8.onnx'
+        mean_std = (self.label_set.mean, self.label_set.std) if self.label_set else None
+        return quantize_int8(path, target, self._calibration, size, mean_std)
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray,
+              outputs: Sequence[str] = ('logits',)) -> Dict[str, np.ndarray]:
+        """See :meth:`Backend.infer`; uses the graph's own labels/confidence outputs."""
+        wanted = check_outputs(outputs)
+        self.check_batch(batch)
+        session = self._session_for((int(batch.shape[2]), int(batch.shape[3])))
+        fetch = [o for o in wanted if o in self._output_names]
+        if len(fetch) < len(wanted) and 'logits' not in fetch:
+            fetch.append('logits')
+        feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
+        values = session.run(fetch, {session.get_inputs()[0].name: feed})
+        have = {name: (v.astype(np.float32) if v.dtype == np.float16 else v)
+                for name, v in zip(fetch, values)}
+        return derive_outputs(wanted, have, label_dtype(self.num_classes))
+
+    def close(self) -> None:
+        self._sessions.clear()
+        self._any_size_session = None
+        self._module = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __del__(self) -> None:
+        tmp = getattr(self, '_tmp', None)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)

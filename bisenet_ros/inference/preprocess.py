@@ -1,0 +1,115 @@
+"""Image -> network input: validation, optional resize, RGB normalisation, NCHW float32.
+
+Only numpy and OpenCV; the cost at 512x1024 is a few milliseconds (one fused multiply-add per
+channel written straight into the output batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+Size = Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one image became one batch entry, so the outputs can be mapped back.
+
+    Attributes:
+        original_size: ``(H, W)`` of the image as given.
+        network_size: ``(H, W)`` of the tensor the network sees (equal when not resized).
+    """
+
+    original_size: Size
+    network_size: Size
+
+    @property
+    def resized(self) -> bool:
+        return self.original_size != self.network_size
+
+
+def check_image(image: object, what: str = 'image') -> np.ndarray:
+    """Validate one ``(H, W, 3)`` uint8 image; returns it as an ndarray.
+
+    Raises:
+        ValueError: not an ndarray, wrong dtype, rank or channel count, or empty; the message
+            says what arrived.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f'{what}: expected a numpy array (H, W, 3) uint8, got '
+                         f'{type(image).__name__}')
+    if image.dtype != np.uint8:
+        raise ValueError(f'{what}: expected dtype uint8, got {image.dtype} '
+                         f'(shape {image.shape})')
+    if image.ndim != 3:
+        raise ValueError(f'{what}: expected rank 3 (H, W, 3), got rank {image.ndim} '
+                         f'(shape {image.shape})')
+    if image.shape[2] != 3:
+        raise ValueError(f'{what}: expected 3 channels (H, W, 3), got {image.shape[2]} '
+                         f'(shape {image.shape})')
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f'{what}: empty image, shape {image.shape}')
+    return image
+
+
+def check_size(size: Optional[Sequence[int]], what: str = 'input_size') -> Optional[Size]:
+    """Normalise an optional ``(H, W)``; ``ValueError`` unless both are positive ints."""
+    if size is None:
+        return None
+    values = tuple(size)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
+        raise ValueError(f'{what}: expected (H, W) with two positive ints, got {size!r}')
+    return int(values[0]), int(values[1])
+
+
+def normalisation(mean: Sequence[float], std: Sequence[float],
+                  bgr: bool) -> Tuple[Tuple[int, ...], np.ndarray, np.ndarray]:
+    """Per output channel (R, G, B): source channel index, scale and offset.
+
+    ``out = pixel * scale + offset`` equals ``(pixel / 255 - mean) / std``.
+    """
+    order = (2, 1, 0) if bgr else (0, 1, 2)
+    std_arr = np.asarray(std, np.float64)
+    scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+    offset = (-np.asarray(mean, np.float64) / std_arr).astype(np.float32)
+    return order, scale, offset
+
+
+def preprocess(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float], *,
+               bgr: bool = True, input_size: Optional[Sequence[int]] = None
+               ) -> Tuple[np.ndarray, List[Geometry]]:
+    """Turn images into one normalised batch.
+
+    Args:
+        images: ``(H, W, 3)`` uint8 images, BGR when ``bgr`` else RGB. Without ``input_size``
+            they must all have the same size (the :class:`Segmenter` groups them by size).
+        mean, std: RGB normalisation of [0, 1] pixels (from the label set).
+        input_size: ``(H, W)`` to resize to (``cv2.INTER_LINEAR``); ``None`` keeps each size.
+
+    Returns:
+        ``(batch, geometries)``: float32 ``(N, 3, H, W)`` RGB C-contiguous, one
+        :class:`Geometry` per image.
+    """
+    if len(images) == 0:
+        raise ValueError('preprocess: no images given')
+    checked = [check_image(img, f'image {i}') for i, img in enumerate(images)]
+    size = check_size(input_size)
+    originals = [(int(img.shape[0]), int(img.shape[1])) for img in checked]
+    if size is None:
+        if len(set(originals)) != 1:
+            raise ValueError(f'preprocess: images of different sizes {sorted(set(originals))} '
+                             'need input_size to share one batch')
+        size = originals[0]
+    order, scale, offset = normalisation(mean, std, bgr)
+    batch = np.empty((len(checked), 3, size[0], size[1]), np.float32)
+    for n, img in enumerate(checked):
+        if (img.shape[0], img.shape[1]) != size:
+            import cv2
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        for c in range(3):
+            np.multiply(img[:, :, order[c]], scale[c], out=batch[n, c], casting='unsafe')
+            batch[n, c] += offset[c]
+    return batch, [Geometry(orig, size) for orig in originals]

@@ -1,0 +1,206 @@
+"""The public inference facade: images in, label maps (and optional extras) out, any backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import logging
+import os
+from pathlib import Path
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..labels import LabelSet, load_label_set
+from .backends.base import Backend, create_backend
+from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
+                          resize_confidence, resize_labels)
+from .preprocess import check_image, check_size, preprocess
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentationResult:
+    """Outputs for one image, all at the image's resolution ``(H, W)``.
+
+    Attributes:
+        labels: ``(H, W)`` class ids, uint8 (uint16 when ids exceed 255).
+        color: ``(H, W, 3)`` uint8 RGB colour mask (label-set palette), if requested.
+        overlay: ``(H, W, 3)`` uint8 alpha blend, same channel order as the input, if requested.
+        confidence: ``(H, W)`` float32 max softmax probability in [0, 1], if requested.
+        timings: Seconds for ``'preprocess'``, ``'inference'``, ``'postprocess'`` of the call
+            that produced this result (shared by every image of one batch call).
+    """
+
+    labels: np.ndarray
+    color: Optional[np.ndarray] = None
+    overlay: Optional[np.ndarray] = None
+    confidence: Optional[np.ndarray] = None
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """Semantic segmentation of ``(H, W, 3)`` uint8 images with BiSeNet V2.
+
+    Args:
+        model_or_path: A ``BiSeNetV2`` module, or a checkpoint (``.pt``/``.pth``), ``.onnx``
+            or TensorRT engine path.
+        backend: ``'auto'``, ``'torch'``, ``'onnxruntime'`` or ``'tensorrt'``; ``auto`` logs
+            what it picked and why.
+        input_size: ``None`` runs each image at its own size; ``(H, W)`` resizes every image to
+            it for inference (outputs are mapped back). Fixed-shape models (ONNX/engines
+            exported at one size) set it themselves.
+        device: ``'cpu'``, ``'cuda[:i]'`` or ``'auto'``.
+        precision: ``'fp32'``, ``'fp16'``, ``'bf16'`` or ``'int8'`` (backend permitting).
+        label_set: Label set name, YAML path or object; defaults to the model's own.
+        threads: CPU threads for the runtime.
+        backend_options: Extra keyword options for the backend.
+    """
+
+    def __init__(self, model_or_path: Any, backend: str = 'auto',
+                 input_size: Optional[Sequence[int]] = None, device: str = 'cpu',
+                 precision: str = 'fp32', label_set: Union[str, LabelSet, None] = None,
+                 threads: Optional[int] = None, **backend_options: Any) -> None:
+        size = check_size(input_size)
+        if isinstance(model_or_path, (str, os.PathLike)) and not Path(model_or_path).is_file():
+            raise FileNotFoundError(f'model file {model_or_path}: no such file')
+        requested = load_label_set(label_set) if label_set is not None else None
+        if requested is not None:
+            backend_options.setdefault('label_set', requested)
+        self._backend: Optional[Backend] = create_backend(
+            backend, model_or_path, device=device, precision=precision, threads=threads,
+            input_size=size, **backend_options)
+        be = self._backend
+        self._label_set = requested or getattr(be, 'label_set', None) \
+            or LabelSet.generic(be.num_classes)
+        if self._label_set.num_classes != be.num_classes:
+            raise ValueError(f'label set {self._label_set.name} has '
+                             f'{self._label_set.num_classes} classes but the model predicts '
+                             f'{be.num_classes}')
+        if be.fixed_size is not None:
+            if size is not None and size != be.fixed_size:
+                raise ValueError(f'input_size {size} does not match the model, which takes '
+                                 f'{be.fixed_size} only (re-export it at {size})')
+            size = be.fixed_size
+        self._input_size = size
+        self._palette = self._label_set.palette()
+        self._dtype = label_dtype(be.num_classes, self._label_set.ignore_index)
+        LOG.info('Segmenter: %s, label set %s (%d classes), input size %s', be.describe(),
+                 self._label_set.name, be.num_classes,
+                 'native' if size is None else f'{size[0]}x{size[1]}')
+
+    @property
+    def label_set(self) -> LabelSet:
+        return self._label_set
+
+    @property
+    def backend_name(self) -> str:
+        return self._require().name
+
+    @property
+    def backend(self) -> Backend:
+        return self._require()
+
+    @property
+    def input_size(self) -> Optional[Tuple[int, int]]:
+        """``(H, W)`` every image is resized to for inference, or ``None`` (native size)."""
+        return self._input_size
+
+    def segment(self, image: np.ndarray, bgr: bool = True, color: bool = False,
+                overlay: bool = False, confidence: bool = False, overlay_alpha: float = 0.5,
+                confidence_threshold: float = 0.0) -> SegmentationResult:
+        """Segment one ``(H, W, 3)`` uint8 image (BGR when ``bgr``, else RGB).
+
+        ``confidence_threshold`` > 0 sets pixels whose max softmax is below it to the label
+        set's ignore id. Raises ``ValueError`` for a wrong dtype, rank or channel count.
+        """
+        return self.segment_batch([image], bgr=bgr, color=color, overlay=overlay,
+                                  confidence=confidence, overlay_alpha=overlay_alpha,
+                                  confidence_threshold=confidence_threshold)[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray], bgr: bool = True,
+                      color: bool = False, overlay: bool = False, confidence: bool = False,
+                      overlay_alpha: float = 0.5,
+                      confidence_threshold: float = 0.0) -> List[SegmentationResult]:
+        """Segment several images with one inference call per network input size.
+
+        With ``input_size`` set (or a fixed-shape model) all images share one call; at native
+        size, images are grouped by size. Results come back in input order.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ValueError('segment_batch: expected a list of (H, W, 3) images, got one image '
+                             f'{images.shape}; use segment()')
+        checked = [check_image(img, f'image {i}') for i, img in enumerate(images)]
+        if not checked:
+            return []
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f'overlay_alpha must be in [0, 1], got {overlay_alpha}')
+        if not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f'confidence_threshold must be in [0, 1], got '
+                             f'{confidence_threshold}')
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for i, img in enumerate(checked):
+            key = self._input_size or (img.shape[0], img.shape[1])
+            groups.setdefault(key, []).append(i)
+        results: List[Optional[SegmentationResult]] = [None] * len(checked)
+        step = self._require().max_batch or len(checked)
+        for indices in groups.values():
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,
+                                                   overlay, confidence, overlay_alpha,
+                                                   confidence_threshold)):
+                    results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _run(self, images: List[np.ndarray], bgr: bool, color: bool, overlay: bool,
+             confidence: bool, alpha: float, threshold: float) -> List[SegmentationResult]:
+        backend = self._require()
+        t0 = time.perf_counter()
+        batch, geometries = preprocess(images, self._label_set.mean, self._label_set.std,
+                                       bgr=bgr, input_size=self._input_size)
+        t1 = time.perf_counter()
+        wanted = ('labels', 'confidence') if confidence or threshold > 0 else ('labels',)
+        out = backend.infer(batch, wanted)
+        t2 = time.perf_counter()
+        results = []
+        for n, (img, geo) in enumerate(zip(images, geometries)):
+            labels = resize_labels(out['labels'][n], geo.original_size)
+            if labels.dtype != self._dtype:
+                labels = labels.astype(self._dtype)
+            conf = None
+            if 'confidence' in out:
+                conf = resize_confidence(out['confidence'][n].astype(np.float32, copy=False),
+                                         geo.original_size)
+                if threshold > 0:
+                    labels = apply_threshold(np.array(labels), conf, threshold,
+                                             self._label_set.ignore_index)
+            color_mask = colorize_labels(labels, self._palette) if color or overlay else None
+            results.append(SegmentationResult(
+                labels=labels,
+                color=color_mask if color else None,
+                overlay=blend_overlay(img, color_mask, alpha, bgr) if overlay else None,
+                confidence=conf if confidence else None))
+        t3 = time.perf_counter()
+        timings = {'preprocess': t1 - t0, 'inference': t2 - t1, 'postprocess': t3 - t2}
+        for res in results:
+            res.timings = dict(timings)
+        return results
+
+    def close(self) -> None:
+        """Release the backend; the segmenter cannot be used afterwards."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def _require(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError('Segmenter is closed')
+        return self._backend
+
+    def __enter__(self) -> 'Segmenter':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

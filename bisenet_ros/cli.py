@@ -15,6 +15,10 @@ from typing import Dict, List, Optional, Tuple
 
 #: name -> (module, one-line help). Keep alphabetical.
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+    'evaluate': ('bisenet_ros.tools.evaluate', 'mIoU and per-class IoU of a checkpoint on a '
+                 'dataset split, single scale or multi-scale + flip'),
+    'export-checkpoint': ('bisenet_ros.tools.export_checkpoint', 'convert a training state '
+                          '(last.pt/best.pt) into a project checkpoint'),
     'segment': ('bisenet_ros.tools.segment_image', 'segment image files: label, colour and '
                 'overlay PNGs'),
     'train': ('bisenet_ros.tools.train', 'train BiSeNet V2 from a YAML config'),

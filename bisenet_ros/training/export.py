@@ -38,15 +38,22 @@ def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path],
                        command: str = '', extra: Optional[Dict[str, Any]] = None) -> Path:
     """Convert a ``last.pt``/``best.pt`` training state into a project checkpoint."""
     state = load_train_state(state_path)
-    config = state['config']
-    data = config['dataset']
-    label_set = load_label_set(data.get('label_set') or
-                               ('cityscapes' if data['kind'] == 'cityscapes' else 'camvid'))
-    model = build_model(config['model']['variant'], label_set.num_classes, aux_heads=True)
-    model.load_state_dict(state['model'])
+    model, label_set, config = model_from_train_state(state_path)
     miou = float(state.get('extra', {}).get('last_miou', float('nan')))
     more = {'source_state': str(state_path), 'best_val_miou': float(state['best_miou'])}
     more.update(extra or {})
     return export_model(model, label_set, out_path, config=config,
                         iterations=int(state['iteration']), val_miou=miou, command=command,
                         extra=more)
+
+
+def model_from_train_state(state_path: Union[str, Path]):
+    """``(model, label_set, config)`` of a training state; eval mode, booster heads kept."""
+    state = load_train_state(state_path)
+    config = state['config']
+    data = config['dataset']
+    label_set = load_label_set(data.get('label_set') or
+                               ('cityscapes' if data['kind'] == 'cityscapes' else 'camvid'))
+    model = build_model(config['model']['variant'], label_set.num_classes, aux_heads=True)
+    model.load_state_dict(state['model'])
+    return model.eval(), label_set, config

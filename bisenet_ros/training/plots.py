@@ -1,0 +1,104 @@
+"""PNG charts: per-class IoU bars and the training curve (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RuntimeError('PNG charts need matplotlib: pip install matplotlib') from exc
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_class_iou(results: Dict[str, Dict[str, object]], path: Union[str, Path], *,
+                   title: str = 'Per-class IoU', colors: Optional[Sequence] = None) -> Path:
+    """Grouped horizontal bars, one group per class and one bar per result.
+
+    Args:
+        results: Setting name -> ``SegmentationScores.as_dict(names)`` output.
+        colors: RGB 0..255 per class for the tick labels' swatches (optional).
+    """
+    plt = _pyplot()
+    names = list(next(iter(results.values()))['iou'])  # type: ignore[arg-type]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    height = 0.8 / len(results)
+    for k, (setting, scores) in enumerate(results.items()):
+        values = [(scores['iou'].get(n) or 0.0) * 100 for n in names]  # type: ignore
+        ys = [i + k * height for i in range(len(names))]
+        ax.barh(ys, values, height=height,
+                label=f"{setting}: mIoU {100 * (scores['miou'] or 0):.1f}%")
+        for y, v in zip(ys, values):
+            ax.text(v + 0.5, y, f'{v:.1f}', va='center', fontsize=7)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))])
+    ax.set_yticklabels(names)
+    if colors is not None:
+        for tick, color in zip(ax.get_yticklabels(), colors):
+            tick.set_bbox({'facecolor': [c / 255 for c in color], 'alpha': 0.35, 'pad': 1,
+                           'edgecolor': 'none'})
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel('IoU (%)')
+    ax.set_title(title)
+    ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _read_csv(path: Path) -> List[Dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline='') as handle:
+        return list(csv.DictReader(handle))
+
+
+def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
+                        smooth: int = 20, title: str = 'Training') -> Path:
+    """Loss (raw and moving average), learning rate and validation mIoU of a run folder."""
+    plt = _pyplot()
+    run = Path(run_dir)
+    train = _read_csv(run / 'train_log.csv')
+    if not train:
+        raise FileNotFoundError(f'{run / "train_log.csv"}: missing or empty')
+    its = [int(r['iteration']) for r in train]
+    loss = [float(r['loss']) for r in train]
+    avg = [sum(loss[max(0, i - smooth + 1):i + 1]) / len(loss[max(0, i - smooth + 1):i + 1])
+           for i in range(len(loss))]
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(its, loss, color='0.75', linewidth=0.6, label='loss (main + 4 booster heads)')
+    ax_loss.plot(its, avg, color='C0', label=f'moving average ({smooth})')
+    ax_loss.set_xlabel('iteration')
+    ax_loss.set_ylabel('OHEM cross-entropy')
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(its, [float(r['lr']) for r in train], color='C3', linewidth=0.8, label='lr')
+    ax_lr.set_ylabel('base learning rate', color='C3')
+    ax_loss.legend(loc='upper right', fontsize=8)
+    val = _read_csv(run / 'val_log.csv')
+    if val:
+        ax_val.plot([int(r['iteration']) for r in val],
+                    [100 * float(r['miou']) for r in val], 'o-', color='C2')
+        for r in val:
+            ax_val.annotate(f"{100 * float(r['miou']):.1f}", (int(r['iteration']),
+                            100 * float(r['miou'])), textcoords='offset points',
+                            xytext=(0, 6), ha='center', fontsize=8)
+    ax_val.set_xlabel('iteration')
+    ax_val.set_ylabel('val mIoU (%)')
+    ax_val.set_xlim(0, max(its) * 1.05)
+    ax_val.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -128,3 +128,12 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
         return pixels if is_bgr else np.ascontiguousarray(pixels[:, :, ::-1])
     except conversions.ConversionError as exc:
         raise MessageError(str(exc)) from exc
+
+
+def restamp_cdr(raw: bytes, stamp_ns: int) -> bytes:
+    """Copy of a serialised header-first message with its header stamp replaced."""
+    if len(raw) < 12:
+        raise MessageError(f'message of {len(raw)} bytes is too short to hold a header')
+    order = '<' if raw[1] in (1, 3) else '>'
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return bytes(raw[:4]) + struct.pack(f'{order}iI', sec, nanosec) + bytes(raw[12:])

@@ -99,7 +99,8 @@ class BagReader:
         self.distro = distro
         if not self.path.exists():
             raise BagError(f'bag {self.path} does not exist')
-        is_ros1 = self.path.is_file() and self.path.suffix == '.bag'
+        is_ros1 = self.path.is_file() and self.path.suffix == '.bag'  # a rosbag2 folder may
+        # also be called x.bag: only a file with that suffix is a ROS 1 bag
         if backend == 'auto':
             backend = 'rosbag2_py' if (_rosbag2_py_available() and not is_ros1) else 'rosbags'
         if backend not in ('rosbag2_py', 'rosbags'):
@@ -161,12 +162,21 @@ class BagReader:
 
 
 class _RosbagsImpl:
-    """``rosbags.highlevel.AnyReader``: rosbag2 (sqlite3, mcap) and ROS 1 bags."""
+    """The ``rosbags`` library: ``rosbag2.Reader`` for rosbag2 folders (whatever their name),
+    ``AnyReader`` for ROS 1 ``.bag`` files and bare storage files."""
 
     def __init__(self, path: Path, distro: str) -> None:
-        from rosbags.highlevel import AnyReader
-        self._reader = AnyReader([path], default_typestore=messages.typestore(distro))
-        self._reader.open()
+        folder = path if path.is_dir() else path.parent
+        if (folder / 'metadata.yaml').is_file():
+            from rosbags.rosbag2 import Reader
+            self._reader = Reader(folder)
+            self._reader.open()
+            self._decode = lambda raw, msgtype: messages.deserialize(raw, msgtype, distro)
+        else:
+            from rosbags.highlevel import AnyReader
+            self._reader = AnyReader([path], default_typestore=messages.typestore(distro))
+            self._reader.open()
+            self._decode = self._reader.deserialize
 
     def topics(self) -> List[TopicInfo]:
         return [TopicInfo(name, info.msgtype or '?', int(info.msgcount))
@@ -174,9 +184,8 @@ class _RosbagsImpl:
 
     def messages(self, topics: Sequence[str]) -> Iterator[tuple]:
         conns = [c for c in self._reader.connections if c.topic in topics]
-        decode = self._reader.deserialize
         for conn, log_time, raw in self._reader.messages(connections=conns):
-            yield conn.topic, log_time, raw, decode
+            yield conn.topic, log_time, raw, self._decode
 
     def close(self) -> None:
         self._reader.close()

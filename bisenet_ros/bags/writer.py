@@ -16,6 +16,10 @@ STORAGES = ('mcap', 'sqlite3')
 METADATA_VERSION = {'humble': 8, 'jazzy': 8, 'kilted': 9}
 
 
+class BagExistsError(FileExistsError, ValueError):
+    """The output path exists (and may not be replaced)."""
+
+
 class BagWriter:
     """Create a new bag and write serialised (CDR) messages to it.
 
@@ -112,8 +116,8 @@ def _prepare_target(path: Path, overwrite: bool) -> None:
     is_bag = path.is_dir() and (path / 'metadata.yaml').is_file()
     is_empty = path.is_dir() and not any(path.iterdir())
     if not (is_bag or is_empty):
-        raise FileExistsError(f'{path} exists and is not a bag directory; choose another output')
+        raise BagExistsError(f'{path} exists and is not a bag directory; choose another output')
     if not overwrite:
-        raise FileExistsError(f'bag {path} already exists; pass --force to replace it')
+        raise BagExistsError(f'bag {path} already exists; pass --force to replace it')
     LOG.info('replacing existing bag %s', path)
     shutil.rmtree(path)

@@ -1,0 +1,270 @@
+"""Replay camera frames through a running segmentation node and record its masks (rclpy).
+
+The only rclpy code of the bag evaluation. Messages travel as serialised CDR bytes
+(``Publisher.publish(bytes)`` and raw subscriptions), prepared and decoded by the pure
+:mod:`bisenet_ros.bags.messages`, so this module only times sends and receptions.
+
+* :func:`replay`: publish frames at their recorded spacing (or a multiple) and record every mask
+  with its arrival time; latency = arrival of the mask - publication of the image.
+* :func:`listen`: only listen while someone else plays the bag (``ros2 bag play``); latency =
+  arrival of the mask - arrival of the image with the same stamp at this listener.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import logging
+import os
+from pathlib import Path
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from ..bags.messages import header_stamp_ns
+
+LOG = logging.getLogger(__name__)
+
+
+#: Fast DDS profile with an 8 MB shared-memory segment: without it, images above ~0.5 MB fall
+#: back to fragmented UDP and best-effort subscribers lose most of them (ENVIRONMENT.md).
+LARGE_MESSAGE_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>shm_big</transport_id>
+        <type>SHM</type>
+        <segment_size>8388608</segment_size>
+      </transport_descriptor>
+      <transport_descriptor>
+        <transport_id>udp_big_buffers</transport_id>
+        <type>UDPv4</type>
+        <sendBufferSize>4194304</sendBufferSize>
+        <receiveBufferSize>4194304</receiveBufferSize>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="bisenet_large_messages" is_default_profile="true">
+      <rtps>
+        <useBuiltinTransports>false</useBuiltinTransports>
+        <userTransports>
+          <transport_id>shm_big</transport_id>
+          <transport_id>udp_big_buffers</transport_id>
+        </userTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+def large_message_profile(directory: Path) -> Optional[Path]:
+    """Write :data:`LARGE_MESSAGE_PROFILE` into ``directory`` and return its path, unless the
+    user already chose a profile or another RMW than Fast DDS (then ``None``)."""
+    if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+        return None
+    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp') != 'rmw_fastrtps_cpp':
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / 'fastdds_large_messages.xml'
+    path.write_text(LARGE_MESSAGE_PROFILE)
+    return path.resolve()
+
+
+class ReplayError(RuntimeError):
+    """The node could not be reached or did not answer; the message says what to check."""
+
+
+@dataclass
+class Reception:
+    """A message received: header stamp (ns), ``time.monotonic()`` at arrival, CDR bytes."""
+
+    stamp_ns: int
+    time_s: float
+    cdr: bytes
+
+
+@dataclass
+class ReplayRecord:
+    """What happened on the wire. Times are ``time.monotonic()`` seconds."""
+
+    sent: Dict[int, float] = field(default_factory=dict)
+    masks: List[Reception] = field(default_factory=list)
+    images: Dict[int, float] = field(default_factory=dict)
+    warmup_s: Optional[float] = None
+    started_s: float = 0.0
+    finished_s: float = 0.0
+
+
+class _Endpoint:
+    """An rclpy node in its own context with an executor thread; raw CDR in and out."""
+
+    def __init__(self, image_topic: str, mask_topic: str, publish: bool, record_images: bool,
+                 node_name: str, domain_id: Optional[int]) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(node_name, context=self.context)
+        self.lock = threading.Lock()
+        self.record = ReplayRecord()
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.mask_sub = self.node.create_subscription(Image, mask_topic, self._on_mask, qos,
+                                                      raw=True)
+        self.publisher = self.node.create_publisher(Image, image_topic, QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE)) if publish else None
+        if record_images:
+            best_effort = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.node.create_subscription(Image, image_topic, self._on_image, best_effort,
+                                          raw=True)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context was shut down
+            pass
+
+    def _on_mask(self, raw: bytes) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.record.masks.append(Reception(header_stamp_ns(raw), now, bytes(raw)))
+
+    def _on_image(self, raw: bytes) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.record.images.setdefault(header_stamp_ns(raw), now)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate():
+                    return True
+            time.sleep(0.01)
+        with self.lock:
+            return predicate()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)
+
+
+def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
+           mask_topic: str = '/segmentation/mask', rate_scale: float = 1.0,
+           connect_timeout_s: float = 60.0, warmup_timeout_s: float = 120.0,
+           drain_s: float = 5.0, on_sent: Optional[Callable[[int], None]] = None,
+           domain_id: Optional[int] = None) -> ReplayRecord:
+    """Publish ``frames`` at ``offset_s / rate_scale`` and record the node's masks.
+
+    ``frames`` have ``stamp_ns``, ``offset_s`` and ``cdr`` (sensor_msgs/Image bytes), e.g.
+    :class:`bisenet_ros.evaluation.live.OutgoingFrame`.
+
+    First waits until the node subscribes to ``image_topic`` and publishes ``mask_topic``, then
+    sends the first frame under a stamp outside the bag (1 s before it) until a mask for it
+    comes back (model loading and first-call costs stay out of the figures). After the last
+    frame, waits up to ``drain_s`` seconds for outstanding masks. ``domain_id``: default
+    ``ROS_DOMAIN_ID``.
+
+    Raises:
+        ReplayError: no node found, or no answer to the warm-up frame.
+    """
+    if rate_scale <= 0:
+        raise ValueError(f'rate scale must be > 0, got {rate_scale}')
+    if not frames:
+        raise ValueError('nothing to replay: no frames')
+    endpoint = _Endpoint(image_topic, mask_topic, True, False, 'bisenet_replay', domain_id)
+    try:
+        pub, sub = endpoint.publisher, endpoint.mask_sub
+        if not endpoint.wait_for(lambda: pub.get_subscription_count() > 0
+                                 and sub.get_publisher_count() > 0, connect_timeout_s):
+            raise ReplayError(
+                f'after {connect_timeout_s:.0f} s: {pub.get_subscription_count()} subscriber(s) '
+                f'on {image_topic} and {sub.get_publisher_count()} publisher(s) on '
+                f'{mask_topic}; is the segmentation node running on this ROS_DOMAIN_ID with '
+                'these topics?')
+        endpoint.record.warmup_s = _warm_up(endpoint, frames[0], warmup_timeout_s, mask_topic)
+        with endpoint.lock:
+            endpoint.record.masks.clear()
+        start = time.monotonic()
+        endpoint.record.started_s = start
+        for frame in frames:
+            delay = start + frame.offset_s / rate_scale - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pub.publish(frame.cdr)
+            with endpoint.lock:
+                endpoint.record.sent[frame.stamp_ns] = time.monotonic()
+            if on_sent:
+                on_sent(1)
+        expected = set(endpoint.record.sent)
+        endpoint.wait_for(lambda: expected <= {m.stamp_ns for m in endpoint.record.masks},
+                          drain_s)
+        endpoint.record.finished_s = time.monotonic()
+        with endpoint.lock:
+            return endpoint.record
+    finally:
+        endpoint.close()
+
+
+def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
+             mask_topic: str) -> float:
+    """Send ``frame`` re-stamped 1 s earlier until its mask arrives; returns the wait (s)."""
+    from ..bags.messages import restamp_cdr
+    stamp = frame.stamp_ns - 1_000_000_000
+    cdr = restamp_cdr(frame.cdr, stamp)
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        endpoint.publisher.publish(cdr)
+        if endpoint.wait_for(lambda: any(m.stamp_ns == stamp for m in endpoint.record.masks),
+                             1.0):
+            waited = time.monotonic() - start
+            LOG.info('node answered the warm-up frame after %.2f s', waited)
+            return waited
+    raise ReplayError(f'the node subscribed but published nothing on {mask_topic} within '
+                      f'{timeout_s:.0f} s of the first frame; check its log (model loading?)')
+
+
+def listen(image_topic: str = '/camera/image_raw', mask_topic: str = '/segmentation/mask',
+           first_message_timeout_s: float = 120.0, idle_timeout_s: float = 3.0,
+           max_duration_s: Optional[float] = None,
+           domain_id: Optional[int] = None) -> ReplayRecord:
+    """Record images and masks while another process plays the bag.
+
+    Ends ``idle_timeout_s`` after the last message, at ``max_duration_s``, or on Ctrl-C.
+
+    Raises:
+        ReplayError: nothing arrived within ``first_message_timeout_s``.
+    """
+    endpoint = _Endpoint(image_topic, mask_topic, False, True, 'bisenet_listener', domain_id)
+    try:
+        if not endpoint.wait_for(lambda: bool(endpoint.record.images),
+                                 first_message_timeout_s):
+            raise ReplayError(f'no image on {image_topic} within {first_message_timeout_s:.0f}'
+                              ' s; start `ros2 bag play <bag>` on the same ROS_DOMAIN_ID')
+        start = time.monotonic()
+        endpoint.record.started_s = start
+        try:
+            while max_duration_s is None or time.monotonic() - start < max_duration_s:
+                time.sleep(0.1)
+                with endpoint.lock:
+                    last = max(list(endpoint.record.images.values())
+                               + [m.time_s for m in endpoint.record.masks])
+                if time.monotonic() - last > idle_timeout_s:
+                    break
+        except KeyboardInterrupt:
+            LOG.info('stopped listening (Ctrl-C)')
+        endpoint.record.finished_s = time.monotonic()
+        with endpoint.lock:
+            return endpoint.record
+    finally:
+        endpoint.close()

@@ -1,0 +1,100 @@
+"""``bisenet demo``: real street scenes through the ROS node, scored, in one command.
+
+With no arguments: builds (or reuses) a bag of the 15 CamVid frames shipped in the package,
+starts the segmentation node with the default model on a private ROS domain, replays the bag
+through it at the recorded rate, and writes the report, plots and overlay frames to
+``./bisenet_demo_output/``. The demo frames are CamVid (Brostow et al. 2008), CC BY-NC 4.0:
+research and non-commercial use only (see ``bisenet_ros/data/demo/NOTICE.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_OUTPUT = 'bisenet_demo_output'
+#: Demo frames are every 4th 30 Hz video frame; 5 Hz keeps a CPU-only node keeping up.
+DEMO_RATE_HZ = 5.0
+DEMO_START_S = 1_700_000_000.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--output', '-o', default=DEFAULT_OUTPUT,
+                        help=f'output folder (default: ./{DEFAULT_OUTPUT})')
+    parser.add_argument('--model', help='model file (default: the packaged CamVid model)')
+    parser.add_argument('--rate', type=float, default=DEMO_RATE_HZ,
+                        help=f'frames per second of the replay (default: {DEMO_RATE_HZ:g})')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or auto (default: cpu)')
+    parser.add_argument('--rebuild', action='store_true', help='rebuild the demo bag')
+
+
+def _demo_bag(out_dir: Path, rate: float, rebuild: bool) -> Path:
+    """The demo bag in ``out_dir``, built unless a complete one with this rate exists."""
+    from ..bags.datasets import demo_dataset
+    from ..bags.make import write_frames_bag
+    from ..bags.reader import BagError, BagReader
+    dataset = demo_dataset()
+    bag = out_dir / f'demo_bag_{rate:g}hz'
+    if bag.exists() and not rebuild:
+        try:
+            with BagReader(bag, backend='rosbags') as reader:
+                if all(reader.topics.get(t) and reader.topics[t].count == len(dataset)
+                       for t in ('/camera/image_raw', '/camera/labels')):
+                    return bag
+        except BagError:
+            pass
+    write_frames_bag(dataset.load, range(len(dataset)), bag, rate_hz=rate,
+                     start_ns=int(DEMO_START_S * 1e9), frame_id='camera', overwrite=True)
+    return bag
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..resources import default_model_path
+    from . import eval_bag
+    model = Path(args.model) if args.model else default_model_path()
+    if not model.is_file():
+        what = 'model' if args.model else 'default model (the packaged CamVid BiSeNet V2)'
+        print(f'bisenet demo: the {what} was not found at {model}.\n'
+              '  Reinstall the package (the file ships in bisenet_ros/data/) or pass '
+              '--model PATH to a checkpoint.')
+        return 2
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f'bisenet demo: CamVid street scenes -> segmentation_node ({model.name}) -> report')
+    bag = _demo_bag(out_dir, args.rate, args.rebuild)
+    parser = argparse.ArgumentParser()
+    eval_bag.add_arguments(parser)
+    eval_args = parser.parse_args([str(bag), '--live', '--start-node', '--model', str(model),
+                                   '--device', args.device, '--output', str(out_dir),
+                                   '--samples', '15', '--connect-timeout', '120'])
+    result = eval_bag.run_live(eval_args)
+    _print_summary(result, out_dir, bag)
+    return 0
+
+
+def _print_summary(result: dict, out_dir: Path, bag: Path) -> None:
+    report = result['report']
+    model = report['models'][0]
+    frames = report['frames']
+    acc = model.get('accuracy') or {}
+    e2e = (model.get('latency_ms') or {}).get('end_to_end') or {}
+
+    def pct(v: Optional[float]) -> str:
+        return 'n/a' if v is None else f'{100 * v:.1f}%'
+
+    def ms(v: Optional[float]) -> str:
+        return 'n/a' if v is None else f'{v:.0f} ms'
+
+    print(f"  frames: {frames.get('sent')} sent, {frames.get('masks_received')} segmented, "
+          f"{frames.get('dropped')} dropped ({pct(frames.get('dropped_share'))})")
+    print(f"  accuracy: mIoU {pct(acc.get('miou'))}, pixel accuracy "
+          f"{pct(acc.get('pixel_accuracy'))} on {model.get('frames_scored', 0)} labelled frames")
+    fps = frames.get('output_fps')
+    print(f"  speed: {fps:.1f} masks/s" if fps else '  speed: n/a', end='')
+    print(f"; end-to-end latency p50 {ms(e2e.get('p50_ms'))}, p95 {ms(e2e.get('p95_ms'))}, "
+          f"max {ms(e2e.get('max_ms'))}")
+    print(f"  files: {out_dir.resolve()}/ (report.md, report.json, plots, "
+          f"{sum(1 for n in result['images'] if n.startswith('sample'))} overlay frames, "
+          f"node.log; bag {bag.name})")
+    print('  demo frames: CamVid (Brostow et al. 2008), CC BY-NC 4.0, non-commercial use only')

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 import struct
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 
@@ -62,8 +62,8 @@ def image_cdr(array: np.ndarray, stamp_ns: int, frame_id: str, encoding: Optiona
     except conversions.ConversionError as exc:
         raise MessageError(str(exc)) from exc
     fields['data'] = np.frombuffer(fields['data'], np.uint8)
-    msg = typestore(distro).types[IMAGE_TYPE](header=_header(stamp_ns, frame_id, distro),
-                                             **fields)
+    header = _header(stamp_ns, frame_id, distro)
+    msg = typestore(distro).types[IMAGE_TYPE](header=header, **fields)
     return bytes(typestore(distro).serialize_cdr(msg, IMAGE_TYPE))
 
 

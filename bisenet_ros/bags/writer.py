@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 import shutil
@@ -44,11 +45,7 @@ class BagWriter:
         self.distro = distro
         _prepare_target(self.path, overwrite)
         if backend == 'auto':
-            try:
-                import rosbag2_py  # noqa: F401
-                backend = 'rosbag2_py'
-            except ImportError:
-                backend = 'rosbags'
+            backend = 'rosbag2_py' if importlib.util.find_spec('rosbag2_py') else 'rosbags'
         self.backend_name = backend
         self._topics: Dict[str, Any] = {}
         if backend == 'rosbags':

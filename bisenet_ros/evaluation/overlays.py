@@ -55,4 +55,3 @@ def write_samples(samples: Sequence[Sample], label_set: LabelSet, out_dir: Path,
             raise OSError(f'could not write {out_dir / name}')
         names.append(name)
     return names
-

@@ -122,4 +122,3 @@ class StampMatcher:
                 del self._partners[stamp]
                 self.counts.partners_without_image += 1
         return out
-

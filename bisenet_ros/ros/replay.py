@@ -163,7 +163,8 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
            mask_topic: str = '/segmentation/mask', rate_scale: float = 1.0,
            connect_timeout_s: float = 60.0, warmup_timeout_s: float = 120.0,
            drain_s: float = 5.0, on_sent: Optional[Callable[[int], None]] = None,
-           domain_id: Optional[int] = None) -> ReplayRecord:
+           domain_id: Optional[int] = None, max_in_flight: int = 0,
+           answer_timeout_s: float = 10.0) -> ReplayRecord:
     """Publish ``frames`` at ``offset_s / rate_scale`` and record the node's masks.
 
     ``frames`` have ``stamp_ns``, ``offset_s`` and ``cdr`` (sensor_msgs/Image bytes), e.g.
@@ -174,6 +175,11 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
     comes back (model loading and first-call costs stay out of the figures). After the last
     frame, waits up to ``drain_s`` seconds for outstanding masks. ``domain_id``: default
     ``ROS_DOMAIN_ID``.
+
+    ``max_in_flight > 0`` paces the replay to the node: a frame waits (up to
+    ``answer_timeout_s``) until fewer than that many published frames lack a mask, so a slow
+    node is measured frame by frame instead of dropping most of a fast replay. The schedule
+    then shifts by the wait; the recorded rate remains the upper bound.
 
     Raises:
         ReplayError: no node found, or no answer to the warm-up frame.
@@ -197,8 +203,14 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
             endpoint.record.masks.clear()
         start = time.monotonic()
         endpoint.record.started_s = start
+        shift = 0.0
         for frame in frames:
-            delay = start + frame.offset_s / rate_scale - time.monotonic()
+            if max_in_flight > 0:
+                endpoint.wait_for(lambda: _in_flight(endpoint.record) < max_in_flight,
+                                  answer_timeout_s)
+                due = start + shift + frame.offset_s / rate_scale
+                shift += max(0.0, time.monotonic() - due)  # late: later frames move too
+            delay = start + shift + frame.offset_s / rate_scale - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             pub.publish(frame.cdr)
@@ -210,17 +222,29 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
         endpoint.wait_for(lambda: expected <= {m.stamp_ns for m in endpoint.record.masks},
                           drain_s)
         endpoint.record.finished_s = time.monotonic()
-        with endpoint.lock:
+        with endpoint.lock:  # late answers to repeated warm-up frames are not part of the run
+            endpoint.record.masks = [m for m in endpoint.record.masks
+                                     if m.stamp_ns != _warmup_stamp(frames[0])]
             return endpoint.record
     finally:
         endpoint.close()
+
+
+def _warmup_stamp(frame: Any) -> int:
+    return int(frame.stamp_ns) - 1_000_000_000
+
+
+def _in_flight(record: ReplayRecord) -> int:
+    """Published frames without a mask yet (call with the endpoint lock held)."""
+    answered = {m.stamp_ns for m in record.masks}
+    return sum(1 for stamp in record.sent if stamp not in answered)
 
 
 def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
              mask_topic: str) -> float:
     """Send ``frame`` re-stamped 1 s earlier until its mask arrives; returns the wait (s)."""
     from ..bags.messages import restamp_cdr
-    stamp = frame.stamp_ns - 1_000_000_000
+    stamp = _warmup_stamp(frame)
     cdr = restamp_cdr(frame.cdr, stamp)
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:

@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help='with --live: start the node (first --model) on a private domain')
     live.add_argument('--rate-scale', type=float, default=1.0,
                       help='replay speed as a multiple of the recorded rate (default: 1)')
+    live.add_argument('--max-in-flight', type=int, default=0,
+                      help='pace the replay to the node: publish a frame only when fewer than '
+                      'N frames await their mask (default 0: strict recorded timing)')
     live.add_argument('--mask-topic', default=DEFAULT_MASK_TOPIC,
                       help=f'the node output (default: {DEFAULT_MASK_TOPIC})')
     live.add_argument('--connect-timeout', type=float, default=60.0,
@@ -128,17 +131,15 @@ def source_info(args: argparse.Namespace, reader: Any, frames: Any, mode: str) -
             'image_topic': frames.image_topic, 'label_topic': frames.label_topic}
 
 
-def _offline(args: argparse.Namespace) -> Dict[str, Any]:
-    from ..evaluation.offline import evaluate_frames, frame_accounting, NamedPredictor, \
-        segmenter_predictor
-    from ..evaluation.outputs import write_outputs
-    from ..evaluation.progress import progress_bar
+def _predictors(args: argparse.Namespace) -> Any:
+    """One Segmenter-backed predictor per model/backend/precision, and their label set."""
+    from ..evaluation.offline import NamedPredictor, segmenter_predictor
     from ..inference import Segmenter
     paths = _models(args)
     backends = _per_model(args.backend, len(paths), 'auto', '--backend')
     precisions = _per_model(args.precision, len(paths), 'fp32', '--precision')
     predictors, label_set = [], None
-    for i, (path, backend, precision) in enumerate(zip(paths, backends, precisions)):
+    for path, backend, precision in zip(paths, backends, precisions):
         seg = Segmenter(path, backend=backend, input_size=args.input_size, device=args.device,
                         precision=precision, label_set=args.label_set, threads=args.threads)
         if label_set is None:
@@ -146,11 +147,23 @@ def _offline(args: argparse.Namespace) -> Dict[str, Any]:
         elif seg.label_set.num_classes != label_set.num_classes:
             raise ValueError(f'{path} predicts {seg.label_set.num_classes} classes but '
                              f'{paths[0]} predicts {label_set.num_classes}')
-        name = f'{Path(path).name} [{seg.backend_name}, {precision}]'
-        predictors.append(NamedPredictor(name, segmenter_predictor(seg), {
-            'model': str(Path(path).resolve()), 'backend': seg.backend_name,
-            'precision': precision, 'device': args.device}))
-    reader, frames, label_topic = open_frames(args)
+        predictors.append(NamedPredictor(
+            f'{Path(path).name} [{seg.backend_name}, {precision}]', segmenter_predictor(seg),
+            {'model': str(Path(path).resolve()), 'backend': seg.backend_name,
+             'precision': precision, 'device': args.device}))
+    return predictors, label_set
+
+
+def _offline(args: argparse.Namespace) -> Dict[str, Any]:
+    from ..evaluation.offline import evaluate_frames, frame_accounting
+    from ..evaluation.outputs import write_outputs
+    from ..evaluation.progress import progress_bar
+    reader, frames, label_topic = open_frames(args)  # a bad bag fails before models load
+    try:
+        predictors, label_set = _predictors(args)
+    except BaseException:
+        reader.close()
+        raise
     with reader, progress_bar(frames.total, 'eval-bag', args.progress) as bar:
         every = max(1, (frames.total or 1) // max(1, args.samples)) if args.samples else 0
         evaluation = evaluate_frames(frames, predictors, label_set, sample_every=every,
@@ -214,7 +227,8 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
                 record = ros_replay.replay(
                     outgoing_frames(frames), image_topic, args.mask_topic, args.rate_scale,
                     connect_timeout_s=args.connect_timeout, drain_s=args.drain,
-                    on_sent=bar.update, domain_id=domain_id)
+                    on_sent=bar.update, domain_id=domain_id,
+                    max_in_flight=args.max_in_flight)
     except ros_replay.ReplayError as exc:
         if node is not None:
             tail = '\n'.join(node.log().splitlines()[-15:])
@@ -224,7 +238,8 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
         if node is not None:
             node.stop()
     details = {'node': 'started by eval-bag' if node else 'running', 'mask_topic':
-               args.mask_topic, 'rate_scale': args.rate_scale}
+               args.mask_topic, 'rate_scale': args.rate_scale,
+               'max_in_flight': args.max_in_flight}
     if model:
         details['model'] = str(Path(model).resolve())
     every = max(1, len(frames) // max(1, args.samples)) if args.samples else 0

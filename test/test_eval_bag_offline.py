@@ -1,0 +1,186 @@
+"""Offline bag evaluation: exact metrics on a hand-computed case, and the CLI with real models."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bisenet_ros.bags import messages
+from bisenet_ros.bags.make import write_frames_bag
+from bisenet_ros.bags.reader import BagReader
+from bisenet_ros.bags.writer import BagWriter
+from bisenet_ros.cli import main as cli_main
+from bisenet_ros.evaluation.bag_frames import BagFrames
+from bisenet_ros.evaluation.offline import evaluate_frames, frame_accounting, NamedPredictor
+from bisenet_ros.evaluation.outputs import write_outputs
+from bisenet_ros.labels import load_label_set
+
+S = 10**9
+T0 = 1_700_000_000 * S
+
+# Hand-made case, 3 classes, 255 = unlabelled. The "model" predicts the image's green channel.
+G0 = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)
+P0 = np.array([[0, 1, 1, 1], [2, 0, 2, 2]], np.uint8)
+P1 = np.full((2, 4), 2, np.uint8)                           # frame 1 has no ground truth
+G2 = np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.uint8)
+P2 = G2.copy()
+# Rows = ground truth, columns = prediction, worked out by hand from the arrays above.
+EXPECTED_MATRIX = [[5, 1, 0], [0, 6, 0], [1, 0, 1]]
+EXPECTED_IOU = {'a': 5 / 7, 'b': 6 / 7, 'c': 1 / 2}
+
+
+@pytest.fixture
+def three_classes(tmp_path):
+    path = tmp_path / 'abc.yaml'
+    path.write_text('name: abc\nignore_index: 255\nclasses:\n'
+                    '  - {name: a, color: [255, 0, 0]}\n  - {name: b, color: [0, 255, 0]}\n'
+                    '  - {name: c, color: [0, 0, 255]}\n')
+    return load_label_set(path)
+
+
+def _image(pred):
+    image = np.zeros(pred.shape + (3,), np.uint8)
+    image[:, :, 1] = pred  # green is channel 1 in BGR and RGB alike
+    return image
+
+
+def _hand_made_bag(path):
+    with BagWriter(path, storage='mcap') as writer:
+        writer.add_topic('/camera/image_raw', messages.IMAGE_TYPE)
+        writer.add_topic('/camera/labels', messages.IMAGE_TYPE)
+        # labels are written before their image for frame 2: order in the bag must not matter
+        writer.write('/camera/labels', T0, messages.image_cdr(G0, T0, 'cam'))
+        writer.write('/camera/image_raw', T0, messages.image_cdr(_image(P0), T0, 'cam'))
+        writer.write('/camera/image_raw', T0 + S, messages.image_cdr(_image(P1), T0 + S, 'cam'))
+        writer.write('/camera/labels', T0 + S + 5, messages.image_cdr(G2, T0 + 2 * S, 'cam'))
+        writer.write('/camera/image_raw', T0 + 2 * S,
+                     messages.image_cdr(_image(P2), T0 + 2 * S, 'cam'))
+        stray = T0 + 7 * S // 2  # ground truth whose image was never recorded
+        writer.write('/camera/labels', stray, messages.image_cdr(G2, stray, 'cam'))
+
+
+def test_exact_metrics_on_hand_made_bag(tmp_path, three_classes):
+    _hand_made_bag(tmp_path / 'bag')
+    green = NamedPredictor('green', lambda img: (img[:, :, 1].copy(), {'total': 0.01}))
+    # A second "model" that never predicts class c (says a instead): agreement is known.
+    no_c = NamedPredictor('no_c', lambda img: (np.where(img[:, :, 1] == 2, 0, img[:, :, 1]),
+                                               {'total': 0.02}))
+    with BagReader(tmp_path / 'bag') as reader:
+        frames = BagFrames(reader, '/camera/image_raw', '/camera/labels')
+        evaluation = evaluate_frames(frames, [green, no_c], three_classes, warmup=0,
+                                     sample_every=1)
+        evaluation.info.frames = frame_accounting(frames.counts, True)
+    result = write_outputs(evaluation, tmp_path / 'out')
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert report['frames'] == {'images': 3, 'with_ground_truth': 2, 'without_ground_truth': 1,
+                                'ground_truth_without_image': 1}
+    model = report['models'][0]
+    assert model['confusion_matrix'] == EXPECTED_MATRIX
+    assert model['frames'] == 3 and model['frames_scored'] == 2
+    for name, iou in EXPECTED_IOU.items():
+        assert model['accuracy']['iou'][name] == pytest.approx(iou)
+    assert model['accuracy']['miou'] == pytest.approx(29 / 42)
+    assert model['accuracy']['pixel_accuracy'] == pytest.approx(12 / 14)
+    # Class shares over all 3 predictions (24 pixels), and label flips between frames.
+    assert model['class_distribution'] == pytest.approx({'a': 6 / 24, 'b': 7 / 24,
+                                                         'c': 11 / 24})
+    flips = model['temporal_consistency']
+    assert flips['pairs'] == 2 and flips['mean_flip_share'] == pytest.approx((5 / 8 + 1) / 2)
+    assert model['latency_ms']['total']['count'] == 3
+    assert model['fps'] == pytest.approx(100.0)
+    # Agreement of no_c against green over the 24 predicted pixels: 13 agree (green's 11
+    # 'c' pixels become 'a'); IoU a = 6 / (6 + 17 - 6), b = 1, c = 0.
+    agreement = report['agreement'][0]
+    assert (agreement['reference'], agreement['candidate']) == ('green', 'no_c')
+    assert agreement['pixel_agreement'] == pytest.approx(13 / 24)
+    assert agreement['miou'] == pytest.approx((6 / 17 + 1 + 0) / 3)
+    # Every output file exists and the Markdown carries the numbers and the frame accounting.
+    for name in ('report.md', 'per_class_iou.png', 'confusion_matrix.png',
+                 'latency_histogram.png', 'sample_0000.png', 'sample_0002.png'):
+        assert (tmp_path / 'out' / name).stat().st_size > 0, name
+    text = (tmp_path / 'out' / 'report.md').read_text()
+    assert '**mIoU 69.05%**' in text and '| without ground truth | 1 |' in text
+    assert any('mIoU 69.05%' in line for line in result['summary'])
+    assert '| green | no_c | 45.10% | 54.17% |' in text
+
+
+def _frames_and_truth(count=3, size=(48, 64)):
+    """Small real street frames (demo data, downscaled) with their labels (255 = void)."""
+    import cv2
+    from bisenet_ros.bags.datasets import demo_dataset
+    dataset = demo_dataset()
+    out = []
+    for i in range(count):
+        rgb, labels = dataset.load(i * 5)
+        out.append((cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA),
+                    cv2.resize(labels, size[::-1], interpolation=cv2.INTER_NEAREST)))
+    return out
+
+
+def _checkpoint(path, seed):
+    import torch
+    from bisenet_ros.model.checkpoint import save_checkpoint
+    from bisenet_ros.model.factory import build_model
+    torch.manual_seed(seed)
+    model = build_model('bisenetv2', 11)
+    save_checkpoint(path, model.eval(), load_label_set('camvid'))
+    return path
+
+
+def _confusion(preds, truths, n=11, ignore=11):
+    matrix = np.zeros((n, n), np.int64)
+    for p, t in zip(preds, truths):
+        keep = (t < n) & (t != ignore)
+        np.add.at(matrix, (t[keep].astype(int), p[keep].astype(int)), 1)
+    return matrix.tolist()
+
+
+def test_cli_two_models_exact_and_agreement(tmp_path):
+    """eval-bag with two real checkpoints: each confusion matrix equals the one computed from
+    the same models' predictions beforehand, and agreement is B scored against A."""
+    from bisenet_ros.inference import Segmenter
+    data = _frames_and_truth(2)
+    write_frames_bag(lambda i: data[i], range(len(data)), tmp_path / 'bag', start_ns=T0,
+                     storage='sqlite3')
+    paths = [_checkpoint(tmp_path / f'm{seed}.pt', seed) for seed in (0, 1)]
+    predictions = []
+    for path in paths:
+        with Segmenter(str(path), backend='torch', threads=1) as seg:
+            predictions.append([seg.segment(rgb[:, :, ::-1].copy(), bgr=True).labels
+                                for rgb, _ in data])
+    assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(paths[0]), '--model',
+                     str(paths[1]), '--backend', 'torch', '--threads', '1',
+                     '-o', str(tmp_path / 'out'), '--samples', '2']) == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    truths = [t for _, t in data]
+    for model, preds in zip(report['models'], predictions):
+        assert model['confusion_matrix'] == _confusion(preds, truths)
+        assert model['backend'] == 'torch' and model['frames_scored'] == 2
+    agreement = report['agreement'][0]
+    same = sum(int((a == b).sum()) for a, b in zip(*predictions))
+    assert agreement['pixel_agreement'] == pytest.approx(same / (2 * 48 * 64))
+    assert {'sample_0000.png', 'per_class_iou.png'} <= set(report['files'])
+
+
+def test_cli_without_ground_truth(tmp_path, capsys):
+    data = _frames_and_truth(2)
+    write_frames_bag(lambda i: (data[i][0], None), range(2), tmp_path / 'bag', start_ns=T0)
+    path = _checkpoint(tmp_path / 'm.pt', 0)
+    assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(path), '--backend',
+                     'torch', '--threads', '1', '-o', str(tmp_path / 'out'), '--no-plots']) == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    model = report['models'][0]
+    assert model['accuracy'] is None and report['frames']['with_ground_truth'] == 0
+    assert sum(model['class_distribution'].values()) == pytest.approx(1.0)
+    assert model['temporal_consistency']['pairs'] == 1
+    assert 'label flips' in capsys.readouterr().out
+
+
+def test_cli_missing_topic_is_a_clear_error(tmp_path, caplog):
+    data = _frames_and_truth(1)
+    write_frames_bag(lambda i: data[i], [0], tmp_path / 'bag', start_ns=T0)
+    (tmp_path / 'm.pt').write_bytes(b'never loaded: the bag is checked first')
+    assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(tmp_path / 'm.pt'),
+                     '--image-topic', '/front/image', '-o', str(tmp_path / 'o')]) == 1
+    assert "no topic '/front/image'" in caplog.text
+    assert '/camera/image_raw (sensor_msgs/msg/Image, 1 msgs)' in caplog.text

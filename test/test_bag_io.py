@@ -1,6 +1,5 @@
 """Bags: write and read back in both storages, other metadata versions and ROS 1, clear errors."""
 
-from pathlib import Path
 import shutil
 
 import numpy as np

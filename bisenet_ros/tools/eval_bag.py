@@ -217,6 +217,10 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
                   'device': args.device, **(node_params or {})}
         if args.backend:
             params['backend'] = args.backend[0]
+        if args.threads:
+            params['threads'] = args.threads
+        if args.input_size:
+            params['input_size'] = list(args.input_size)
         node = NodeProcess(params, domain_id, fastdds_profile=str(profile) if profile else None,
                            log_path=out_dir / 'node.log')
     try:

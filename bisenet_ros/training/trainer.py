@@ -79,6 +79,9 @@ class Trainer:
         if self.device.type == 'cuda':
             self.device = torch.device('cuda', self.dist.local_rank)
         torch.manual_seed(int(t['seed']))
+        if self.dist.enabled:
+            LOGGER.info('distributed: rank %d of world_size=%d, backend %s', self.dist.rank,
+                        self.dist.world_size, torch.distributed.get_backend())
         self.out = Path(config['output_dir'])
         data = config['dataset']
         self.train_set = build_dataset(data, data['train_split'], cache=bool(data['cache']))
@@ -99,6 +102,11 @@ class Trainer:
         self.iteration, self.best_miou, self.last_miou = 0, -1.0, float('nan')
         if resume:
             self._resume(resume, model)
+        LOGGER.info('%s: %d train / %s val images, %d classes, device %s, %d iterations of batch '
+                    '%d', self.train_set.name, len(self.train_set),
+                    len(self.val_set) if self.val_set is not None else 0,
+                    self.label_set.num_classes, self.device, int(t['iterations']),
+                    int(t['batch_size']))
         self.model = model if not self.dist.enabled else torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
 
@@ -173,8 +181,12 @@ class Trainer:
         flag = torch.tensor([float(budget is not None and time.time() - start > budget * 60)])
         return bool(ddp.all_reduce_sum(flag.to(self.device), self.dist).item() > 0)
 
-    def fit(self) -> Path:
-        """Train to ``train.iterations`` (or the time budget); returns the ``final.pt`` path."""
+    def fit(self, stop_after: Optional[int] = None) -> Optional[Path]:
+        """Train to ``train.iterations`` (or the time budget); returns the ``final.pt`` path.
+
+        ``stop_after``: leave after that iteration with only ``last.pt`` written, as an
+        interrupted run would (no final validation or export); returns ``None``.
+        """
         t, logcfg = self.config['train'], self.config['log']
         total = int(t['iterations'])
         if self.dist.is_main:
@@ -188,7 +200,10 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             AugmentedDataset(self.train_set, augment_config(t)), batch_sampler=sampler,
             num_workers=int(t['num_workers']), pin_memory=self.device.type == 'cuda',
-            persistent_workers=False)
+            persistent_workers=False,
+            # own generator: creating the iterator must not draw from the global RNG, which
+            # drives dropout and is restored exactly on resume
+            generator=torch.Generator().manual_seed(int(t['seed'])))
         progress = Progress(total, self.iteration, logcfg['progress'], int(logcfg['every']),
                             enabled=self.dist.is_main)
         start, stopped_early, every_val = time.time(), False, int(self.config['val']['every'])
@@ -206,6 +221,11 @@ class Trainer:
                 validated_at = self.iteration
             if self.iteration % int(logcfg['checkpoint_every']) == 0:
                 self._save_state('last.pt')
+            if stop_after is not None and self.iteration >= stop_after:
+                self._save_state('last.pt')
+                progress.close()
+                self.log.close()
+                return None
             if self._should_stop_early(start):
                 stopped_early = self.iteration < total
                 LOGGER.warning('time budget of %s min reached at iteration %d of %d; stopping '

@@ -1,0 +1,92 @@
+"""The training loop on tiny synthetic data: the loss falls, a handful of frames is overfitted,
+and a resumed run continues exactly like an uninterrupted one."""
+
+import csv
+
+import pytest
+import torch
+
+from bisenet_ros.training.config import DEFAULTS, merge
+from bisenet_ros.training.sampler import IterationBatchSampler
+from bisenet_ros.training.state import load_train_state
+from bisenet_ros.training.synthetic import write_toy_dataset
+from bisenet_ros.training.trainer import Trainer
+
+OVERFIT_ITERATIONS = 60
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp('toy'), train=4, val=2, size=(48, 64))
+
+
+def _config(toy, out, **train):
+    settings = {'iterations': 6, 'batch_size': 4, 'crop': None, 'scale_range': [1.0, 1.0],
+                'brightness': 0.0, 'contrast': 0.0, 'saturation': 0.0, 'lr': 0.01,
+                'warmup_iterations': 2, 'threads': 1}
+    settings.update(train)
+    return merge(DEFAULTS, {'dataset': toy, 'train': settings, 'val': {'every': 0},
+                            'log': {'tensorboard': False, 'progress': 'log',
+                                    'checkpoint_every': 1000},
+                            'output_dir': str(out)})
+
+
+def _losses(run_dir):
+    with (run_dir / 'train_log.csv').open() as handle:
+        return [float(row['loss']) for row in csv.DictReader(handle)]
+
+
+def test_a_few_iterations_lower_the_loss_on_a_fixed_batch(toy, tmp_path):
+    # batch = the whole train set, no augmentation: every iteration sees the same 4 frames
+    Trainer(_config(toy, tmp_path / 'run', iterations=8, hflip=0.0, lr=0.002,
+                    warmup_iterations=0)).fit()
+    losses = _losses(tmp_path / 'run')
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < 0.9 * losses[0], losses
+
+
+def test_overfitting_a_handful_of_frames_reaches_a_high_miou(toy, tmp_path):
+    toy = dict(toy, val_images=toy['train_images'], val_labels=toy['train_labels'])
+    trainer = Trainer(_config(toy, tmp_path / 'run', iterations=OVERFIT_ITERATIONS, lr=0.01,
+                              hflip=0.5, warmup_iterations=5))
+    trainer.fit()
+    assert trainer.last_miou > 0.7, trainer.last_miou  # 3 classes: chance is ~0.2
+
+
+def test_resume_continues_exactly(toy, tmp_path):
+    config = _config(toy, tmp_path / 'full', iterations=4, hflip=0.5, brightness=0.3,
+                     batch_size=2)
+    full = Trainer(config)
+    full.fit()
+    reference = {k: v.clone() for k, v in full.model.state_dict().items()}
+
+    interrupted = _config(toy, tmp_path / 'parts', iterations=4, hflip=0.5, brightness=0.3,
+                          batch_size=2)
+    assert Trainer(interrupted).fit(stop_after=2) is None
+    state = load_train_state(tmp_path / 'parts' / 'last.pt')
+    assert state['iteration'] == 2 and state['optimizer']['state']  # momentum buffers saved
+    resumed = Trainer(interrupted, resume=str(tmp_path / 'parts' / 'last.pt'))
+    assert resumed.iteration == 2
+    resumed.fit()
+
+    assert _losses(tmp_path / 'parts') == _losses(tmp_path / 'full')
+    for key, value in resumed.model.state_dict().items():
+        assert torch.allclose(value.float(), reference[key].float(), atol=1e-6), key
+
+
+def test_data_order_is_a_function_of_seed_and_iteration_and_splits_across_ranks():
+    single = IterationBatchSampler(10, 4, seed=3, stop=6)
+    batches = list(single)
+    assert len(batches) == 6 and all(len(b) == 4 for b in batches)
+    epoch0 = [k[0] for b in batches[:2] for k in b]
+    assert len(set(epoch0)) == 8  # no repeats within an epoch (2 batches of 4 out of 10)
+    assert list(IterationBatchSampler(10, 4, seed=3, start=4, stop=6)) == batches[4:]
+    assert batches[2] != list(IterationBatchSampler(10, 4, seed=4, stop=6))[2]
+    ranks = [list(IterationBatchSampler(10, 4, seed=3, stop=6, rank=r, world_size=2))
+             for r in range(2)]
+    for i, batch in enumerate(batches):
+        assert sorted(ranks[0][i] + ranks[1][i]) == sorted(batch)
+    with pytest.raises(ValueError, match='divisible'):
+        IterationBatchSampler(10, 3, stop=1, world_size=2)
+    with pytest.raises(ValueError, match='fewer than one global batch'):
+        IterationBatchSampler(3, 4, stop=1)

@@ -36,10 +36,10 @@ def sample_panel(sample: Sample, label_set: LabelSet,
         captions.append('ground truth')
     tiles = [np.array(t, dtype=np.uint8, copy=True) for t in tiles]  # writable copies
     for tile, caption in zip(tiles, captions):
-        cv2.putText(tile, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3,
-                    cv2.LINE_AA)
-        cv2.putText(tile, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        (width, height), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(tile, (0, 0), (width + 10, height + base + 8), (0, 0, 0), cv2.FILLED)
+        cv2.putText(tile, caption, (5, height + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate(tiles, axis=1)
 
 

@@ -105,3 +105,50 @@ def test_live_without_node_fails_clearly(tmp_path):
     assert proc.returncode == 1
     assert '0 subscriber(s) on /camera/image_raw' in proc.stderr
     assert 'is the segmentation node running' in proc.stderr
+
+
+def test_listen_while_someone_else_plays_the_bag(tmp_path):
+    """--listen: the node runs, a player publishes the bag's images (here a probe standing in
+    for `ros2 bag play`), eval-bag only listens and scores what it saw."""
+    from sensor_msgs.msg import Image
+    from bisenet_ros.ros.node_harness import NodeProcess, Probe
+    data = _data(2)
+    write_frames_bag(lambda i: data[i], range(2), tmp_path / 'bag', start_ns=T0)
+    model = _checkpoint(tmp_path / 'model.pt')
+    domain = 187
+    env = _env(tmp_path)
+    env['ROS_DOMAIN_ID'] = str(domain)
+    params = {'model_path': str(model), 'backend': 'torch', 'threads': 1,
+              'publish_color_mask': False, 'publish_overlay': False}
+    with NodeProcess(params, domain, log_path=tmp_path / 'node.log') as node:
+        listener = subprocess.Popen(
+            [sys.executable, '-m', 'bisenet_ros.cli', 'eval-bag', str(tmp_path / 'bag'),
+             '--listen', '--label-set', 'camvid', '-o', str(tmp_path / 'out')],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        probe = Probe(domain, name='bag_player')
+        try:
+            probe.subscribe(Image, '/segmentation/mask')
+            pub = probe.publisher(Image, '/camera/image_raw')
+            assert probe.wait_for_subscribers('/camera/image_raw', 2, timeout=120), node.log()
+            for i, (rgb, _) in enumerate(data):
+                msg = probe.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), 'bgr8',
+                                      stamp_ns=T0 + i * 10**8)
+                for _ in range(60):  # the first frame may arrive while the model loads
+                    pub.publish(msg)
+                    if probe.wait_for(lambda: len(probe.received['/segmentation/mask'])
+                                      > i, 2.0):
+                        break
+            output, _ = listener.communicate(timeout=120)
+        finally:
+            probe.close()
+            if listener.poll() is None:
+                listener.kill()
+    assert listener.returncode == 0, output + node.log()
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert report['source']['mode'] == 'listen'
+    frames = report['frames']
+    assert frames['images_seen'] == 2 and frames['masks_received'] == 2
+    assert frames['dropped'] == 0
+    node_stats = report['models'][0]
+    assert node_stats['frames_scored'] == 2
+    assert node_stats['latency_ms']['end_to_end']['count'] == 2

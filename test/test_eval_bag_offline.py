@@ -184,3 +184,24 @@ def test_cli_missing_topic_is_a_clear_error(tmp_path, caplog):
                      '--image-topic', '/front/image', '-o', str(tmp_path / 'o')]) == 1
     assert "no topic '/front/image'" in caplog.text
     assert '/camera/image_raw (sensor_msgs/msg/Image, 1 msgs)' in caplog.text
+
+
+def test_model_backend_pairing(tmp_path):
+    """One model with several backends is compared with itself; counts must line up."""
+    import argparse
+    from bisenet_ros.tools import eval_bag
+    parser = argparse.ArgumentParser()
+    eval_bag.add_arguments(parser)
+    model = tmp_path / 'm.onnx'
+    model.write_bytes(b'')
+    args = parser.parse_args(['bag', '--model', str(model), '--backend', 'onnxruntime',
+                              '--backend', 'tensorrt', '--precision', 'fp16'])
+    paths = eval_bag._models(args)
+    assert paths == [str(model)] * 2
+    assert eval_bag._per_model(args.backend, 2, 'auto', '--backend') == ['onnxruntime',
+                                                                         'tensorrt']
+    assert eval_bag._per_model(args.precision, 2, 'fp32', '--precision') == ['fp16', 'fp16']
+    with pytest.raises(ValueError, match='--backend given 3 times for 2 models'):
+        eval_bag._per_model(['a', 'b', 'c'], 2, 'auto', '--backend')
+    for bad in (['bag', '--live', '--listen'], ['bag', '--start-node']):
+        assert cli_main(['eval-bag'] + bad) == 1

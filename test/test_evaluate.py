@@ -1,4 +1,5 @@
-"""bisenet evaluate / export-checkpoint (their tool modules) and the evaluation loop (single and multi-scale + flip)."""
+"""bisenet evaluate and export-checkpoint (through their tool modules) and the evaluation
+loop (single scale and multi-scale + flip)."""
 
 import json
 
@@ -104,5 +105,6 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
 def test_evaluate_reports_bad_checkpoint(tmp_path):
     bad = tmp_path / 'bad.pt'
     bad.write_bytes(b'not a checkpoint')
-    assert evaluate_tool.main([str(bad)]) == 1
+    with pytest.raises(CheckpointError, match='bad.pt'):
+        evaluate_tool.main([str(bad)])
     assert load_label_set('camvid').num_classes == 11

@@ -44,7 +44,7 @@ DEFAULTS: Dict[str, Any] = {
         'aux_weight': 1.0,
         'amp': True,               # float16 autocast + GradScaler on CUDA
         'cpu_bf16': False,         # bfloat16 autocast on CPU
-        'sync_bn': True,           # SyncBatchNorm under DDP
+        'sync_bn': True,           # SyncBatchNorm under DDP on GPUs (torch has no CPU one)
         'num_workers': 0,
         'threads': None,           # torch.set_num_threads
         'seed': 0,

@@ -29,7 +29,8 @@ LOGGER = logging.getLogger(__name__)
 
 
 class AugmentedDataset:
-    """Maps a sampler :data:`Key` to a normalised ``(3, H, W)`` image and ``(H, W)`` int64 label."""
+    """Maps a sampler :data:`Key` to a normalised ``(3, H, W)`` image and ``(H, W)`` int64
+    label."""
 
     def __init__(self, dataset: SegmentationDataset, cfg: AugmentConfig) -> None:
         self.dataset, self.cfg = dataset, cfg
@@ -90,7 +91,7 @@ class Trainer:
         self.label_set = self.train_set.label_set
         model = build_model(config['model']['variant'], self.label_set.num_classes,
                             aux_heads=True).to(self.device)
-        if self.dist.enabled and t['sync_bn']:
+        if self.dist.enabled and t['sync_bn'] and self.device.type == 'cuda':  # GPU-only in torch
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.optimizer = torch.optim.SGD(
             parameter_groups(model, float(t['weight_decay']), float(t['head_lr_mult'])),

@@ -48,7 +48,8 @@ def _latency_table(latency: Mapping[str, Mapping[str, Any]]) -> List[str]:
 def _model_section(model: Mapping[str, Any]) -> List[str]:
     lines = [f"## {model['name']}", '']
     details = [f'{k}: `{v}`' for k, v in model.items()
-               if k in ('backend', 'model', 'precision', 'device', 'node')]
+               if k in ('backend', 'model', 'precision', 'device', 'node', 'mask_topic',
+                        'rate_scale', 'max_in_flight')]
     if details:
         lines += ['- ' + '; '.join(details), '']
     acc = model.get('accuracy')

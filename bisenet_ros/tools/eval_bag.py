@@ -267,6 +267,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _offline(args)
     print_result(result)
+    dropped = result['report']['frames'].get('dropped_share') or 0.0
+    if dropped > 0.2:
+        profile = output_dir(args).resolve() / 'fastdds_large_messages.xml'
+        print(f'  {100 * dropped:.0f}% of the frames got no mask. A node slower than the replay '
+              'drops frames (try --max-in-flight 1 or --rate-scale 0.5); images over ~0.5 MB '
+              'may also be lost between processes unless the node runs with '
+              'FASTDDS_DEFAULT_PROFILES_FILE set to a large shared-memory profile'
+              + (f' such as {profile}' if profile.is_file() else ''))
     return 0
 
 

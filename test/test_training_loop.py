@@ -90,3 +90,18 @@ def test_data_order_is_a_function_of_seed_and_iteration_and_splits_across_ranks(
         IterationBatchSampler(10, 3, stop=1, world_size=2)
     with pytest.raises(ValueError, match='fewer than one global batch'):
         IterationBatchSampler(3, 4, stop=1)
+
+
+def test_cpu_bf16_autocast_step(toy, tmp_path):
+    trainer = Trainer(_config(toy, tmp_path / 'run', iterations=1, batch_size=2, cpu_bf16=True))
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.randint(0, 3, (2, 32, 32))
+    losses = trainer.step(images, labels)
+    assert trainer.bf16 and all(v == v and v > 0 for v in losses)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_amp_step(toy, tmp_path):
+    trainer = Trainer(_config(toy, tmp_path / 'run', iterations=1, batch_size=2, device='cuda'))
+    losses = trainer.step(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))
+    assert trainer.amp and all(v == v and v > 0 for v in losses)

@@ -166,8 +166,79 @@ class Probe:
     def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
         return self.wait_for(lambda: self.node.count_publishers(topic) >= count, timeout)
 
+    def set_parameters(self, values: Mapping[str, Any], node: str = '/segmentation_node',
+                       timeout: float = 60.0) -> List[Any]:
+        """Call ``<node>/set_parameters``; returns one SetParametersResult per value."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return self._call(SetParameters, f'{node}/set_parameters', request, timeout).results
+
+    def get_parameters(self, names: Sequence[str], node: str = '/segmentation_node',
+                       timeout: float = 20.0) -> Dict[str, Any]:
+        """Call ``<node>/get_parameters``; returns name -> Python value."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        response = self._call(GetParameters, f'{node}/get_parameters',
+                              GetParameters.Request(names=list(names)), timeout)
+        return {n: parameter_value_to_python(v) for n, v in zip(names, response.values)}
+
+    def _call(self, srv_type: Any, name: str, request: Any, timeout: float) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'service {name} not available after {timeout} s')
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not future.done():
+                raise TimeoutError(f'service {name} did not answer in {timeout} s')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+def write_random_checkpoint(path: Path, seed: int = 0, num_classes: int = 11) -> Path:
+    """A CamVid-labelled BiSeNet V2 checkpoint with random weights whose masks vary.
+
+    Every convolution gets He-normal weights and every batch norm the identity, which makes the
+    predicted classes differ across an image (the default initialisation predicts one class
+    everywhere). For tests and benchmarks only: the predictions mean nothing. Imports torch.
+    """
+    import torch
+    from ..labels import load_label_set
+    from ..model import build_model, save_checkpoint
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model('bisenetv2', num_classes=num_classes).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    label_set = load_label_set('camvid')
+    if label_set.num_classes != num_classes:
+        from ..labels import LabelSet
+        label_set = LabelSet.generic(num_classes)
+    save_checkpoint(path, model, label_set)
+    return Path(path)
+
+
+def pattern_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A structured ``(H, W, 3)`` uint8 image (gradients and noise), deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 2 + 17 * seed) % 256, (y * 3) % 256, ((x + y) * 5) % 256], -1)
+    return np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)

@@ -104,6 +104,9 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('max_rate', 0.0, 'Most frames segmented per second, per camera; 0: as fast as '
               'possible. Newer frames replace older ones while the node is busy.',
               range=(0.0, 1000.0)),
+    ParamSpec('batch_wait', 0.01, 'With several cameras: seconds to wait, once one camera has '
+              'a frame, for the others, so that they share one inference call.',
+              range=(0.0, 5.0)),
     ParamSpec('overlay_alpha', 0.5, 'Weight of the class colours in the overlay (0: image '
               'only, 1: colours only).', range=(0.0, 1.0)),
     ParamSpec('confidence_threshold', 0.0, 'Pixels whose top class probability is below this '
@@ -195,6 +198,7 @@ class NodeParams:
     use_camera_info: bool
     output_prefix: str
     max_rate: float
+    batch_wait: float
     overlay_alpha: float
     confidence_threshold: float
     publish_mask: bool

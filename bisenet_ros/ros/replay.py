@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import rclpy
 from rclpy.context import Context
@@ -112,6 +112,7 @@ class _Endpoint:
         self.node = Node(node_name, context=self.context)
         self.lock = threading.Lock()
         self.record = ReplayRecord()
+        self.answered: Set[int] = set()  # stamps with a mask, kept for cheap polling
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.mask_sub = self.node.create_subscription(Image, mask_topic, self._on_mask, qos,
                                                       raw=True)
@@ -135,7 +136,9 @@ class _Endpoint:
     def _on_mask(self, raw: bytes) -> None:
         now = time.monotonic()
         with self.lock:
-            self.record.masks.append(Reception(header_stamp_ns(raw), now, bytes(raw)))
+            stamp = header_stamp_ns(raw)
+            self.record.masks.append(Reception(stamp, now, bytes(raw)))
+            self.answered.add(stamp)
 
     def _on_image(self, raw: bytes) -> None:
         now = time.monotonic()
@@ -164,7 +167,7 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
            connect_timeout_s: float = 60.0, warmup_timeout_s: float = 120.0,
            drain_s: float = 5.0, on_sent: Optional[Callable[[int], None]] = None,
            domain_id: Optional[int] = None, max_in_flight: int = 0,
-           answer_timeout_s: float = 10.0) -> ReplayRecord:
+           answer_timeout_s: float = 20.0) -> ReplayRecord:
     """Publish ``frames`` at ``offset_s / rate_scale`` and record the node's masks.
 
     ``frames`` have ``stamp_ns``, ``offset_s`` and ``cdr`` (sensor_msgs/Image bytes), e.g.
@@ -206,7 +209,7 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
         shift = 0.0
         for frame in frames:
             if max_in_flight > 0:
-                endpoint.wait_for(lambda: _in_flight(endpoint.record) < max_in_flight,
+                endpoint.wait_for(lambda: _in_flight(endpoint) < max_in_flight,
                                   answer_timeout_s)
                 due = start + shift + frame.offset_s / rate_scale
                 shift += max(0.0, time.monotonic() - due)  # late: later frames move too
@@ -219,8 +222,7 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
             if on_sent:
                 on_sent(1)
         expected = set(endpoint.record.sent)
-        endpoint.wait_for(lambda: expected <= {m.stamp_ns for m in endpoint.record.masks},
-                          drain_s)
+        endpoint.wait_for(lambda: expected <= endpoint.answered, drain_s)
         endpoint.record.finished_s = time.monotonic()
         with endpoint.lock:  # late answers to repeated warm-up frames are not part of the run
             endpoint.record.masks = [m for m in endpoint.record.masks
@@ -234,10 +236,9 @@ def _warmup_stamp(frame: Any) -> int:
     return int(frame.stamp_ns) - 1_000_000_000
 
 
-def _in_flight(record: ReplayRecord) -> int:
+def _in_flight(endpoint: _Endpoint) -> int:
     """Published frames without a mask yet (call with the endpoint lock held)."""
-    answered = {m.stamp_ns for m in record.masks}
-    return sum(1 for stamp in record.sent if stamp not in answered)
+    return len(endpoint.record.sent.keys() - endpoint.answered)
 
 
 def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
@@ -249,8 +250,7 @@ def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         endpoint.publisher.publish(cdr)
-        if endpoint.wait_for(lambda: any(m.stamp_ns == stamp for m in endpoint.record.masks),
-                             1.0):
+        if endpoint.wait_for(lambda: stamp in endpoint.answered, 1.0):
             waited = time.monotonic() - start
             LOG.info('node answered the warm-up frame after %.2f s', waited)
             return waited

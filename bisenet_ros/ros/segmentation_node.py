@@ -63,6 +63,7 @@ class SegmentationNode(Node):
         self.model.create_metadata_publishers(self, p.output_prefix)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._batches = {'inference_calls': 0, 'frames_segmented': 0, 'largest_batch': 0}
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='segmentation_worker',
                                         daemon=True)
@@ -99,11 +100,12 @@ class SegmentationNode(Node):
     # Worker -----------------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
-            frames = self.slots.take(self.params.max_rate, timeout=0.2)
+            p = self.params
+            frames = self.slots.take(p.max_rate, timeout=0.2, batch_wait=p.batch_wait)
             if not frames:
                 continue
             try:
-                self._process(frames, self.params)
+                self._process(frames, p)
             except Exception as exc:  # never let one batch stop the node
                 self.get_logger().error(f'segmentation failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)
@@ -156,6 +158,9 @@ class SegmentationNode(Node):
         try:
             results = run(group)
             pairs = list(zip(group, results))
+            self._batches['inference_calls'] += 1
+            self._batches['frames_segmented'] += len(group)
+            self._batches['largest_batch'] = max(self._batches['largest_batch'], len(group))
         except Exception as exc:
             if len(group) == 1:
                 raise
@@ -188,6 +193,7 @@ class SegmentationNode(Node):
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         level, message, values = self.model.report()
+        values = values + [(k, str(v)) for k, v in self._batches.items()]
         array.status.append(diagnostic_status(f'{NODE_NAME}: model', hardware_id, level,
                                               message, values))
         for i, camera in enumerate(self.cameras):

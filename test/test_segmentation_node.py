@@ -1,0 +1,220 @@
+"""The segmentation node in its own process, driven over real DDS from this process.
+
+One node serves this module: outputs match the Segmenter for the same image; class metadata is
+latched; bad frames are rejected and the node keeps serving; the rate cap; latest frame wins
+under overload; diagnostics; clean exit on SIGINT and SIGTERM.
+"""
+
+import json
+import os
+import signal
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from bisenet_ros.inference import Segmenter
+from bisenet_ros.labels import load_label_set
+from bisenet_ros.ros.image_conversions import fill_image, image_to_array
+from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
+    write_random_checkpoint
+
+DOMAIN = 10 + os.getpid() % 20
+H, W = 96, 128
+OUT = '/segmentation'
+IN = '/camera/image_raw'
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp('model') / 'random.pt', seed=0)
+
+
+@pytest.fixture(scope='module')
+def segmenter(checkpoint):
+    return Segmenter(str(checkpoint), backend='torch')
+
+
+@pytest.fixture(scope='module')
+def node(checkpoint):
+    proc = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch',
+                        'diagnostics_period': 0.5,
+                        # reliable input so that no test depends on best-effort delivery
+                        f'qos_overrides.{IN}.subscription.reliability': 'reliable'}, DOMAIN)
+    yield proc
+    proc.stop(signal.SIGKILL if proc.alive() else signal.SIGINT)
+
+
+@pytest.fixture(scope='module')
+def probe(node):
+    probe = Probe(DOMAIN)
+    for name in ('mask', 'color_mask', 'overlay'):
+        probe.subscribe(Image, f'{OUT}/{name}')
+    probe.subscribe(DiagnosticArray, '/diagnostics')
+    probe.publisher(Image, IN)
+    assert probe.wait_for_subscribers(IN, timeout=60), node.log()
+    assert probe.wait_for(lambda: probe.node.count_subscribers(f'{OUT}/mask') > 0 and
+                          probe.node.count_publishers(f'{OUT}/overlay') > 0, 30)
+    yield probe
+    probe.close()
+
+
+def stamp_ns(msg):
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def send(probe, pixels, encoding='bgr8', frame_id='camera_optical', stamp=None):
+    msg = probe.image_msg(pixels, encoding, frame_id=frame_id, stamp_ns=stamp)
+    probe.publisher(Image, IN).publish(msg)
+    return stamp_ns(msg)
+
+
+def output(probe, name, stamp, timeout=60.0):
+    """The output message of ``name`` with ``stamp`` (waits for it)."""
+    topic = f'{OUT}/{name}'
+    found = probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[topic]),
+                           timeout)
+    assert found, f'no {topic} with stamp {stamp}'
+    return next(m for m in probe.received[topic] if stamp_ns(m) == stamp)
+
+
+def diagnostics(probe, after=None, timeout=10.0):
+    """Status name -> (level, message, key/values) of the first /diagnostics after ``after``."""
+    start = time.monotonic() if after is None else after
+    topic = '/diagnostics'
+    assert probe.wait_for(lambda: probe.receive_times[topic] and
+                          probe.receive_times[topic][-1] > start, timeout)
+    return last_status(probe)
+
+
+def last_status(probe):
+    """Like :func:`diagnostics` for the newest message received so far (does not wait)."""
+    msg = probe.received['/diagnostics'][-1]
+    return {s.name: (s.level[0] if isinstance(s.level, bytes) else s.level, s.message,
+                     {kv.key: kv.value for kv in s.values}) for s in msg.status}
+
+
+def test_outputs_carry_header_size_encoding_and_equal_the_segmenter(probe, segmenter):
+    image = pattern_image(H, W, seed=1)
+    stamp = send(probe, image, 'bgr8', frame_id='front_camera_optical')
+    expected = segmenter.segment(image, bgr=True, color=True, overlay=True)
+    mask = output(probe, 'mask', stamp)
+    color = output(probe, 'color_mask', stamp)
+    overlay = output(probe, 'overlay', stamp)
+    for msg, encoding in ((mask, 'mono8'), (color, 'rgb8'), (overlay, 'bgr8')):
+        assert msg.header.frame_id == 'front_camera_optical'
+        assert (msg.height, msg.width, msg.encoding) == (H, W, encoding)
+    labels = image_to_array(mask)
+    assert len(np.unique(labels)) > 1  # the check below means something
+    np.testing.assert_array_equal(labels, expected.labels)
+    np.testing.assert_array_equal(image_to_array(color), expected.color)
+    np.testing.assert_array_equal(image_to_array(overlay), expected.overlay)
+
+
+def test_rgb_input_gives_a_bgr_overlay(probe, segmenter):
+    image = pattern_image(H, W, seed=2)
+    stamp = send(probe, image, 'rgb8')
+    expected = segmenter.segment(image, bgr=False, overlay=True)
+    np.testing.assert_array_equal(image_to_array(output(probe, 'mask', stamp)), expected.labels)
+    overlay = image_to_array(output(probe, 'overlay', stamp))
+    np.testing.assert_array_equal(overlay, expected.overlay[:, :, ::-1])
+
+
+def test_class_metadata_is_latched_for_late_subscribers(probe):
+    probe.subscribe(String, f'{OUT}/class_info', latched=True)
+    assert probe.wait_for(lambda: probe.received[f'{OUT}/class_info'], 20)
+    info = json.loads(probe.received[f'{OUT}/class_info'][0].data)
+    camvid = load_label_set('camvid')
+    assert info['class_names'] == list(camvid.class_names)
+    assert info['colors'] == [list(c) for c in camvid.colors]
+    assert info['ignore_index'] == camvid.ignore_index and info['mask_encoding'] == 'mono8'
+
+
+def test_bad_frames_are_rejected_and_the_node_keeps_serving(probe, node, segmenter):
+    start = time.monotonic()
+    pub = probe.publisher(Image, IN)
+    bad = [probe.image_msg(pattern_image(H, W), 'bgr8') for _ in range(4)]
+    bad[0].encoding = 'jpeg'                            # not a raw encoding
+    bad[1].data = bad[1].data[:100]                     # truncated
+    bad[2].step = 10                                    # step shorter than a row
+    bad[3] = fill_image(Image(), np.zeros((4, 4), np.float32), '32FC1')  # float image
+    for msg in bad:
+        pub.publish(msg)
+        time.sleep(0.3)  # one at a time, so none is replaced by the next
+    image = pattern_image(H, W, seed=3)
+    stamp = send(probe, image)
+    np.testing.assert_array_equal(image_to_array(output(probe, 'mask', stamp)),
+                                  segmenter.segment(image).labels)
+    assert node.alive()
+    diagnostics(probe, start)
+    assert probe.wait_for(lambda: int(last_status(probe)[f'segmentation_node: {IN}'][2]
+                                      ['frames_rejected']) >= 4, 20)
+    log = node.log()
+    assert "frame rejected: image 128x96: unsupported encoding 'jpeg'" in log  # throttled after
+
+
+def test_diagnostics_report_rates_latencies_age_and_model(probe, checkpoint):
+    stamp = send(probe, pattern_image(H, W, seed=4))
+    output(probe, 'mask', stamp)
+    status = diagnostics(probe)
+    level, _, model = status['segmentation_node: model']
+    assert level == 0 and model['backend'] == 'torch'
+    assert model['model_path'] == str(checkpoint) and model['num_classes'] == '11'
+    _, _, cam = status[f'segmentation_node: {IN}']
+    for key in ('input_hz', 'output_hz', 'decode_ms', 'preprocess_ms', 'inference_ms',
+                'postprocess_ms', 'publish_ms', 'input_age_ms', 'frames_dropped',
+                'frames_received', 'frames_published'):
+        assert key in cam
+    assert int(cam['frames_published']) >= 3
+
+
+def test_latest_frame_wins_under_overload(probe):
+    """30 frames at ~100 Hz while one inference takes longer than that: the node processes
+    a few, in order, never works through a backlog, and ends on the newest frame."""
+    stamps = []
+    for i in range(30):
+        stamps.append(send(probe, pattern_image(H, W, seed=i % 3)))
+        time.sleep(0.01)
+    output(probe, 'mask', stamps[-1])
+    time.sleep(1.0)  # anything still queued would arrive now
+    got = [stamp_ns(m) for m in probe.received[f'{OUT}/mask'] if stamp_ns(m) in stamps]
+    assert got == sorted(got) and got[-1] == stamps[-1]
+    assert len(got) < len(stamps)
+    cam = diagnostics(probe)[f'segmentation_node: {IN}'][2]
+    assert int(cam['frames_dropped']) >= len(stamps) - len(got)
+
+
+def test_max_rate_caps_the_output_rate(probe):
+    results = probe.set_parameters({'max_rate': 2.0})
+    assert results[0].successful, results[0].reason
+    try:
+        start = time.monotonic()
+        stamps = []
+        while time.monotonic() - start < 3.0:
+            stamps.append(send(probe, pattern_image(H, W)))
+            time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        output(probe, 'mask', stamps[-1])  # the newest frame is processed once it is due
+        got = [m for m in probe.received[f'{OUT}/mask'] if stamp_ns(m) in stamps]
+        # at most one frame per half period plus the first one (see LatestFrameSlots.take)
+        assert 1 <= len(got) <= elapsed * 2.0 + 2
+        assert len(got) < len(stamps) / 3
+    finally:
+        assert probe.set_parameters({'max_rate': 0.0})[0].successful
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_signals_shut_the_node_down_cleanly(checkpoint, sig):
+    with NodeProcess({'model_path': str(checkpoint), 'backend': 'torch'}, DOMAIN + 20) as proc:
+        probe = Probe(DOMAIN + 20)
+        try:
+            probe.subscribe(Image, f'{OUT}/mask')
+            assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 60)
+        finally:
+            probe.close()
+        code = proc.stop(sig)
+    assert code == 0, proc.log()
+    assert 'Traceback' not in proc.log()

@@ -14,6 +14,7 @@ from bisenet_ros.tools import export_checkpoint as export_tool
 from bisenet_ros.training.config import DEFAULTS, merge
 from bisenet_ros.training.datasets import build_dataset
 from bisenet_ros.training.evaluate import evaluate_dataset
+from bisenet_ros.training.plots import plot_training_curve
 from bisenet_ros.training.synthetic import TOY_LABEL_SET, write_toy_dataset
 from bisenet_ros.training.trainer import Trainer
 
@@ -72,6 +73,9 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
     meta = load_model(final).checkpoint_info.meta
     assert meta['iterations'] == 2 and meta['command'] == 'test'
     assert meta['val_miou'] is not None and 0 <= meta['val_miou'] <= 1
+
+    curve = plot_training_curve(tmp_path / 'run', tmp_path / 'curve.png')
+    assert curve.read_bytes()[:4] == b'\x89PNG'
 
     exported = tmp_path / 'exported.pt'
     assert export_tool.main([str(tmp_path / 'run' / 'last.pt'), str(exported),

@@ -129,3 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='bisenet evaluate')
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

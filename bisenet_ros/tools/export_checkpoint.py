@@ -36,3 +36,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='bisenet export-checkpoint')
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

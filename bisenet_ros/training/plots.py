@@ -102,3 +102,18 @@ def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m bisenet_ros.training.plots RUN_DIR OUT.png [TITLE]``: the training curve."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print(main.__doc__)
+        return 2
+    print(plot_training_curve(args[0], args[1], title=args[2] if len(args) == 3 else 'Training'))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

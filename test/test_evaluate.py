@@ -79,7 +79,7 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
 
     exported = tmp_path / 'exported.pt'
     assert export_tool.main([str(tmp_path / 'run' / 'last.pt'), str(exported),
-                     '--meta', 'note=hello']) == 0
+                             '--meta', 'note=hello']) == 0
     model = load_model(exported)
     assert model.label_set.class_names == tuple(c['name'] for c in TOY_LABEL_SET['classes'])
     assert model.checkpoint_info.meta['note'] == 'hello'
@@ -89,7 +89,7 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
 
     out = tmp_path / 'eval'
     assert evaluate_tool.main([str(exported), '--multi-scale', '--ms-scales', '0.75', '1.0',
-                     '--output-dir', str(out)]) == 0
+                               '--output-dir', str(out)]) == 0
     report = json.loads((out / 'metrics.json').read_text())
     assert report['images'] == 3 and len(report['results']) == 2
     single, multi = report['results'].values()
@@ -101,7 +101,7 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
 
     # A training state evaluates like its export.
     assert evaluate_tool.main([str(tmp_path / 'run' / 'last.pt'), '--output-dir',
-                     str(tmp_path / 'eval2')]) == 0
+                               str(tmp_path / 'eval2')]) == 0
     again = json.loads((tmp_path / 'eval2' / 'metrics.json').read_text())
     assert list(again['results'].values())[0]['miou'] == pytest.approx(single['miou'])
 

@@ -15,9 +15,9 @@ class OhemCrossEntropy(nn.Module):
     """Mean cross-entropy over the hard pixels of a batch.
 
     A pixel is hard when its loss exceeds ``-log(thresh)`` (its true-class probability is below
-    ``thresh``). When fewer than ``max(1, n_valid // min_kept_fraction_divisor)`` pixels are hard,
-    the that many highest-loss pixels are averaged instead. Pixels labelled ``ignore_index`` never
-    count.
+    ``thresh``). When fewer than ``n_min = max(1, n_valid // min_kept_divisor)`` pixels are hard,
+    the ``n_min`` highest-loss pixels are averaged instead. Pixels labelled ``ignore_index``
+    never count.
 
     Args:
         thresh: Probability threshold (0.7 in the paper's reference implementation).

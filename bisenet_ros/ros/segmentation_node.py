@@ -105,7 +105,7 @@ class SegmentationNode(Node):
             if not frames:
                 continue
             try:
-                self._process(frames, p)
+                self._process(frames, self.params)  # as of now: may have changed while waiting
             except Exception as exc:  # never let one batch stop the node
                 self.get_logger().error(f'segmentation failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)

@@ -1,0 +1,165 @@
+"""Node parameters over real DDS: values from a YAML params file, validation at start-up and at
+runtime (rejected with a reason), runtime changes of alpha, threshold and output switches, and
+model reload without restart (a bad model leaves the old one serving, with the error reported).
+"""
+
+import os
+import signal
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+import yaml
+
+from bisenet_ros.inference import Segmenter
+from bisenet_ros.ros.image_conversions import image_to_array
+from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
+    write_random_checkpoint
+
+DOMAIN = 50 + os.getpid() % 20
+H, W = 64, 96
+IN = '/cam/image'
+OUT = '/seg'
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('models')
+    bad = folder / 'corrupt.pt'
+    bad.write_bytes(b'this is not a checkpoint')
+    return {'first': write_random_checkpoint(folder / 'first.pt', seed=0),
+            'second': write_random_checkpoint(folder / 'second.pt', seed=5), 'bad': bad}
+
+
+@pytest.fixture(scope='module')
+def segmenters(models):
+    return {k: Segmenter(str(models[k]), backend='torch') for k in ('first', 'second')}
+
+
+@pytest.fixture(scope='module')
+def params_file(models, tmp_path_factory):
+    path = tmp_path_factory.mktemp('params') / 'segmentation.yaml'
+    values = {'model_path': str(models['first']), 'backend': 'torch', 'image_topics': [IN],
+              'output_prefix': OUT.strip('/'), 'overlay_alpha': 0.25, 'max_rate': 40.0,
+              'publish_confidence': True, 'diagnostics_period': 0.5,
+              f'qos_overrides.{IN}.subscription.reliability': 'reliable'}
+    path.write_text(yaml.safe_dump({'segmentation_node': {'ros__parameters': values}}))
+    return path
+
+
+@pytest.fixture(scope='module')
+def node(params_file):
+    proc = NodeProcess({}, DOMAIN, extra_args=['--params-file', str(params_file)])
+    yield proc
+    proc.stop(signal.SIGKILL if proc.alive() else signal.SIGINT)
+
+
+@pytest.fixture(scope='module')
+def probe(node):
+    probe = Probe(DOMAIN)
+    for name in ('mask', 'overlay', 'confidence', 'color_mask'):
+        probe.subscribe(Image, f'{OUT}/{name}')
+    probe.subscribe(DiagnosticArray, '/diagnostics')
+    probe.publisher(Image, IN)
+    assert probe.wait_for_subscribers(IN, timeout=90), node.log()
+    assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 30)
+    yield probe
+    probe.close()
+
+
+def stamp_ns(msg):
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def round_trip(probe, image, names=('mask',), timeout=60.0):
+    """Publish ``image`` (bgr8); the outputs ``names`` for it as arrays (None if absent)."""
+    msg = probe.image_msg(image, 'bgr8')
+    stamp = stamp_ns(msg)
+    probe.publisher(Image, IN).publish(msg)
+
+    def arrived(name):
+        return any(stamp_ns(m) == stamp for m in probe.received[f'{OUT}/{name}'])
+    assert probe.wait_for(lambda: arrived('mask'), timeout), 'no mask'
+    time.sleep(0.3)  # the other outputs of the same frame are published right after the mask
+    return {name: next((image_to_array(m) for m in probe.received[f'{OUT}/{name}']
+                        if stamp_ns(m) == stamp), None) for name in names}
+
+
+def test_values_come_from_the_yaml_params_file(probe, models, segmenters):
+    values = probe.get_parameters(['model_path', 'overlay_alpha', 'max_rate', 'image_topics',
+                                   'backend', 'publish_confidence'])
+    assert values == {'model_path': str(models['first']), 'overlay_alpha': 0.25,
+                      'max_rate': 40.0, 'image_topics': [IN], 'backend': 'torch',
+                      'publish_confidence': True}
+    image = pattern_image(H, W, seed=1)
+    out = round_trip(probe, image, ('mask', 'overlay', 'confidence'))
+    expected = segmenters['first'].segment(image, overlay=True, confidence=True,
+                                           overlay_alpha=0.25)
+    np.testing.assert_array_equal(out['mask'], expected.labels)
+    np.testing.assert_array_equal(out['overlay'], expected.overlay)
+    np.testing.assert_allclose(out['confidence'], expected.confidence, atol=1e-6)
+
+
+@pytest.mark.parametrize('name,value,reason', [
+    ('max_rate', -1.0, 'max_rate'), ('overlay_alpha', 2.0, 'overlay_alpha'),
+    ('backend', 'caffe', 'must be one of auto, torch, onnxruntime, tensorrt'),
+    ('input_size', [16, 16], 'each of height, width must be in 32..8192'),
+    ('image_topics', ['/other/image'], 'read-only')])
+def test_invalid_runtime_values_are_rejected_with_a_reason(probe, name, value, reason):
+    result = probe.set_parameters({name: value})[0]
+    assert not result.successful and reason in result.reason
+
+
+def test_runtime_changes_apply_to_the_next_frame(probe, segmenters):
+    changes = {'overlay_alpha': 0.8, 'confidence_threshold': 0.3, 'publish_color_mask': False}
+    assert all(r.successful for r in probe.set_parameters(changes))
+    image = pattern_image(H, W, seed=2)
+    out = round_trip(probe, image, ('mask', 'overlay', 'color_mask'))
+    expected = segmenters['first'].segment(image, overlay=True, overlay_alpha=0.8,
+                                           confidence_threshold=0.3)
+    ignore = segmenters['first'].label_set.ignore_index
+    assert (expected.labels == ignore).any()  # the threshold takes effect on this image
+    np.testing.assert_array_equal(out['mask'], expected.labels)
+    np.testing.assert_array_equal(out['overlay'], expected.overlay)
+    assert out['color_mask'] is None
+    restore = {'overlay_alpha': 0.25, 'confidence_threshold': 0.0, 'publish_color_mask': True}
+    assert all(r.successful for r in probe.set_parameters(restore))
+
+
+def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, models,
+                                                               segmenters):
+    image = pattern_image(H, W, seed=3)
+    first, second = (segmenters[k].segment(image).labels for k in ('first', 'second'))
+    assert not np.array_equal(first, second)  # the two models are told apart
+    result = probe.set_parameters({'model_path': str(models['second'])})[0]
+    assert result.successful, result.reason
+    np.testing.assert_array_equal(round_trip(probe, image)['mask'], second)
+
+    result = probe.set_parameters({'model_path': str(models['bad'])})[0]
+    assert not result.successful
+    assert str(models['bad']) in result.reason and 'still serving' in result.reason
+    missing = probe.set_parameters({'model_path': '/nonexistent/model.pt'})[0]
+    assert not missing.successful and "'/nonexistent/model.pt' not found" in missing.reason
+    assert probe.get_parameters(['model_path'])['model_path'] == str(models['second'])
+    np.testing.assert_array_equal(round_trip(probe, image)['mask'], second)
+    assert node.alive()
+    start = time.monotonic()
+    assert probe.wait_for(lambda: probe.receive_times['/diagnostics'][-1] > start + 0.1, 10)
+    model = next(s for s in probe.received['/diagnostics'][-1].status if s.name.endswith('model'))
+    assert model.level == b'\x01' and 'reload failed' in model.message
+
+
+def test_sigint_shuts_the_node_down_cleanly(node, probe):
+    code = node.stop(signal.SIGINT)
+    assert code == 0, node.log()[-2000:]
+    assert 'Traceback' not in node.log()
+
+
+def test_invalid_parameters_at_start_exit_with_a_reason(models):
+    with NodeProcess({'model_path': str(models['first']), 'max_rate': -5.0,
+                      'backend': 'caffe'}, DOMAIN - 20) as proc:
+        assert proc.proc.wait(90) == 2
+    log = proc.log()
+    assert 'invalid parameters' in log and 'max_rate' in log

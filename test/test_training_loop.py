@@ -105,3 +105,18 @@ def test_cuda_amp_step(toy, tmp_path):
     trainer = Trainer(_config(toy, tmp_path / 'run', iterations=1, batch_size=2, device='cuda'))
     losses = trainer.step(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))
     assert trainer.amp and all(v == v and v > 0 for v in losses)
+
+
+def test_fine_tuning_starts_from_a_checkpoint_with_another_class_count(toy, tmp_path):
+    from bisenet_ros.labels import load_label_set
+    from bisenet_ros.model.checkpoint import save_checkpoint
+    from bisenet_ros.model.factory import build_model
+    torch.manual_seed(123)
+    source = build_model('bisenetv2', 11)
+    save_checkpoint(tmp_path / 'camvid.pt', source, load_label_set('camvid'))
+    config = _config(toy, tmp_path / 'run')
+    config['model']['init'] = str(tmp_path / 'camvid.pt')
+    model = Trainer(config).model
+    own, theirs = model.state_dict(), source.state_dict()
+    assert torch.equal(own['detail.S1.0.conv.weight'], theirs['detail.S1.0.conv.weight'])
+    assert own['head.conv_out.1.weight'].shape[0] == 3  # toy classifier, fresh

@@ -23,7 +23,10 @@ DEFAULTS: Dict[str, Any] = {
         'val_images': None, 'val_labels': None,
         'cache': True,             # keep decoded frames in memory
     },
-    'model': {'variant': 'bisenetv2'},
+    'model': {
+        'variant': 'bisenetv2',
+        'init': None,              # checkpoint to start from (fine-tuning); shape-mismatched
+    },                             # tensors (e.g. another class count) stay freshly initialised
     'train': {
         'iterations': 1000,
         'batch_size': 8,           # global, over all processes

@@ -62,6 +62,23 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def init_weights(model: torch.nn.Module, path: str) -> List[str]:
+    """Copy every tensor of a checkpoint whose name and shape match; returns the skipped keys.
+
+    Used to fine-tune from a project or reference checkpoint, also with another class count
+    (the classifiers then keep their fresh initialisation).
+    """
+    from ..model.checkpoint import read_checkpoint
+    source, _ = read_checkpoint(path)
+    target = model.state_dict()
+    usable = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
+    skipped = sorted(set(target) - set(usable))
+    model.load_state_dict(usable, strict=False)
+    LOGGER.info('initialised %d of %d tensors from %s; kept fresh: %s', len(usable),
+                len(target), path, ', '.join(skipped[:8]) + (' ...' if len(skipped) > 8 else ''))
+    return skipped
+
+
 class Trainer:
     """One training run described by a resolved config (see :mod:`.config`).
 
@@ -91,6 +108,8 @@ class Trainer:
         self.label_set = self.train_set.label_set
         model = build_model(config['model']['variant'], self.label_set.num_classes,
                             aux_heads=True).to(self.device)
+        if config['model']['init']:
+            init_weights(model, str(config['model']['init']))
         if self.dist.enabled and t['sync_bn'] and self.device.type == 'cuda':  # GPU-only in torch
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.optimizer = torch.optim.SGD(

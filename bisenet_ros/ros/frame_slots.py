@@ -70,8 +70,8 @@ class LatestFrameSlots:
                 due keeps its slot (newer messages still replace it) until it is.
             timeout: Seconds to wait at most; ``None`` waits until a frame or :meth:`close`.
             batch_wait: Once one camera has a frame, wait up to this many seconds for the other
-                due cameras that sent a frame within the last second, so that they share one
-                inference call.
+                due cameras that are active (sent a frame within the last ``1 + 2 * batch_wait``
+                seconds), so that they share one inference call.
 
         Returns:
             The due frames in camera order; empty on timeout or after :meth:`close`.
@@ -88,7 +88,7 @@ class LatestFrameSlots:
                     batch_deadline = batch_deadline or now + batch_wait
                     missing = [i for i, f in enumerate(self._slots)
                                if f is None and now >= self._next_allowed[i]
-                               and now - self._last_put[i] < 1.0]
+                               and now - self._last_put[i] < 1.0 + 2.0 * batch_wait]
                     if missing and now < batch_deadline:
                         self._cond.wait(batch_deadline - now)
                         continue

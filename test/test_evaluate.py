@@ -83,6 +83,7 @@ def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
     model = load_model(exported)
     assert model.label_set.class_names == tuple(c['name'] for c in TOY_LABEL_SET['classes'])
     assert model.checkpoint_info.meta['note'] == 'hello'
+    assert model.checkpoint_info.meta['command'] == 'test'  # carried by the training state
     assert not model.checkpoint_info.has_aux_heads
     for a, b in zip(model.state_dict().values(), load_model(final).state_dict().values()):
         assert torch.equal(a, b)

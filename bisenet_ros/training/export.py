@@ -42,6 +42,7 @@ def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path],
     miou = float(state.get('extra', {}).get('last_miou', float('nan')))
     more = {'source_state': str(state_path), 'best_val_miou': float(state['best_miou'])}
     more.update(extra or {})
+    command = command or str(state.get('extra', {}).get('command', ''))
     return export_model(model, label_set, out_path, config=config,
                         iterations=int(state['iteration']), val_miou=miou, command=command,
                         extra=more)

@@ -194,7 +194,8 @@ class Trainer:
         if self.dist.is_main:
             save_train_state(self.out / name, model=self.model, optimizer=self.optimizer,
                              scaler=self.scaler, iteration=self.iteration, config=self.config,
-                             best_miou=self.best_miou, extra={'last_miou': self.last_miou})
+                             best_miou=self.best_miou,
+                             extra={'last_miou': self.last_miou, 'command': self.command})
 
     def _should_stop_early(self, start: float) -> bool:
         budget = self.config['train']['max_time_min']

@@ -111,6 +111,7 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
         model.train(was_training)
     onnx_model = onnx.load(str(target))
     meta = {'input_size': json.dumps([height, width]), 'outputs': json.dumps(list(wanted)),
+            'batch': json.dumps(int(batch)), 'dynamic_batch': json.dumps(bool(dynamic_batch)),
             'num_classes': str(int(model.num_classes)), 'precision': 'fp16' if fp16 else 'fp32'}
     if label_set is not None:
         meta['label_set'] = json.dumps(label_set.to_dict())

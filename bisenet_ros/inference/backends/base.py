@@ -47,6 +47,7 @@ class Backend(ABC):
         num_classes: Channels of the logits.
         fixed_size: ``(H, W)`` the network requires, or ``None`` when any size works.
         max_batch: Largest batch one :meth:`infer` call takes, or ``None`` for any.
+        available_outputs: What :meth:`infer` can return (all three when logits exist).
     """
 
     name: str = ''
@@ -55,6 +56,7 @@ class Backend(ABC):
     num_classes: int = 0
     fixed_size: Optional[Size] = None
     max_batch: Optional[int] = None
+    available_outputs: Tuple[str, ...] = OUTPUTS
 
     @abstractmethod
     def infer(self, batch: np.ndarray,

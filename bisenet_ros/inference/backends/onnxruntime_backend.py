@@ -19,7 +19,7 @@ import numpy as np
 
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
-                   ENGINE_SUFFIXES, Size)
+                   ENGINE_SUFFIXES, OUTPUTS, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ class OnnxRuntimeBackend(Backend):
         self._any_size_session = session if self.fixed_size is None else None
         out = session.get_outputs()
         self._output_names = [o.name for o in out]
+        if 'logits' not in self._output_names:
+            self.available_outputs = tuple(n for n in self._output_names if n in OUTPUTS)
         if 'logits' in self._output_names:
             self.num_classes = int(out[self._output_names.index('logits')].shape[1])
         elif meta.get('num_classes'):

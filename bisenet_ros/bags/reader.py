@@ -197,7 +197,8 @@ class _Rosbag2PyImpl:
     def __init__(self, path: Path) -> None:
         import rosbag2_py
         self._rosbag2_py = rosbag2_py
-        self._uri = str(path.parent if path.is_file() else path)
+        inside_bag = path.is_file() and (path.parent / 'metadata.yaml').is_file()
+        self._uri = str(path.parent if inside_bag else path)  # a bare .mcap opens as a file
         self._storage_id = self._storage_identifier()
         self._reader = self._open()
         self._types = {t.name: t.type for t in self._reader.get_all_topics_and_types()}

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help='raw image encoding (default: bgr8)')
     out.add_argument('--distro', choices=sorted(METADATA_VERSION), default='kilted',
                      help='message definitions / metadata version (default: kilted)')
+    out.add_argument('--writer', choices=('auto', 'rosbag2_py', 'rosbags'), default='auto',
+                     help='bag library (default: rosbag2_py when importable, else rosbags)')
     out.add_argument('--force', action='store_true', help='replace an existing bag')
 
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         summary = write_frames_bag(dataset.load, indices, args.output, storage=args.storage,
                                    rate_hz=args.rate, frame_id=args.frame_id, topics=topics,
                                    encoding=args.encoding, start_ns=start_ns,
-                                   distro=args.distro, overwrite=args.force,
+                                   distro=args.distro, backend=args.writer,
+                                   overwrite=args.force,
                                    progress=bar.update)
     print(f'wrote {summary.frames} frames of {dataset.name} to {summary.path} '
           f'({summary.storage}, {args.rate:g} Hz, via {summary.backend})')

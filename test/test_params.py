@@ -11,7 +11,8 @@ from bisenet_ros.ros.params import (descriptor, NodeParams, ParamError, reload_n
 
 def test_defaults_are_valid_and_model_defaults_to_the_packaged_one():
     params = NodeParams.from_values({})
-    assert params.model_path == str(default_model_path())
+    assert params.model_path == str(default_model_path())  # '' means the packaged model
+    assert NodeParams.from_values({'model_path': ' '}).model_path == str(default_model_path())
     assert params.image_topics == ('/camera/image_raw',)
     assert params.model_input_size is None
     assert params.max_rate == 0.0 and params.backend == 'auto'
@@ -34,7 +35,6 @@ def test_defaults_are_valid_and_model_defaults_to_the_packaged_one():
     ('image_topics', [], 'at least one image topic'),
     ('image_topics', ['/cam 1/image'], 'not valid ROS topic names'),
     ('image_topics', ['/a/image', '/a/image'], 'topics repeat'),
-    ('model_path', '  ', 'must not be empty'),
     ('publish_mask', 1, 'expected bool'),
     ('no_such_param', 1, "unknown parameter 'no_such_param'"),
 ])

@@ -66,19 +66,14 @@ def _check_topics(value: Sequence[str]) -> Optional[str]:
     return None
 
 
-def _check_nonempty(value: str) -> Optional[str]:
-    return None if value.strip() else 'must not be empty'
-
-
 def _check_prefix(value: str) -> Optional[str]:
     return None if _TOPIC.match(value) else 'not a valid ROS namespace'
 
 
 SPECS: Tuple[ParamSpec, ...] = (
-    ParamSpec('model_path', str(default_model_path()),
+    ParamSpec('model_path', '',
               'Model file: project checkpoint (.pt/.pth), reference state_dict, .onnx or '
-              'TensorRT .engine/.plan. Default: the packaged CamVid model.', 'reload',
-              check=_check_nonempty),
+              "TensorRT .engine/.plan; '' = the packaged CamVid model.", 'reload'),
     ParamSpec('label_set', '', "Label set name ('camvid', 'cityscapes') or YAML path; empty: "
               'the one stored in the checkpoint.', 'reload'),
     ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
@@ -228,6 +223,8 @@ class NodeParams:
             elif isinstance(default, float):
                 value = float(value)
             converted[f.name] = value
+        if not converted['model_path'].strip():
+            converted['model_path'] = str(default_model_path())
         return cls(**converted)
 
     def with_changes(self, changes: Mapping[str, Any]) -> 'NodeParams':

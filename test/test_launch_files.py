@@ -1,0 +1,145 @@
+"""The launch file and config files without a ROS install: syntax, arguments, referenced files,
+install paths, and that the parameter YAML holds only valid node parameters.
+
+``launch``/``launch_ros`` cannot be installed from PyPI, so one test runs the launch file's own
+code against small stand-ins that record what it builds (see ``test_launch_segment.py`` for the
+real launch_testing run where launch_ros exists).
+"""
+
+import ast
+from pathlib import Path
+import sys
+import types
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+import yaml
+
+from bisenet_ros.ros.params import SPEC_BY_NAME, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = ROOT / 'launch' / 'segment.launch.py'
+CONFIG = ROOT / 'config'
+
+
+def launch_arguments():
+    """name -> (default source text, description) of every DeclareLaunchArgument."""
+    found = {}
+    for node in ast.walk(ast.parse(LAUNCH.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
+            keywords = {k.arg: k.value for k in node.keywords}
+            description = ast.literal_eval(keywords['description']) \
+                if 'description' in keywords else ''
+            found[ast.literal_eval(node.args[0])] = (ast.unparse(keywords['default_value']),
+                                                     description)
+    return found
+
+
+def test_launch_file_compiles_and_every_argument_is_described():
+    compile(LAUNCH.read_text(), str(LAUNCH), 'exec')
+    args = launch_arguments()
+    for name in ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
+                 'compressed', 'use_fastdds_profile'):
+        assert name in args, name
+        assert len(args[name][1]) > 20, f'{name}: description too short'
+
+
+def test_referenced_config_files_exist_and_are_installed():
+    text = LAUNCH.read_text()
+    for name in ('segmentation.yaml', 'fastdds_large_images.xml'):
+        assert f"'{name}'" in text and (CONFIG / name).is_file(), name
+    setup = (ROOT / 'setup.py').read_text()
+    for pattern in ("'launch/*.launch.py'", "'config/**/*.yaml'", "'config/**/*.xml'"):
+        assert pattern in setup, f'setup.py does not install {pattern}'
+
+
+def test_params_yaml_holds_only_valid_node_parameters():
+    data = yaml.safe_load((CONFIG / 'segmentation.yaml').read_text())
+    (section, body), = data.items()
+    assert section.endswith('segmentation_node')
+    values = body['ros__parameters']
+    for name, value in values.items():
+        assert name in SPEC_BY_NAME, f'unknown parameter {name}'
+        assert validate(name, value) is None, (name, validate(name, value))
+    assert set(values) == set(SPEC_BY_NAME), set(SPEC_BY_NAME) ^ set(values)
+
+
+def test_fastdds_profile_has_the_large_shared_memory_segment():
+    root = ElementTree.parse(CONFIG / 'fastdds_large_images.xml').getroot()
+    ns = {'dds': 'http://www.eprosima.com'}
+    sizes = [int(e.text) for e in root.iterfind('.//dds:segment_size', ns)]
+    assert sizes and min(sizes) >= 8 * 1024 * 1024
+    participant = root.find('.//dds:participant', ns)
+    assert participant.get('is_default_profile') == 'true'
+
+
+class _Recorder:
+    """Stand-in for a launch class: keeps its constructor arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.fixture
+def launch_stand_ins(monkeypatch, tmp_path):
+    """Minimal ``launch``/``launch_ros``/``ament_index_python`` modules for the launch file."""
+    share = tmp_path / 'share'
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    modules = {
+        'launch': types.SimpleNamespace(LaunchDescription=_Recorder),
+        'launch.actions': types.SimpleNamespace(DeclareLaunchArgument=_Recorder,
+                                                OpaqueFunction=_Recorder),
+        'launch.substitutions': types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        'launch_ros': types.SimpleNamespace(),
+        'launch_ros.actions': types.SimpleNamespace(Node=_Recorder),
+        'ament_index_python': types.SimpleNamespace(),
+        'ament_index_python.packages': types.SimpleNamespace(
+            get_package_share_directory=lambda pkg: str(share / pkg)),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    namespace = {}
+    exec(compile(LAUNCH.read_text(), str(LAUNCH), 'exec'), namespace)
+    return namespace, share
+
+
+def run_launch(module, **given):
+    description = module['generate_launch_description']()
+    actions = description.args[0]
+    defaults = {a.args[0]: a.kwargs['default_value'] for a in actions
+                if 'default_value' in a.kwargs}
+    opaque = actions[-1]
+    (node,) = opaque.kwargs['function'](dict(defaults, **given))
+    return defaults, node.kwargs
+
+
+def test_launch_defaults_use_the_installed_config(launch_stand_ins):
+    namespace, share = launch_stand_ins
+    defaults, node = run_launch(namespace)
+    params_file = str(share / 'bisenet_ros' / 'config' / 'segmentation.yaml')
+    assert defaults['params_file'] == params_file
+    assert node['package'] == 'bisenet_ros' and node['executable'] == 'segmentation_node'
+    assert node['parameters'] == [params_file]  # empty arguments keep the file's values
+    assert node['additional_env']['FASTDDS_DEFAULT_PROFILES_FILE'] == str(
+        share / 'bisenet_ros' / 'config' / 'fastdds_large_images.xml')
+
+
+def test_launch_arguments_override_the_params_file(launch_stand_ins):
+    namespace, _ = launch_stand_ins
+    _, node = run_launch(namespace, image_topics='/left/image_raw, /right/image_raw',
+                         model='/models/m.onnx', backend='onnxruntime', max_rate='7.5',
+                         compressed='true', namespace='robot1', use_fastdds_profile='false')
+    overrides = node['parameters'][1]
+    assert overrides == {'image_topics': ['/left/image_raw', '/right/image_raw'],
+                         'model_path': '/models/m.onnx', 'backend': 'onnxruntime',
+                         'max_rate': 7.5, 'compressed': True}
+    for name, value in overrides.items():
+        assert validate(name, value) is None
+    assert node['namespace'] == 'robot1' and node['additional_env'] == {}

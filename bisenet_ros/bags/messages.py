@@ -105,8 +105,8 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
     """sensor_msgs Image or CompressedImage -> BGR ``(H, W, 3)`` uint8 (or ``(H, W)`` labels).
 
     Uses :mod:`bisenet_ros.ros.image_conversions` (plain numpy; every encoding the node
-    accepts). ``labels=True`` expects a one-channel 8-bit map (mono8/8UC1, or a PNG) and returns
-    the class ids.
+    accepts). ``labels=True`` expects a one-channel map (mono8/8UC1, mono16 for more than 255
+    classes, or a PNG) and returns the class ids.
     """
     try:
         if hasattr(msg, 'format'):  # CompressedImage
@@ -120,9 +120,9 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
             return array
         if labels:
             array = conversions.image_to_array(msg)
-            if array.ndim != 2 or array.dtype != np.uint8:
-                raise MessageError(f"label image must be mono8 or 8UC1, got encoding "
-                                   f"'{msg.encoding}'")
+            if array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
+                raise MessageError(f"label image must be mono8/8UC1 (mono16 above 255 "
+                                   f"classes), got encoding '{msg.encoding}'")
             return array
         pixels, is_bgr = conversions.image_to_color(msg)
         return pixels if is_bgr else np.ascontiguousarray(pixels[:, :, ::-1])

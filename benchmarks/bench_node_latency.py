@@ -1,0 +1,160 @@
+"""End-to-end latency of segmentation_node against the Segmenter's own latency.
+
+    .venv/bin/python benchmarks/bench_node_latency.py                  # full: 2 min at 30 Hz
+    .venv/bin/python benchmarks/bench_node_latency.py --duration 30    # quick
+
+Three measurements, side by side on the same machine, at ``--size`` (default 512x1024, CPU):
+
+1. ``segmenter``: ``Segmenter.segment()`` wall time in this process (the node idle);
+2. ``e2e single``: publish one bgr8 frame, wait for its mask (node in its own process, DDS
+   between them), repeat; latency = mask received - frame published;
+3. ``e2e 30 Hz``: frames at ``--rate`` Hz for ``--duration`` s while inference is slower: the
+   node takes the newest frame whenever it is free. p95 latency and its drift (median of the
+   last third / median of the first third) show whether a backlog builds up.
+
+Goals (issue 4): e2e single median <= 1.10 x segmenter median; 30 Hz p95 <= 2 x segmenter
+median, drift ~1.0. The Fast DDS large-image profile (config/fastdds_large_images.xml) is loaded
+in both processes: frames are 1.5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / 'config' / 'fastdds_large_images.xml'
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values), q)) if values else float('nan')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', help='model file (default: packaged model, else a random '
+                                        'BiSeNet V2 checkpoint written to a temp dir)')
+    parser.add_argument('--backend', default='auto')
+    parser.add_argument('--size', default='512x1024', help='HxW of the frames')
+    parser.add_argument('--duration', type=float, default=120.0, help='seconds at --rate')
+    parser.add_argument('--rate', type=float, default=30.0, help='input frame rate (Hz)')
+    parser.add_argument('--single', type=int, default=15, help='frames for the one-at-a-time '
+                                                                'and in-process measurements')
+    parser.add_argument('--domain', type=int, default=97, help='ROS_DOMAIN_ID to use')
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.lower().split('x'))
+    os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(PROFILE)  # before any DDS participant
+    sys.path.insert(0, str(ROOT))
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.resources import default_model_path
+    from bisenet_ros.ros.image_conversions import fill_image
+    from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
+        write_random_checkpoint
+    from sensor_msgs.msg import Image
+
+    model = args.model or (str(default_model_path()) if default_model_path().is_file() else
+                           str(write_random_checkpoint(Path(tempfile.mkdtemp()) / 'random.pt')))
+    image = pattern_image(height, width)
+    print(f'model {model}, backend {args.backend}, frames {height}x{width} bgr8, '
+          f'{os.cpu_count()} CPUs')
+
+    seg = Segmenter(model, backend=args.backend)
+    seg.segment(image)  # warm-up
+    own = []
+    for _ in range(args.single):
+        t0 = time.perf_counter()
+        seg.segment(image)
+        own.append(time.perf_counter() - t0)
+    backend_name = seg.backend_name
+    seg.close()
+    ref = statistics.median(own)
+    print(f'segmenter ({backend_name}) in-process: median {1000 * ref:.1f} ms, '
+          f'p95 {1000 * percentile(own, 95):.1f} ms')
+
+    node = NodeProcess({'model_path': model, 'backend': args.backend,
+                        'image_topics': ['/bench/image_raw']}, args.domain,
+                       fastdds_profile=str(PROFILE))
+    probe = Probe(args.domain, 'bench_probe')
+    try:
+        sent = {}
+        probe.subscribe(Image, '/segmentation/mask')
+        pub = probe.publisher(Image, '/bench/image_raw')
+        if not probe.wait_for_subscribers('/bench/image_raw', timeout=120):
+            print(node.log())
+            return 1
+        probe.wait_for(lambda: probe.node.count_publishers('/segmentation/mask') > 0, 60)
+        msg = fill_image(Image(), image, 'bgr8')  # built once; each frame gets a new stamp
+
+        def publish():
+            now = probe.node.get_clock().now()
+            msg.header.stamp = now.to_msg()
+            stamp = now.nanoseconds
+            sent[stamp] = time.monotonic()
+            pub.publish(msg)
+            return stamp
+
+        def latencies(stamps):
+            out = []
+            for m, t in zip(probe.received['/segmentation/mask'],
+                            probe.receive_times['/segmentation/mask']):
+                s = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+                if s in stamps:
+                    out.append((sent[s], t - sent[s]))
+            return sorted(out)
+
+        # Warm-up, then one frame at a time.
+        single = []
+        for i in range(args.single + 2):
+            stamp = publish()
+            ok = probe.wait_for(lambda: any(
+                m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp
+                for m in probe.received['/segmentation/mask']), 60)
+            if not ok:
+                print('no mask within 60 s', node.log()[-2000:])
+                return 1
+            if i >= 2:
+                single.append(stamp)
+            time.sleep(0.2)
+        e2e = [lat for _, lat in latencies(set(single))]
+        med = statistics.median(e2e)
+        print(f'e2e single frames: median {1000 * med:.1f} ms, p95 '
+              f'{1000 * percentile(e2e, 95):.1f} ms -> ratio median e2e / segmenter '
+              f'{med / ref:.3f} (goal <= 1.10)')
+
+        # Sustained input faster than inference.
+        stream = []
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        next_time = start
+        while time.monotonic() - start < args.duration:
+            stream.append(publish())
+            next_time += period
+            time.sleep(max(0.0, next_time - time.monotonic()))
+        time.sleep(3 * ref + 0.5)
+        got = latencies(set(stream))
+        lat = [x for _, x in got]
+        third = max(len(got) // 3, 1)
+        first = statistics.median(lat[:third]) if lat else float('nan')
+        last = statistics.median(lat[-third:]) if lat else float('nan')
+        p95 = percentile(lat, 95)
+        print(f'e2e at {args.rate:g} Hz for {args.duration:g} s: {len(stream)} sent, '
+              f'{len(got)} segmented ({len(got) / args.duration:.2f} Hz), median '
+              f'{1000 * statistics.median(lat):.1f} ms, p95 {1000 * p95:.1f} ms -> ratio p95 / '
+              f'segmenter {p95 / ref:.3f} (goal <= 2.0); drift last/first third '
+              f'{last / first:.3f} (~1.0 = no growth)')
+    finally:
+        probe.close()
+        code = node.stop()
+    print(f'node exit code {code}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -68,7 +68,7 @@ def test_demo_end_to_end(tmp_path):
     node_log = out_dir / 'node.log'
     assert proc.returncode == 0, (proc.stdout + proc.stderr
                                   + (node_log.read_text() if node_log.exists() else ''))
-    assert 'accuracy: mIoU' in proc.stdout and 'end-to-end latency p50' in proc.stdout
+    assert 'accuracy: mIoU' in proc.stdout and 'mask received): p50' in proc.stdout
     assert str(out_dir.resolve()) in proc.stdout
     for name in ('report.md', 'report.json', 'sample_0000.png', 'sample_0001.png',
                  'latency_histogram.png', 'per_class_iou.png', 'confusion_matrix.png'):

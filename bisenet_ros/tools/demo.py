@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
                                    '--connect-timeout', '120',
                                    '--max-in-flight', str(args.max_in_flight)])
     result = eval_bag.run_live(eval_args)
-    _print_summary(result, out_dir, bag)
+    _print_summary(result, out_dir, bag, args.rate)
     return 0
 
 
-def _print_summary(result: dict, out_dir: Path, bag: Path) -> None:
+def _print_summary(result: dict, out_dir: Path, bag: Path, rate: float) -> None:
     report = result['report']
     model = report['models'][0]
     frames = report['frames']
@@ -100,9 +100,13 @@ def _print_summary(result: dict, out_dir: Path, bag: Path) -> None:
     print(f"  accuracy: mIoU {pct(acc.get('miou'))}, pixel accuracy "
           f"{pct(acc.get('pixel_accuracy'))} on {model.get('frames_scored', 0)} labelled frames")
     fps = frames.get('output_fps')
-    print(f"  speed: {fps:.1f} masks/s" if fps else '  speed: n/a', end='')
-    print(f"; end-to-end latency p50 {ms(e2e.get('p50_ms'))}, p95 {ms(e2e.get('p95_ms'))}, "
-          f"max {ms(e2e.get('max_ms'))}")
+    p50 = e2e.get('p50_ms')
+    speed = f'{fps:.1f} masks/s delivered at a {rate:g} Hz replay' if fps else 'n/a'
+    if p50:
+        speed += f' (one frame at a time: about {1000 / p50:.1f} FPS)'
+    print(f'  speed: {speed}')
+    print(f"  end-to-end latency (image published -> mask received): p50 {ms(p50)}, "
+          f"p95 {ms(e2e.get('p95_ms'))}, max {ms(e2e.get('max_ms'))}")
     print(f"  files: {out_dir.resolve()}/ (report.md, report.json, plots, "
           f"{sum(1 for n in result['images'] if n.startswith('sample'))} overlay frames, "
           f"node.log; bag {bag.name})")

@@ -73,6 +73,17 @@ def test_compressed_topic_and_fallback(tmp_path):
         assert resolve_image_topic(reader) == '/camera/image_raw/compressed'
 
 
+def test_jazzy_metadata_version(tmp_path):
+    images, labels = _frames(2)
+    write_frames_bag(lambda i: (images[i], labels[i]), range(2), tmp_path / 'bag',
+                     storage='sqlite3', start_ns=START_NS, distro='jazzy')
+    meta = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())
+    assert meta['rosbag2_bagfile_information']['version'] == 8
+    frames, counts, _ = _read(tmp_path / 'bag')
+    assert counts.matched == 2
+    np.testing.assert_array_equal(frames[1].ground_truth, labels[1])
+
+
 def test_humble_metadata_version(tmp_path):
     """A Humble-era metadata.yaml (version 5, QoS as a YAML string, no type hashes) reads."""
     _write(tmp_path / 'bag', 'sqlite3')

@@ -205,3 +205,16 @@ def test_model_backend_pairing(tmp_path):
         eval_bag._per_model(['a', 'b', 'c'], 2, 'auto', '--backend')
     for bad in (['bag', '--live', '--listen'], ['bag', '--start-node']):
         assert cli_main(['eval-bag'] + bad) == 1
+
+
+def test_cli_same_model_two_backends_agree(tmp_path):
+    """The accept/reject use case: one model on two runtimes, agreement near 100%."""
+    data = _frames_and_truth(1)
+    write_frames_bag(lambda i: data[i], [0], tmp_path / 'bag', start_ns=T0)
+    path = _checkpoint(tmp_path / 'm.pt', 0)
+    assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(path), '--backend',
+                     'torch', '--backend', 'onnxruntime', '--threads', '1', '--no-plots',
+                     '--samples', '0', '-o', str(tmp_path / 'out')]) == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert [m['backend'] for m in report['models']] == ['torch', 'onnxruntime']
+    assert report['agreement'][0]['pixel_agreement'] > 0.99

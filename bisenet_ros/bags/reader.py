@@ -37,6 +37,7 @@ class TopicInfo:
     count: Optional[int] = None
 
     def describe(self) -> str:
+        """``'/topic (type, n msgs)'`` for messages and errors."""
         count = '?' if self.count is None else str(self.count)
         return f'{self.name} ({self.msgtype}, {count} msgs)'
 
@@ -52,6 +53,7 @@ class BagMessage:
     _decode: Callable[[bytes, str], Any]
 
     def decode(self) -> Any:
+        """The message as a ``rosbags`` object (fields as in the .msg definition)."""
         return self._decode(self.raw, self.msgtype)
 
 

@@ -19,6 +19,7 @@ class LatencyStats:
         self.samples: List[float] = []
 
     def add(self, seconds: float) -> None:
+        """One duration in seconds."""
         self.samples.append(float(seconds))
 
     def summary(self) -> Dict[str, Optional[float]]:
@@ -46,12 +47,14 @@ class ClassDistribution:
         self.other = 0
 
     def add(self, labels: np.ndarray) -> None:
+        """Count the pixels of one ``(H, W)`` label map."""
         flat = np.asarray(labels).reshape(-1).astype(np.int64)
         inside = (flat >= 0) & (flat < self.num_classes)
         self.counts += np.bincount(flat[inside], minlength=self.num_classes)
         self.other += int((~inside).sum())
 
     def shares(self, class_names: Sequence[str]) -> Dict[str, float]:
+        """Share (0..1) of all counted pixels per class name."""
         total = int(self.counts.sum()) + self.other
         if not total:
             return {}
@@ -72,6 +75,7 @@ class TemporalConsistency:
         self.flip_shares: List[float] = []
 
     def add(self, labels: np.ndarray) -> None:
+        """The next ``(H, W)`` label map of the stream."""
         labels = np.asarray(labels)
         if self._previous is not None and self._previous.shape == labels.shape:
             self.flip_shares.append(float(np.mean(self._previous != labels)))

@@ -81,6 +81,7 @@ class BagFrames:
 
     @property
     def counts(self) -> MatchCounts:
+        """How images and ground truth were paired so far."""
         return self._matcher.counts
 
     def __iter__(self) -> Iterator[Frame]:

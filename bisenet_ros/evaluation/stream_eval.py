@@ -60,6 +60,7 @@ class ModelStats:
             self.frames_scored += 1
 
     def as_dict(self) -> Dict[str, Any]:
+        """JSON-ready results of this model."""
         names = self.label_set.class_names
         out: Dict[str, Any] = {'name': self.name, **self.details, 'frames': self.frames,
                                'frames_scored': self.frames_scored}
@@ -87,11 +88,13 @@ class Agreement:
         self.confusion = ConfusionMatrix(label_set.num_classes, ignore_index=None)
 
     def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        """One frame's label maps of both models."""
         if candidate.shape != reference.shape:
             candidate = fit_to(candidate, reference.shape)
         self.confusion.update(candidate, reference)
 
     def as_dict(self) -> Dict[str, Any]:
+        """mIoU and pixel agreement of the candidate scored against the reference."""
         scores = self.confusion.scores().as_dict(self.label_set.class_names)
         return {'reference': self.reference, 'candidate': self.candidate,
                 'miou': scores['miou'], 'pixel_agreement': scores['pixel_accuracy'],

@@ -20,6 +20,7 @@ DEMO_START_S = 1_700_000_000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bisenet demo`` (all optional)."""
     parser.add_argument('--output', '-o', default=DEFAULT_OUTPUT,
                         help=f'output folder (default: ./{DEFAULT_OUTPUT})')
     parser.add_argument('--model', help='model file (default: the packaged CamVid model)')
@@ -57,6 +58,7 @@ def _demo_bag(out_dir: Path, rate: float, rebuild: bool, frames: Optional[int]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo; 2 when the model file is missing, 0 on success."""
     from ..resources import default_model_path
     from . import eval_bag
     model = Path(args.model) if args.model else default_model_path()

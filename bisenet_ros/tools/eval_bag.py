@@ -28,6 +28,7 @@ DEFAULT_MASK_TOPIC = '/segmentation/mask'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bisenet eval-bag``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
     parser.add_argument('bag', help='rosbag2 folder (sqlite3/mcap) or ROS 1 .bag file')
@@ -123,10 +124,12 @@ def open_frames(args: argparse.Namespace) -> Any:
 
 
 def output_dir(args: argparse.Namespace) -> Path:
+    """``--output`` or ``./bisenet_eval_<bag name>``."""
     return Path(args.output or f'bisenet_eval_{Path(args.bag).resolve().name}')
 
 
 def source_info(args: argparse.Namespace, reader: Any, frames: Any, mode: str) -> Dict:
+    """The report's ``source`` section."""
     return {'bag': str(Path(args.bag).resolve()), 'mode': mode, 'reader': reader.backend_name,
             'image_topic': frames.image_topic, 'label_topic': frames.label_topic}
 
@@ -258,6 +261,7 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate offline, live or listening; prints the summary. Returns the exit code."""
     if args.live and args.listen:
         raise ValueError('choose --live (replay) or --listen, not both')
     if args.start_node and not args.live:

@@ -21,6 +21,7 @@ DATASET_KINDS = ('camvid', 'cityscapes', 'folder', 'demo')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bisenet make-bag``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
     parser.add_argument('output', help='bag directory to create')
@@ -60,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the bag; prints what was written. Returns the exit code."""
     from ..bags import datasets  # OpenCV and the training loaders only when the command runs
     from ..bags.make import select_indices, write_frames_bag
     from ..evaluation.progress import progress_bar

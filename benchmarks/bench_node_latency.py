@@ -45,8 +45,8 @@ def main() -> int:
     parser.add_argument('--size', default='512x1024', help='HxW of the frames')
     parser.add_argument('--duration', type=float, default=120.0, help='seconds at --rate')
     parser.add_argument('--rate', type=float, default=30.0, help='input frame rate (Hz)')
-    parser.add_argument('--single', type=int, default=15, help='frames for the one-at-a-time '
-                                                                'and in-process measurements')
+    parser.add_argument('--single', type=int, default=15,
+                        help='frames for the one-at-a-time and in-process measurements')
     parser.add_argument('--domain', type=int, default=97, help='ROS_DOMAIN_ID to use')
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split('x'))

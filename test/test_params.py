@@ -53,7 +53,8 @@ def test_valid_values_pass(name, value):
 def test_from_values_lists_every_problem_and_is_frozen():
     with pytest.raises(ParamError) as info:
         NodeParams.from_values({'max_rate': -2.0, 'backend': 'x'})
-    assert 'max_rate: must be in' in str(info.value) and 'backend: must be one of' in str(info.value)
+    assert 'max_rate: must be in' in str(info.value)
+    assert 'backend: must be one of' in str(info.value)
     params = NodeParams.from_values({'max_rate': 5, 'input_size': [256, 512]})
     assert params.max_rate == 5.0 and isinstance(params.max_rate, float)
     assert params.model_input_size == (256, 512)

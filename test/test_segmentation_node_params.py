@@ -129,7 +129,7 @@ def test_runtime_changes_apply_to_the_next_frame(probe, segmenters):
 
 
 def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, models,
-                                                               segmenters):
+                                                                segmenters):
     image = pattern_image(H, W, seed=3)
     first, second = (segmenters[k].segment(image).labels for k in ('first', 'second'))
     assert not np.array_equal(first, second)  # the two models are told apart

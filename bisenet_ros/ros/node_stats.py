@@ -81,7 +81,8 @@ class CameraStats:
             self._last_received_total = received_total
             published, rejected, reason = self.published, self.rejected, self.last_reject_reason
         n = max(w.published, 1)
-        values = [('input_hz', f'{received / span:.2f}'), ('output_hz', f'{w.published / span:.2f}')]
+        values = [('input_hz', f'{received / span:.2f}'),
+                  ('output_hz', f'{w.published / span:.2f}')]
         values += [(f'{name}_ms', f'{1000 * w.stage_sums[name] / n:.2f}') for name in STAGES]
         mean_age = w.age_sum / w.age_count if w.age_count else None
         values += [('input_age_ms', '' if mean_age is None else f'{1000 * mean_age:.1f}'),

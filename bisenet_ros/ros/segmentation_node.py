@@ -20,7 +20,7 @@ from typing import Any, List, Optional
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
@@ -123,9 +123,10 @@ class SegmentationNode(Node):
                 continue
             t0 = time.perf_counter()
             try:
+                frame.msg = camera.deserialize(frame.msg)
                 decode = compressed_to_color if p.compressed else image_to_color
                 image, is_bgr = decode(frame.msg)
-            except ConversionError as exc:
+            except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
                 self.stats[frame.camera].frame_rejected(str(exc))
                 self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
                                           throttle_duration_sec=5.0)
@@ -219,7 +220,8 @@ def main(args: Optional[List[str]] = None) -> int:
     code = 0
     try:
         node = SegmentationNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # One thread: the input callbacks only store bytes; inference has its own thread.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -15,12 +15,16 @@ from typing import Dict, List, Optional, Tuple
 
 #: name -> (module, one-line help). Keep alphabetical.
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+    'benchmark': ('bisenet_ros.tools.benchmark', 'latency, FPS, GFLOP/s and agreement of each '
+                  'backend and precision, side by side'),
     'demo': ('bisenet_ros.tools.demo', 'segment real street scenes with the default model, '
              'through the ROS node, and report (no arguments needed)'),
     'eval-bag': ('bisenet_ros.tools.eval_bag', 'evaluate models (or the running node, --live) '
                  'on a ROS bag: mIoU, latency, agreement'),
     'evaluate': ('bisenet_ros.tools.evaluate', 'mIoU and per-class IoU of a checkpoint on a '
                  'dataset split, single scale or multi-scale + flip'),
+    'export': ('bisenet_ros.tools.export', 'export ONNX (and a TensorRT engine), verified '
+               'against PyTorch'),
     'export-checkpoint': ('bisenet_ros.tools.export_checkpoint', 'convert a training state '
                           '(last.pt/best.pt) into a project checkpoint'),
     'make-bag': ('bisenet_ros.tools.make_bag', 'write a ROS 2 bag of images + ground-truth '

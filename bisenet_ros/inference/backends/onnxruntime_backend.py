@@ -214,6 +214,11 @@ class OnnxRuntimeBackend(Backend):
         session = self._session_for((int(batch.shape[2]), int(batch.shape[3])))
         fetch = [o for o in wanted if o in self._output_names]
         if len(fetch) < len(wanted) and 'logits' not in fetch:
+            if 'logits' not in self._output_names:
+                missing = [o for o in wanted if o not in fetch]
+                raise RuntimeError(f'onnxruntime backend: the model outputs only '
+                                   f'{self._output_names}; {missing} needs a logits or '
+                                   f'{missing[0]} output (re-export with --outputs)')
             fetch.append('logits')
         feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
         values = session.run(fetch, {session.get_inputs()[0].name: feed})

@@ -47,7 +47,8 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
                   input_size: Tuple[int, int],
                   mean_std: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                   op_types: Sequence[str] = DEFAULT_OPS, limit: int = 32,
-                  reduce_range: bool = False, for_tensorrt: bool = False) -> Path:
+                  reduce_range: Optional[bool] = None, method: str = 'percentile',
+                  for_tensorrt: bool = False) -> Path:
     """Write a statically quantized copy of ``model_path``.
 
     Args:
@@ -56,7 +57,10 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
         mean_std: RGB normalisation; ImageNet's when ``None``.
         op_types: ONNX operator types to quantize.
         limit: At most this many calibration images.
-        reduce_range: 7-bit weights, for CPUs without VNNI where u8*s8 sums can saturate.
+        reduce_range: 7-bit weights, for CPUs without VNNI, where the u8*s8 pair sums of the
+            AVX2 kernels saturate int16; ``None``: on exactly when this CPU lacks VNNI.
+        method: Calibration ``'percentile'`` (99.999%, robust to outliers; the default) or
+            ``'minmax'`` (faster to calibrate).
         for_tensorrt: Symmetric int8 activations and weights (what TensorRT's explicit
             quantization accepts) instead of ORT's faster uint8 activations.
     """
@@ -66,6 +70,10 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
 
     from ...labels import IMAGENET_MEAN, IMAGENET_STD
     mean, std = mean_std or (IMAGENET_MEAN, IMAGENET_STD)
+    if method not in ('percentile', 'minmax'):
+        raise ValueError(f"calibration method must be 'percentile' or 'minmax', got {method!r}")
+    if reduce_range is None:
+        reduce_range = not for_tensorrt and not cpu_has_vnni()
     frames = load_calibration_images(images, limit)
     import onnx
     input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
@@ -91,12 +99,23 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
                         activation_type=activation, weight_type=QuantType.QInt8,
                         per_channel=True, reduce_range=reduce_range,
                         op_types_to_quantize=list(op_types), nodes_to_exclude=classifier,
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.Percentile if method == 'percentile'
+                        else CalibrationMethod.MinMax,
                         extra_options={'ActivationSymmetric': for_tensorrt,
-                                       'WeightSymmetric': True})
-    LOG.info('int8: quantized %s -> %s on %d calibration images at %dx%d', model_path, output,
-             len(frames), *input_size)
+                                       'WeightSymmetric': True, 'CalibPercentile': 99.999})
+    LOG.info('int8: quantized %s -> %s on %d calibration images at %dx%d (%s, reduce_range %s)',
+             model_path, output, len(frames), *input_size, method, reduce_range)
     return output
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU has VNNI int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return True  # unknown (not Linux): assume a modern CPU, keep full range
+    flags = set(text.split())
+    return bool(flags & {'avx512_vnni', 'avx_vnni', 'amx_int8'})
 
 
 def _classifier_nodes(model_path: Path) -> List[str]:

@@ -280,8 +280,12 @@ class TensorRTBackend(Backend):
                 context.set_tensor_address(name, out.data_ptr())
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError('tensorrt backend: execute_async_v3 failed')
-            fetch = [n for n in wanted if n in self._outputs] or ['logits']
+            fetch = [n for n in wanted if n in self._outputs]
             if len(fetch) < len(wanted) and 'logits' not in fetch:
+                if 'logits' not in self._outputs:
+                    missing = [o for o in wanted if o not in fetch]
+                    raise RuntimeError(f'tensorrt backend: the engine outputs only '
+                                       f'{self._outputs}; {missing} needs a logits output')
                 fetch.append('logits')
             host = {n: self._buffers[n].float().cpu() if self._buffers[n].is_floating_point()
                     else self._buffers[n].cpu() for n in fetch}

@@ -1,0 +1,102 @@
+"""Backends: parity with the reference fixture, the auto rule, clear errors, reduced precision."""
+
+import numpy as np
+import pytest
+
+from bisenet_ros.inference import BackendUnavailableError, create_backend, Segmenter
+from bisenet_ros.inference.backends import choose_backend
+from bisenet_ros.inference.backends.base import cuda_available, module_available
+from bisenet_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from bisenet_ros.inference.backends.torch_backend import TorchBackend
+from bisenet_ros.inference.postprocess import max_softmax
+from bisenet_ros.inference.preprocess import preprocess
+from bisenet_ros.model import load_model
+
+
+def _tolerance(ref):
+    """The fixture README's bound: max|a - b| <= 2e-4 * max|ref| + 1e-4."""
+    return 2e-4 * float(np.abs(ref).max()) + 1e-4
+
+
+@pytest.fixture(scope='module')
+def reference_model(reference_fixture):
+    return load_model(reference_fixture / 'city19_seed0.pth')
+
+
+@pytest.mark.parametrize('name', ['torch', 'onnxruntime'])
+def test_backend_matches_the_reference_fixture(name, reference_fixture, reference_model):
+    x = np.load(reference_fixture / 'input_256x512.npy')
+    ref = np.load(reference_fixture / 'logits_eval.npy')
+    pred = np.load(reference_fixture / 'pred.npy')
+    with create_backend(name, reference_model, threads=2, input_size=(256, 512)) as backend:
+        out = backend.infer(x, ('logits', 'labels', 'confidence'))
+    assert out['logits'].shape == ref.shape and out['logits'].dtype == np.float32
+    assert np.abs(out['logits'] - ref).max() <= _tolerance(ref)
+    assert out['labels'].dtype == np.uint8 and out['labels'].shape == pred.shape
+    assert (out['labels'] == pred).mean() >= 0.999
+    np.testing.assert_array_equal(out['labels'], out['logits'].argmax(1))
+    np.testing.assert_allclose(out['confidence'], max_softmax(out['logits']), atol=1e-5)
+
+
+def test_onnxruntime_matches_torch_on_a_full_size_camvid_frame(camvid_dir, reference_model):
+    import cv2
+    frame = cv2.imread(str(sorted((camvid_dir / 'val').glob('*.jpg'))[0]))
+    ls = reference_model.label_set
+    x, _ = preprocess([frame], ls.mean, ls.std, input_size=(512, 1024))
+    torch_out = TorchBackend(reference_model).infer(x, ('logits',))['logits']
+    with OnnxRuntimeBackend(reference_model, input_size=(512, 1024), threads=2) as ort:
+        ort_out = ort.infer(x, ('logits', 'labels'))
+    assert np.abs(ort_out['logits'] - torch_out).max() <= _tolerance(torch_out)
+    assert (ort_out['labels'] == torch_out.argmax(1)).mean() >= 0.999
+
+
+def test_onnx_file_sets_size_label_set_and_outputs(tmp_path, reference_model):
+    from bisenet_ros.export.onnx_export import export_onnx
+    path = export_onnx(reference_model, tmp_path / 'labels_only.onnx', (64, 128),
+                       outputs=('labels',))
+    with Segmenter(path, backend='onnxruntime') as seg:
+        assert seg.input_size == (64, 128) and seg.backend.max_batch == 1
+        assert seg.backend.available_outputs == ('labels',)
+        assert seg.label_set == reference_model.label_set
+        image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+        results = seg.segment_batch([image, image])  # batch 1 file: two calls
+        assert [r.labels.shape for r in results] == [(90, 120), (90, 120)]
+        with pytest.raises(RuntimeError, match='confidence'):
+            seg.segment(image, confidence=True)
+    with pytest.raises(ValueError, match='re-export'):
+        Segmenter(path, backend='onnxruntime', input_size=(32, 32))
+
+
+def test_auto_rule_and_its_reasons():
+    assert choose_backend('m.engine', 'cpu', 'fp32')[0] == 'tensorrt'
+    name, reason = choose_backend('m.pt', 'cpu', 'fp32')
+    assert name == 'onnxruntime' and 'CPU' in reason
+    name, reason = choose_backend('m.pt', 'cpu', 'bf16')
+    assert name == 'torch' and 'bf16' in reason
+    with pytest.raises(BackendUnavailableError, match='ONNX'):
+        choose_backend('m.onnx', 'cpu', 'bf16')
+    expected = 'tensorrt' if module_available('tensorrt') else 'onnxruntime'
+    assert choose_backend('m.pt', 'cuda', 'fp16')[0] == expected
+
+
+def test_unavailable_backends_devices_and_precisions_fail_clearly(reference_model):
+    with pytest.raises(BackendUnavailableError, match='fp16'):
+        create_backend('onnxruntime', reference_model, precision='fp16')
+    with pytest.raises(BackendUnavailableError, match='bf16'):
+        create_backend('onnxruntime', reference_model, precision='bf16')
+    with pytest.raises(ValueError, match='calibration_images'):
+        create_backend('onnxruntime', reference_model, precision='int8', input_size=(64, 64))
+    with pytest.raises(BackendUnavailableError, match='int8'):
+        create_backend('torch', reference_model, precision='int8')
+    with pytest.raises(ValueError, match='precision'):
+        create_backend('torch', reference_model, precision='fp8')
+    with pytest.raises(ValueError, match='device'):
+        create_backend('torch', reference_model, device='tpu')
+    if not cuda_available():
+        with pytest.raises(BackendUnavailableError, match='CUDA'):
+            create_backend('torch', reference_model, device='cuda')
+    if not module_available('tensorrt'):
+        with pytest.raises(BackendUnavailableError, match='tensorrt'):
+            create_backend('tensorrt', reference_model, device='cuda', input_size=(64, 64))
+    with pytest.raises(ValueError, match='float32'):
+        TorchBackend(reference_model).infer(np.zeros((1, 3, 8, 8), np.float64))

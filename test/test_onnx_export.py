@@ -1,0 +1,88 @@
+"""ONNX export: outputs, metadata, dynamic batch, checker, and the `bisenet export` tool."""
+
+import argparse
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from bisenet_ros.export.onnx_export import export_onnx, onnx_io, read_metadata
+from bisenet_ros.labels import LabelSet
+from bisenet_ros.model import build_model, save_checkpoint
+
+
+@pytest.fixture(scope='module')
+def model():
+    torch.manual_seed(0)
+    net = build_model('bisenetv2', 6).eval()
+    net.label_set = LabelSet.generic(6)
+    return net
+
+
+def test_all_outputs_dynamic_batch_and_metadata(model, tmp_path):
+    path = export_onnx(model, tmp_path / 'm.onnx', (64, 96), dynamic_batch=True,
+                       outputs=('logits', 'labels', 'confidence'))
+    onnx.checker.check_model(onnx.load(str(path)))
+    shape, outputs = onnx_io(path)
+    assert shape == (None, 3, 64, 96)
+    assert outputs == {'logits': onnx.TensorProto.FLOAT, 'labels': onnx.TensorProto.UINT8,
+                       'confidence': onnx.TensorProto.FLOAT}
+    meta = read_metadata(path)
+    assert meta['input_size'] == [64, 96] and meta['dynamic_batch'] is True
+    assert LabelSet.from_dict(meta['label_set']) == model.label_set
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert 'ArgMax' in ops  # labels computed in the graph, no plugins
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    x = np.random.default_rng(0).normal(size=(3, 3, 64, 96)).astype(np.float32)
+    logits, labels, conf = session.run(None, {'input': x})
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(logits - ref).max() <= 2e-4 * np.abs(ref).max() + 1e-4
+    assert (labels == ref.argmax(1)).mean() >= 0.999
+    assert conf.shape == (3, 64, 96) and 0 < conf.min() and conf.max() <= 1
+
+
+def test_int32_labels_fixed_batch_and_fp16(model, tmp_path):
+    path = export_onnx(model, tmp_path / 'l.onnx', (32, 64), batch=2, outputs=('labels',),
+                       labels_dtype='int32')
+    shape, outputs = onnx_io(path)
+    assert shape == (2, 3, 32, 64) and outputs == {'labels': onnx.TensorProto.INT32}
+    half = export_onnx(model, tmp_path / 'h.onnx', (32, 64), fp16=True)
+    graph = onnx.load(str(half)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert read_metadata(half)['precision'] == 'fp16'
+    assert not model.training and next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize('outputs, dtype, match', [
+    (('scores',), 'uint8', 'outputs'),
+    (('labels', 'labels'), 'uint8', 'outputs'),
+    ((), 'uint8', 'outputs'),
+    (('labels',), 'int64', 'labels_dtype'),
+])
+def test_bad_export_options_are_rejected(model, tmp_path, outputs, dtype, match):
+    with pytest.raises(ValueError, match=match):
+        export_onnx(model, tmp_path / 'x.onnx', (32, 32), outputs=outputs, labels_dtype=dtype)
+
+
+def test_export_tool_writes_checks_and_verifies(model, tmp_path, capsys):
+    from bisenet_ros.cli import SUBCOMMANDS
+    from bisenet_ros.tools import export
+    assert SUBCOMMANDS['export'][0] == 'bisenet_ros.tools.export'
+    ckpt = save_checkpoint(tmp_path / 'six.pt', model, model.label_set)
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    out = tmp_path / 'six.onnx'
+    args = parser.parse_args(['--model', str(ckpt), '--input-size', '64x96', '-o', str(out),
+                              '--outputs', 'labels,confidence', '--dynamic-batch'])
+    assert export.run(args) == 0
+    text = capsys.readouterr().out
+    assert 'onnx.checker passed' in text and 'pixel agreement with PyTorch fp32' in text
+    agreement = float(text.split('pixel agreement with PyTorch fp32: ')[1].split('%')[0])
+    assert agreement >= 99.9
+    assert onnx_io(out)[0] == (None, 3, 64, 96)
+    with pytest.raises(ValueError, match='calibration-images'):
+        export.run(parser.parse_args(['--model', str(ckpt), '--input-size', '64x96', '-o',
+                                      str(out), '--int8']))

@@ -207,6 +207,19 @@ def test_model_backend_pairing(tmp_path):
         assert cli_main(['eval-bag'] + bad) == 1
 
 
+def test_accept_reject_gates():
+    from bisenet_ros.evaluation.gates import check_gates
+    report = {'models': [{'name': 'fp32', 'accuracy': {'miou': 0.71}},
+                         {'name': 'fp16', 'accuracy': {'miou': 0.69}}],
+              'agreement': [{'reference': 'fp32', 'candidate': 'fp16', 'miou': 0.97}]}
+    assert check_gates(report, 0.95, 0.6) == []
+    failures = check_gates(report, 0.98, 0.7)
+    assert len(failures) == 2
+    assert 'fp16 agrees with fp32 at mIoU 0.97, below 0.98' in failures[0]
+    assert 'fp16 reaches mIoU 0.69' in failures[1]
+    assert check_gates({'models': [{'name': 'a', 'accuracy': None}]}, None, 0.1)
+
+
 def test_cli_same_model_two_backends_agree(tmp_path):
     """The accept/reject use case: one model on two runtimes, agreement near 100%."""
     data = _frames_and_truth(1)
@@ -214,7 +227,8 @@ def test_cli_same_model_two_backends_agree(tmp_path):
     path = _checkpoint(tmp_path / 'm.pt', 0)
     assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(path), '--backend',
                      'torch', '--backend', 'onnxruntime', '--threads', '1', '--no-plots',
-                     '--samples', '0', '-o', str(tmp_path / 'out')]) == 0
+                     '--samples', '0', '--min-agreement', '0.95', '-o',
+                     str(tmp_path / 'out')]) == 0
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
     assert [m['backend'] for m in report['models']] == ['torch', 'onnxruntime']
     assert report['agreement'][0]['pixel_agreement'] > 0.99

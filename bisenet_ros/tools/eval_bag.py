@@ -77,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help='seconds to wait for the node (default: 60)')
     live.add_argument('--drain', type=float, default=5.0,
                       help='seconds to wait for masks after the last frame (default: 5)')
+    gate = parser.add_argument_group('accept / reject (exit code 3 when a check fails)')
+    gate.add_argument('--min-agreement', type=float, metavar='MIOU',
+                      help='every model after the first must reach this agreement mIoU (0..1) '
+                      'against the first, e.g. 0.95 for an fp16 engine against fp32')
+    gate.add_argument('--min-miou', type=float, metavar='MIOU',
+                      help='every model must reach this mIoU (0..1) on the ground truth')
     out = parser.add_argument_group('output')
     out.add_argument('--output', '-o', help='report folder (default: ./bisenet_eval_<bag>)')
     out.add_argument('--samples', type=int, default=6, help='overlay images to write')
@@ -271,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _offline(args)
     print_result(result)
+    from ..evaluation.gates import check_gates
+    failures = check_gates(result['report'], args.min_agreement, args.min_miou)
+    for failure in failures:
+        print(f'  REJECT: {failure}')
     dropped = result['report']['frames'].get('dropped_share') or 0.0
     if dropped > 0.2:
         profile = output_dir(args).resolve() / 'fastdds_large_messages.xml'
@@ -279,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
               'may also be lost between processes unless the node runs with '
               'FASTDDS_DEFAULT_PROFILES_FILE set to a large shared-memory profile'
               + (f' such as {profile}' if profile.is_file() else ''))
-    return 0
+    return 3 if failures else 0
 
 
 def print_result(result: Dict[str, Any], header: Optional[str] = None) -> None:

@@ -2,7 +2,8 @@
 
 The node starts without a usable model (reported, node keeps running) and gets one at runtime;
 outputs nobody subscribes to cost nothing; both cameras' frames share one inference call and
-come back under their own namespaces with camera_info; jpeg and png input.
+come back under their own namespaces with camera_info; jpeg and png input; a model with more
+than 255 classes (loaded at runtime) gives mono16 masks.
 """
 
 import json
@@ -151,3 +152,21 @@ def test_jpeg_input(probe, segmenter):
     assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[topic]), 60)
     mask = next(m for m in probe.received[topic] if stamp_ns(m) == stamp)
     np.testing.assert_array_equal(image_to_array(mask), segmenter.segment(decoded).labels)
+
+
+def test_more_than_255_classes_give_a_mono16_mask(probe, tmp_path):
+    model = write_random_checkpoint(tmp_path / 'classes300.pt', seed=1, num_classes=300)
+    result = probe.set_parameters({'model_path': str(model)})[0]
+    assert result.successful, result.reason
+    assert probe.wait_for(lambda: json.loads(probe.received['/segmentation/class_info'][-1]
+                                             .data)['num_classes'] == 300, 20)
+    info = json.loads(probe.received['/segmentation/class_info'][-1].data)
+    assert info['mask_encoding'] == 'mono16'
+    stamp, decoded = send(probe, 'cam_left', pattern_image(H, W, seed=8))
+    topic = '/segmentation/cam_left/mask'
+    assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[topic]), 60)
+    mask = next(m for m in probe.received[topic] if stamp_ns(m) == stamp)
+    assert mask.encoding == 'mono16' and mask.step == 2 * W
+    expected = Segmenter(str(model), backend='torch').segment(decoded).labels
+    assert expected.dtype == np.uint16
+    np.testing.assert_array_equal(image_to_array(mask), expected)

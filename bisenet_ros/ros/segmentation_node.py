@@ -214,7 +214,11 @@ class SegmentationNode(Node):
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Entry point: run the node until SIGINT/SIGTERM; exit code 2 for invalid parameters."""
+    """Entry point: run the node until SIGINT/SIGTERM; exit code 2 for invalid parameters.
+
+    rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
+    ExternalShutdownException (or KeyboardInterrupt), and the worker thread is joined.
+    """
     rclpy.init(args=args)
     node: Optional[SegmentationNode] = None
     code = 0
@@ -233,7 +237,10 @@ def main(args: Optional[List[str]] = None) -> int:
         if node is not None:
             node.shutdown()
             node.destroy_node()
-        rclpy.try_shutdown()
+        if hasattr(rclpy, 'try_shutdown'):
+            rclpy.try_shutdown()  # no-op when the signal handler already shut down
+        elif rclpy.ok():
+            rclpy.shutdown()
     return code
 
 

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--images', nargs='*', help='natural frames for agreement and int8 '
                         'calibration (default: the packaged demo frames)')
+    parser.add_argument('--agreement-images', type=int, default=4,
+                        help='frames used for the agreement column (4)')
     parser.add_argument('--calibration-images', help='int8 calibration folder '
                         '(default: --images)')
     parser.add_argument('--label-set', help="label set name or YAML (default: the model's)")
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     configs = [c.split(':') for c in (args.configs or (
         GPU_CONFIGS if args.device.startswith('cuda') else CPU_CONFIGS)).split(',')]
     sizes = [parse_size(s) for s in args.sizes.split(',')]
-    frames = sample_images(args.images, limit=8)
+    frames = sample_images(args.images, limit=max(1, args.agreement_images))
     calibration = args.calibration_images or frames
     report: Dict[str, Any] = {'model': str(model_path), 'machine': _machine(),
                               'threads': args.threads, 'iterations': args.iterations,

@@ -46,7 +46,7 @@ def load_calibration_images(source: Any, limit: int = 32) -> List[np.ndarray]:
 def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], images: Any,
                   input_size: Tuple[int, int],
                   mean_std: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-                  op_types: Sequence[str] = DEFAULT_OPS, limit: int = 32,
+                  op_types: Sequence[str] = DEFAULT_OPS, limit: int = 16,
                   reduce_range: Optional[bool] = None, method: str = 'percentile',
                   for_tensorrt: bool = False) -> Path:
     """Write a statically quantized copy of ``model_path``.

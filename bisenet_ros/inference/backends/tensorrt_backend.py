@@ -51,7 +51,7 @@ class TensorRTBackend(Backend):
                  input_size: Optional[Size] = None, max_batch: int = 1,
                  dynamic_batch: bool = False, cache_dir: Any = None,
                  calibration_images: Any = None, workspace_gb: float = 2.0,
-                 label_set: Any = None, threads: Optional[int] = None) -> None:
+                 label_set: Any = None) -> None:
         import tensorrt as trt
         import torch
         self._trt, self._torch = trt, torch
@@ -62,7 +62,9 @@ class TensorRTBackend(Backend):
         self.device, self.precision = device, precision
         self._index = int(device.split(':')[1]) if ':' in device else 0
         self._plan: BuildPlan = build_plan(trt.__version__, precision)
-        if precision == 'int8' and calibration_images is None:
+        if precision == 'int8' and calibration_images is None and \
+                not (isinstance(model, (str, os.PathLike)) and
+                     Path(model).suffix.lower() in ENGINE_SUFFIXES):
             raise ValueError('tensorrt backend: int8 needs calibration_images (a folder or list '
                              'of (H, W, 3) uint8 BGR images like the ones you segment)')
         self._calibration = calibration_images

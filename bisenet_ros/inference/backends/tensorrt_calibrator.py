@@ -20,10 +20,13 @@ def make_calibrator(trt: Any, torch: Any, images: Any, size: Tuple[int, int], ba
                     label_set: Any, cache_file: Path, device: str, limit: int = 64):
     """An ``IInt8EntropyCalibrator2`` over ``images`` (folder or BGR uint8 arrays).
 
-    The calibration table is cached in ``cache_file`` and reused by later builds.
+    The calibration table is cached in ``cache_file`` and reused by later builds (a rebuild
+    for a new TensorRT or GPU can then run without the images).
     """
     from ...labels import IMAGENET_MEAN, IMAGENET_STD
-    frames = load_calibration_images(images, limit)
+    if images is None and not cache_file.is_file():
+        raise ValueError(f'int8 calibration: no calibration images and no table {cache_file}')
+    frames = load_calibration_images(images, limit) if images is not None else []
     mean = label_set.mean if label_set is not None else IMAGENET_MEAN
     std = label_set.std if label_set is not None else IMAGENET_STD
 

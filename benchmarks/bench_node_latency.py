@@ -102,12 +102,13 @@ def main() -> int:
             pub.publish(msg)
             return stamp
 
-        def node_segmenter_ms(since):
-            """Mean preprocess + inference + postprocess the node reported since ``since``
-            (monotonic s), weighted by frames: the Segmenter's latency at the same moment."""
+        def node_segmenter_ms(since, until=float('inf')):
+            """Mean preprocess + inference + postprocess the node reported between ``since``
+            and ``until`` (monotonic s), weighted by frames: the Segmenter's latency at the
+            same moment."""
             total = weight = 0.0
             for m, t in zip(probe.received['/diagnostics'], probe.receive_times['/diagnostics']):
-                if t < since:
+                if not since <= t < until:
                     continue
                 for status in m.status:
                     kv = {k.key: k.value for k in status.values}
@@ -165,9 +166,18 @@ def main() -> int:
         time.sleep(3 * ref + 0.5)
         got = latencies(set(stream))
         lat = [x for _, x in got]
+        if len(lat) < 3:
+            print(f'only {len(lat)} frames segmented in {args.duration:g} s: use a longer '
+                  '--duration')
+            return 1
         third = max(len(got) // 3, 1)
         first = statistics.median(lat[:third]) if lat else float('nan')
         last = statistics.median(lat[-third:]) if lat else float('nan')
+        # The same drift relative to the Segmenter time the node reported in each third's
+        # window: separates a growing queue (ratio grows) from a machine getting busier.
+        t_first, t_last = got[third - 1][0] + 2.0, got[-third][0]
+        rel_first = 1000 * first / node_segmenter_ms(phase_start, t_first)
+        rel_last = 1000 * last / node_segmenter_ms(t_last)
         p95 = percentile(lat, 95)
         node_ms = node_segmenter_ms(phase_start)
         print(f'e2e at {args.rate:g} Hz for {args.duration:g} s: {len(stream)} sent, '
@@ -175,7 +185,8 @@ def main() -> int:
               f'{1000 * statistics.median(lat):.1f} ms, p95 {1000 * p95:.1f} ms -> ratio p95 / '
               f'segmenter {p95 / ref:.3f} (goal <= 2.0); node-reported segmenter time '
               f'{node_ms:.1f} ms -> ratio p95 / it {1000 * p95 / node_ms:.3f}; drift last/first '
-              f'third {last / first:.3f} (~1.0 = no growth)')
+              f'third {last / first:.3f} (~1.0 = no growth); e2e / node-reported time: first '
+              f'third {rel_first:.3f}, last third {rel_last:.3f}')
     finally:
         probe.close()
         code = node.stop()

@@ -12,6 +12,8 @@ Run: ``ros2 run bisenet_ros segmentation_node --ros-args -p model_path:=/path/mo
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
@@ -107,6 +109,8 @@ class SegmentationNode(Node):
             try:
                 self._process(frames, self.params)  # as of now: may have changed while waiting
             except Exception as exc:  # never let one batch stop the node
+                if not self.context.ok():  # SIGINT/SIGTERM arrived mid-frame: stop quietly
+                    break
                 self.get_logger().error(f'segmentation failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)
                 for frame in frames:
@@ -213,8 +217,8 @@ class SegmentationNode(Node):
         self.model.close()
 
 
-def main(args: Optional[List[str]] = None) -> int:
-    """Entry point: run the node until SIGINT/SIGTERM; exit code 2 for invalid parameters.
+def run_node(args: Optional[List[str]] = None) -> int:
+    """Run the node until SIGINT/SIGTERM; returns 0, or 2 for invalid parameters.
 
     rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
     ExternalShutdownException (or KeyboardInterrupt), and the worker thread is joined.
@@ -233,6 +237,11 @@ def main(args: Optional[List[str]] = None) -> int:
     except (ParamError, ParameterException) as exc:
         rclpy.logging.get_logger(NODE_NAME).error(f'invalid parameters: {exc}')
         code = 2
+    except Exception:
+        # A signal can shut the context down between two waits of the executor, which then
+        # fails to build its wait set; that is a normal stop, anything else is not.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.shutdown()
@@ -244,5 +253,19 @@ def main(args: Optional[List[str]] = None) -> int:
     return code
 
 
+def main(args: Optional[List[str]] = None) -> None:
+    """Process entry point (``ros2 run``, console script, ``python -m``): never returns.
+
+    Every ROS and model resource is released by :func:`run_node`; the process then exits at
+    once instead of letting the interpreter garbage-collect torch's object graph at exit, which
+    takes seconds and would break the 2 s stop budget on SIGINT/SIGTERM.
+    """
+    code = run_node(args)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

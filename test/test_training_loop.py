@@ -17,7 +17,7 @@ OVERFIT_ITERATIONS = 60
 
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
-    return write_toy_dataset(tmp_path_factory.mktemp('toy'), train=4, val=2, size=(48, 64))
+    return write_toy_dataset(tmp_path_factory.mktemp('toy'), train=4, val=2, size=(32, 48))
 
 
 def _config(toy, out, **train):

@@ -153,3 +153,21 @@ def test_int8_agreement_with_fp32_on_camvid(trained_model, camvid_frames):
     # calibration variant tried, so int8 is NOT eligible (`bisenet benchmark` excludes it).
     # This guards the quantizer against regressions (a broken one scores 65-90%).
     assert agreement >= 0.98
+
+
+def test_auto_falls_back_when_the_chosen_backend_fails_to_start(reference_fixture, monkeypatch,
+                                                                 caplog):
+    """Fault injection: ONNX Runtime (auto's CPU choice) fails while creating its session."""
+    from bisenet_ros.inference.backends import onnxruntime_backend
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError('simulated: CUDAExecutionProvider failed to load')
+
+    monkeypatch.setattr(onnxruntime_backend.OnnxRuntimeBackend, '__init__', broken)
+    path = str(reference_fixture / 'city19_seed0.pth')
+    with caplog.at_level('WARNING'):
+        seg = Segmenter(path, backend='auto')
+    assert seg.backend_name == 'torch'
+    assert 'onnxruntime failed to initialise' in caplog.text and 'simulated' in caplog.text
+    with pytest.raises(RuntimeError, match='simulated'):
+        Segmenter(path, backend='onnxruntime')

@@ -190,9 +190,31 @@ def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
     if precision not in PRECISIONS:
         raise ValueError(f'unknown precision {precision!r}; expected one of {PRECISIONS}')
     device = resolve_device(device)
-    if name == 'auto':
-        name, reason = choose_backend(model, device, precision)
-        LOG.info('backend auto -> %s (%s)', name, reason)
+    kwargs = dict(device=device, precision=precision, threads=threads, input_size=input_size,
+                  **options)
+    if name != 'auto':
+        return _create_named(name, model, **kwargs)
+    name, reason = choose_backend(model, device, precision)
+    LOG.info('backend auto -> %s (%s)', name, reason)
+    suffix = Path(str(model)).suffix.lower() if isinstance(model, (str, os.PathLike)) else ''
+    readers = ('tensorrt',) if suffix in ENGINE_SUFFIXES else \
+        ('onnxruntime',) if suffix == '.onnx' else ('onnxruntime', 'torch')
+    order = [name] + [n for n in readers if n != name]
+    for i, candidate in enumerate(order):
+        try:
+            return _create_named(candidate, model, **kwargs)
+        except (BackendUnavailableError, ImportError, OSError, RuntimeError) as exc:
+            if i == len(order) - 1:
+                raise
+            LOG.warning('backend auto: %s failed to initialise (%s: %s); falling back to %s',
+                        candidate, type(exc).__name__, exc, order[i + 1])
+    raise AssertionError('unreachable')
+
+
+def _create_named(name: str, model: Any, *, device: str, precision: str,
+                  threads: Optional[int], input_size: Optional[Size],
+                  **options: Any) -> Backend:
+    """Build the backend ``name`` (not ``auto``); see :func:`create_backend`."""
     if name == 'torch':
         from .torch_backend import TorchBackend
         return TorchBackend(model, device=device, precision=precision, threads=threads,

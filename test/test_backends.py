@@ -155,8 +155,8 @@ def test_int8_agreement_with_fp32_on_camvid(trained_model, camvid_frames):
     assert agreement >= 0.98
 
 
-def test_auto_falls_back_when_the_chosen_backend_fails_to_start(reference_fixture, monkeypatch,
-                                                                 caplog):
+def test_auto_falls_back_when_the_chosen_backend_fails_to_start(reference_fixture,
+                                                                monkeypatch, caplog):
     """Fault injection: ONNX Runtime (auto's CPU choice) fails while creating its session."""
     from bisenet_ros.inference.backends import onnxruntime_backend
 

@@ -139,6 +139,12 @@ def save_checkpoint(path: PathLike, model: BiSeNetV2, label_set: LabelSet, *,
         'meta': dict(meta or {}),
         'state_dict': state,
     }
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(payload: Any, path: PathLike) -> Path:
+    """``torch.save`` to a temp file beside ``path``, then ``os.replace``: readers never see a
+    half-written file, and an interrupted save leaves the old file intact."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name, suffix='.tmp', dir=target.parent)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Dict, Optional, Union
 
 import torch
+
+from ..model.checkpoint import atomic_torch_save
 
 TRAIN_STATE_FORMAT = 'bisenet_ros.train_state'
 
@@ -53,17 +54,7 @@ def save_train_state(path: Union[str, Path], *, model: torch.nn.Module,
         'best_miou': float(best_miou),
         'extra': dict(extra or {}),
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name, suffix='.tmp', dir=target.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return atomic_torch_save(payload, path)
 
 
 def load_train_state(path: Union[str, Path]) -> Dict[str, Any]:

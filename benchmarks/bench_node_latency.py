@@ -33,6 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / 'config' / 'fastdds_large_images.xml'
 
 
+def resident_kb(pid):
+    """Resident memory of process ``pid`` in kB (Linux /proc)."""
+    with open(f'/proc/{pid}/status') as status:
+        return int(next(line.split()[1] for line in status if line.startswith('VmRSS:')))
+
+
 def percentile(values, q):
     return float(np.percentile(np.asarray(values), q)) if values else float('nan')
 
@@ -159,9 +165,12 @@ def main() -> int:
         period = 1.0 / args.rate
         start = phase_start = time.monotonic()
         next_time = start
+        rss_samples = []  # node resident memory (kB) every ~10 s of overload
         while time.monotonic() - start < args.duration:
             stream.append(publish())
             next_time += period
+            if not rss_samples or time.monotonic() - rss_samples[-1][0] >= 10.0:
+                rss_samples.append((time.monotonic(), resident_kb(node.proc.pid)))
             time.sleep(max(0.0, next_time - time.monotonic()))
         time.sleep(3 * ref + 0.5)
         got = latencies(set(stream))
@@ -187,6 +196,11 @@ def main() -> int:
               f'{node_ms:.1f} ms -> ratio p95 / it {1000 * p95 / node_ms:.3f}; drift last/first '
               f'third {last / first:.3f} (~1.0 = no growth); e2e / node-reported time: first '
               f'third {rel_first:.3f}, last third {rel_last:.3f}')
+        rss = [kb for _, kb in rss_samples]
+        warm = rss[min(1, len(rss) - 1)]  # skip the first sample (still warming up)
+        print(f'node RSS during overload: {warm / 1024:.0f} MB after warm-up -> '
+              f'{rss[-1] / 1024:.0f} MB at the end (max {max(rss) / 1024:.0f} MB, '
+              f'{len(rss)} samples; growth {100 * (rss[-1] / warm - 1):+.1f}%)')
     finally:
         probe.close()
         code = node.stop()

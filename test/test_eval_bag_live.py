@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -130,13 +131,18 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
             probe.subscribe(Image, '/segmentation/mask')
             pub = probe.publisher(Image, '/camera/image_raw')
             assert probe.wait_for_subscribers('/camera/image_raw', 2, timeout=120), node.log()
+            # Discovery is not symmetric: our writer can see the listener's reader before the
+            # listener has matched our writer, and its best-effort reader would miss the frames.
+            time.sleep(1.5)
             for i, (rgb, _) in enumerate(data):
                 msg = probe.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), 'bgr8',
                                       stamp_ns=T0 + i * 10**8)
+                stamp = T0 + i * 10**8
                 for _ in range(60):  # the first frame may arrive while the model loads
                     pub.publish(msg)
-                    if probe.wait_for(lambda: len(probe.received['/segmentation/mask'])
-                                      > i, 2.0):
+                    if probe.wait_for(lambda: any(
+                            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp
+                            for m in probe.received['/segmentation/mask']), 2.0):
                         break
             output, _ = listener.communicate(timeout=120)
         finally:

@@ -17,6 +17,16 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> Path:
+    """Lay out, write as PNG (parent folders created) and close ``fig``."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_class_iou(results: Dict[str, Dict[str, object]], path: Union[str, Path], *,
                    title: str = 'Per-class IoU', colors: Optional[Sequence] = None) -> Path:
     """Grouped horizontal bars, one group per class and one bar per result.
@@ -47,12 +57,7 @@ def plot_class_iou(results: Dict[str, Dict[str, object]], path: Union[str, Path]
     ax.set_xlabel('IoU (%)')
     ax.set_title(title)
     ax.legend(loc='lower right', fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def _read_csv(path: Path) -> List[Dict[str, str]]:
@@ -96,12 +101,7 @@ def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
     ax_val.set_xlim(0, max(its) * 1.05)
     ax_val.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from .image_conversions import fill_image
+from .polling import wait_until
 
 
 def ros_env(domain_id: int, fastdds_profile: Optional[str] = None) -> Dict[str, str]:
@@ -150,14 +151,7 @@ class Probe:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Poll ``predicate`` until true or ``timeout`` seconds passed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if predicate():
-                    return True
-            time.sleep(0.02)
-        with self._lock:
-            return predicate()
+        return wait_until(predicate, timeout, self._lock, poll_s=0.02)
 
     def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
         pub = self._publishers[topic]

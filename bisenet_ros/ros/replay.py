@@ -28,6 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ..bags.messages import header_stamp_ns
+from .polling import wait_until
 
 LOG = logging.getLogger(__name__)
 
@@ -146,14 +147,7 @@ class _Endpoint:
             self.record.images.setdefault(header_stamp_ns(raw), now)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.01)
-        with self.lock:
-            return predicate()
+        return wait_until(predicate, timeout_s, self.lock)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

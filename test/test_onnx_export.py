@@ -56,6 +56,26 @@ def test_int32_labels_fixed_batch_and_fp16(model, tmp_path):
     assert not model.training and next(model.parameters()).dtype == torch.float32
 
 
+def test_keep_outputs_drops_what_feeds_no_kept_output(model, tmp_path):
+    from bisenet_ros.export.onnx_export import keep_outputs
+    path = export_onnx(model, tmp_path / 'm.onnx', (64, 96),
+                       outputs=('logits', 'labels', 'confidence'))
+    full = onnx.load(str(path))
+    pruned = keep_outputs(full, ('labels',))
+    onnx.checker.check_model(pruned)
+    ops = [node.op_type for node in pruned.graph.node]
+    assert [o.name for o in pruned.graph.output] == ['labels']
+    assert 'Softmax' not in ops and 'ArgMax' in ops
+    assert len(ops) < len(full.graph.node) and len(full.graph.output) == 3  # source untouched
+    x = np.random.default_rng(2).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    run = {name: ort.InferenceSession(m.SerializeToString(), providers=['CPUExecutionProvider'])
+           for name, m in (('full', full), ('pruned', pruned))}
+    labels = run['pruned'].run(None, {'input': x})[0]
+    np.testing.assert_array_equal(labels, run['full'].run(['labels'], {'input': x})[0])
+    with pytest.raises(ValueError, match='scores'):
+        keep_outputs(full, ('scores',))
+
+
 @pytest.mark.parametrize('outputs, dtype, match', [
     (('scores',), 'uint8', 'outputs'),
     (('labels', 'labels'), 'uint8', 'outputs'),

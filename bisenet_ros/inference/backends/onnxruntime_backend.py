@@ -1,9 +1,13 @@
 """ONNX Runtime backend: CPU by default, CUDA / TensorRT execution providers when installed.
 
 Accepts an ``.onnx`` file (fixed or dynamic batch, as exported) or a ``BiSeNetV2`` module /
-checkpoint, which is exported on demand (one file and session per input size, dynamic batch,
-outputs logits + labels + confidence) into a temporary directory. ``int8`` quantizes the export
+checkpoint, which is exported on demand (one file per input size, dynamic batch, outputs
+logits + labels + confidence) into a temporary directory. ``int8`` quantizes the export
 statically (QDQ, per-channel weights) on calibration images, see :mod:`.ort_quantize`.
+
+ONNX Runtime computes every node of a graph whatever outputs are fetched, so each set of
+requested outputs gets its own session on a copy of the graph pruned to those outputs
+(labels only, the common case, skips the softmax and the float logits copy).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -42,6 +46,7 @@ class OnnxRuntimeBackend(Backend):
         graph_optimization: ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
         tensorrt_ep: On CUDA, put ORT's TensorRT execution provider first.
         calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images.
+        int8_layers: int8 only: ``'compute'`` (default) or ``'all'``, see :mod:`.ort_quantize`.
     """
 
     name = 'onnxruntime'
@@ -49,13 +54,15 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model: Any, *, device: str = 'cpu', precision: str = 'fp32',
                  threads: Optional[int] = None, input_size: Optional[Size] = None,
                  label_set: Any = None, graph_optimization: str = 'all',
-                 tensorrt_ep: bool = False, calibration_images: Any = None) -> None:
+                 tensorrt_ep: bool = False, calibration_images: Any = None,
+                 int8_layers: str = 'compute') -> None:
         import onnxruntime as ort
         self._ort = ort
         self.device = device
         self.precision = precision
         self._threads = threads
         self._calibration = calibration_images
+        self._int8_layers = int8_layers
         if graph_optimization not in OPT_LEVELS:
             raise ValueError(f'graph_optimization must be one of {sorted(OPT_LEVELS)}, got '
                              f'{graph_optimization!r}')
@@ -63,7 +70,10 @@ class OnnxRuntimeBackend(Backend):
         self._providers = self._pick_providers(device, tensorrt_ep)
         self._check_precision(model)
         self._tmp: Optional[str] = None
-        self._sessions: Dict[Size, Any] = {}
+        #: Model file per network input size; ``None`` keys a file that takes any size.
+        self._files: Dict[Optional[Size], Path] = {}
+        #: One session per (input size key, fetched outputs).
+        self._sessions: Dict[Tuple[Optional[Size], Tuple[str, ...]], Any] = {}
         self._module = None
         self.label_set = None
         if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == '.onnx':
@@ -131,9 +141,8 @@ class OnnxRuntimeBackend(Backend):
                 raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
                                  f'{path} has dynamic H/W')
             path = self._quantize(path, self.fixed_size)
-        session = self._session(path)
-        self._sessions[self.fixed_size or (0, 0)] = session
-        self._any_size_session = session if self.fixed_size is None else None
+        self._files[self.fixed_size] = path
+        session = self._session_for(self.fixed_size, None)  # loads (and checks) the file
         out = session.get_outputs()
         self._output_names = [o.name for o in out]
         if 'logits' not in self._output_names:
@@ -154,7 +163,6 @@ class OnnxRuntimeBackend(Backend):
         self._module = module
         self.num_classes = int(module.num_classes)
         self.label_set = getattr(module, 'label_set', None)
-        self._any_size_session = None
         self._output_names = ['logits', 'labels', 'confidence']
         self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
         if input_size is not None or self.precision == 'int8':
@@ -162,27 +170,49 @@ class OnnxRuntimeBackend(Backend):
                 raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
                                  'input_size (the calibrated network size)')
             self.fixed_size = tuple(input_size)  # type: ignore[assignment]
-            self._session_for(self.fixed_size)
+            self._session_for(self.fixed_size, ('labels',))  # export (and quantize) now
 
-    def _session(self, path: Path):
+    def _session(self, model: Union[Path, bytes], name: Path):
+        """An ``InferenceSession`` on a file or serialized model (``name`` for errors)."""
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._opt_level
         options.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         if self._threads:
             options.intra_op_num_threads = int(self._threads)
             options.inter_op_num_threads = 1
+        source = model if isinstance(model, bytes) else str(model)
         try:
-            return self._ort.InferenceSession(str(path), options, providers=self._providers)
+            return self._ort.InferenceSession(source, options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise RuntimeError(f'onnxruntime backend: cannot load {path}: {exc}') from exc
+            raise RuntimeError(f'onnxruntime backend: cannot load {name}: {exc}') from exc
 
-    def _session_for(self, size: Size):
-        session = self._sessions.get(size)
+    def _session_for(self, size: Optional[Size], fetch: Optional[Tuple[str, ...]]):
+        """The session for ``size`` computing only ``fetch`` (``None``: every output)."""
+        key_size = None if None in self._files else size
+        key = (key_size, fetch)
+        session = self._sessions.get(key)
         if session is not None:
             return session
-        if self._any_size_session is not None:
-            return self._any_size_session
-        if self._module is None:
+        path = self._file_for(key_size)
+        if fetch is None or set(fetch) == set(self._output_names):
+            session = self._session(path, path)
+        else:
+            import onnx
+
+            from ...export.onnx_export import keep_outputs
+            pruned = keep_outputs(onnx.load(str(path)), fetch)
+            session = self._session(pruned.SerializeToString(), path)
+            LOG.info('onnxruntime backend: session for outputs %s at %s', list(fetch),
+                     'any size' if key_size is None else f'{key_size[0]}x{key_size[1]}')
+        self._sessions[key] = session
+        return session
+
+    def _file_for(self, size: Optional[Size]) -> Path:
+        """The model file for ``size``, exported (and quantized) from the module if needed."""
+        path = self._files.get(size)
+        if path is not None:
+            return path
+        if self._module is None or size is None:
             raise RuntimeError('onnxruntime backend is closed')
         from ...export.onnx_export import export_onnx
         path = Path(self._tmp) / f'bisenet_{size[0]}x{size[1]}.onnx'  # type: ignore[arg-type]
@@ -193,9 +223,8 @@ class OnnxRuntimeBackend(Backend):
                     fp16=self.precision == 'fp16', check=False)
         if self.precision == 'int8':
             path = self._quantize(path, size)
-        session = self._session(path)
-        self._sessions[size] = session
-        return session
+        self._files[size] = path
+        return path
 
     def _quantize(self, path: Path, size: Size) -> Path:
         from .ort_quantize import quantize_int8
@@ -203,7 +232,8 @@ class OnnxRuntimeBackend(Backend):
             self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
         target = Path(self._tmp) / f'{path.stem}_int8.onnx'
         mean_std = (self.label_set.mean, self.label_set.std) if self.label_set else None
-        return quantize_int8(path, target, self._calibration, size, mean_std)
+        return quantize_int8(path, target, self._calibration, size, mean_std,
+                             layers=self._int8_layers)
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, batch: np.ndarray,
@@ -211,7 +241,6 @@ class OnnxRuntimeBackend(Backend):
         """See :meth:`Backend.infer`; uses the graph's own labels/confidence outputs."""
         wanted = check_outputs(outputs)
         self.check_batch(batch)
-        session = self._session_for((int(batch.shape[2]), int(batch.shape[3])))
         fetch = [o for o in wanted if o in self._output_names]
         if len(fetch) < len(wanted) and 'logits' not in fetch:
             if 'logits' not in self._output_names:
@@ -220,6 +249,7 @@ class OnnxRuntimeBackend(Backend):
                                    f'{self._output_names}; {missing} needs a logits or '
                                    f'{missing[0]} output (re-export with --outputs)')
             fetch.append('logits')
+        session = self._session_for((int(batch.shape[2]), int(batch.shape[3])), tuple(fetch))
         feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
         values = session.run(fetch, {session.get_inputs()[0].name: feed})
         have = {name: (v.astype(np.float32) if v.dtype == np.float16 else v)
@@ -228,7 +258,7 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._sessions.clear()
-        self._any_size_session = None
+        self._files.clear()
         self._module = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)

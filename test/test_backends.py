@@ -148,11 +148,48 @@ def test_int8_agreement_with_fp32_on_camvid(trained_model, camvid_frames):
                      calibration_images=camvid_frames['calibration'])
     agreement = _agreement(int8, fp32, camvid_frames['images'])
     print(f'int8 agreement with fp32: {agreement:.4f}')
-    # The issue's 99% bound decides whether int8 may be the fast CPU path; on the packaged
-    # model (1100 iterations, small margins) this AVX2 host measures 98.5-98.8% for every
-    # calibration variant tried, so int8 is NOT eligible (`bisenet benchmark` excludes it).
-    # This guards the quantizer against regressions (a broken one scores 65-90%).
-    assert agreement >= 0.98
+    # The issue's bound for a reduced-precision CPU path. Measured 99.45% here (VNNI) and
+    # 99.46% with 7-bit weights (the no-VNNI setting); quantizing every layer gave 98.8-99.2%.
+    assert agreement >= 0.99
+
+
+def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_model,
+                                                            camvid_frames):
+    """'compute': the dense 3x3 stride-1 convs with >= 64 input channels, nothing else."""
+    import onnx
+    import torch
+
+    from bisenet_ros.export.onnx_export import export_onnx
+    from bisenet_ros.inference.backends.ort_quantize import quantize_int8
+    heavy = [m for m in trained_model.modules() if isinstance(m, torch.nn.Conv2d) and
+             m.groups == 1 and m.kernel_size == (3, 3) and m.stride == (1, 1) and
+             m.in_channels >= 64]
+    source = export_onnx(trained_model, tmp_path / 'm.onnx', (64, 128), outputs=('labels',))
+    frames = camvid_frames['calibration'][:2]
+    int8 = quantize_int8(source, tmp_path / 'q.onnx', frames, (64, 128), method='minmax')
+    graph = onnx.load(str(int8)).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    weights = {t.name: tuple(t.dims) for t in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == 'Conv']
+    quantized = [weights[made_by[c.input[1]].input[0]] for c in convs
+                 if c.input[1] in made_by and made_by[c.input[1]].op_type == 'DequantizeLinear']
+    assert sorted(quantized) == sorted((m.out_channels, m.in_channels, 3, 3) for m in heavy)
+    assert len(convs) > len(quantized) > 0  # depthwise, stride-2, stem, classifier: float
+    with pytest.raises(ValueError, match='layers'):
+        quantize_int8(source, tmp_path / 'x.onnx', frames, (64, 128), layers='most')
+
+
+def test_onnxruntime_labels_alone_match_the_full_graph(reference_model):
+    """Labels alone run on a pruned graph (no softmax head) and equal the full graph's."""
+    x = np.random.default_rng(1).normal(size=(2, 3, 64, 96)).astype(np.float32)
+    with OnnxRuntimeBackend(reference_model, input_size=(64, 96), threads=1) as ort:
+        labels = ort.infer(x, ('labels',))
+        full = ort.infer(x, ('logits', 'labels', 'confidence'))
+        again = ort.infer(x, ('labels', 'confidence'))
+    assert set(labels) == {'labels'} and set(again) == {'labels', 'confidence'}
+    np.testing.assert_array_equal(labels['labels'], full['labels'])
+    np.testing.assert_array_equal(again['labels'], full['labels'])
+    np.testing.assert_array_equal(again['confidence'], full['confidence'])
 
 
 def test_auto_falls_back_when_the_chosen_backend_fails_to_start(reference_fixture,

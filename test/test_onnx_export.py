@@ -106,3 +106,27 @@ def test_export_tool_writes_checks_and_verifies(model, tmp_path, capsys):
     with pytest.raises(ValueError, match='calibration-images'):
         export.run(parser.parse_args(['--model', str(ckpt), '--input-size', '64x96', '-o',
                                       str(out), '--int8']))
+
+
+def test_export_tool_int8_writes_a_quantized_file_and_verifies_it(model, tmp_path, capsys):
+    import cv2
+
+    from bisenet_ros.tools import export
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        smooth = cv2.GaussianBlur(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (9, 9), 3)
+        cv2.imwrite(str(frames / f'{i}.png'), smooth)
+    ckpt = save_checkpoint(tmp_path / 'six.pt', model, model.label_set)
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    out = tmp_path / 'six.onnx'
+    assert export.run(parser.parse_args([
+        '--model', str(ckpt), '--input-size', '64x96', '-o', str(out), '--outputs', 'labels',
+        '--int8', '--int8-layers', 'all', '--calibration-images', str(frames),
+        '--verify-images', str(frames)])) == 0
+    int8 = tmp_path / 'six_int8.onnx'
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    assert f'wrote {int8}; onnxruntime int8 pixel agreement' in capsys.readouterr().out

@@ -38,7 +38,8 @@ class Agreement:
 
 
 def sample_images(sources: Optional[Sequence[str]] = None, limit: int = 4) -> List[np.ndarray]:
-    """BGR uint8 images from files/folders, or the packaged demo frames when none are given."""
+    """At most ``limit`` BGR uint8 images, evenly spaced over the given files/folders (name
+    order), or the packaged demo frames when none are given."""
     import cv2
     paths: List[Path] = []
     if sources:
@@ -54,7 +55,8 @@ def sample_images(sources: Optional[Sequence[str]] = None, limit: int = 4) -> Li
     else:
         demo = Path(__file__).resolve().parent.parent / 'data' / 'demo'
         paths = sorted(demo.glob('*.jpg'))
-    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths[:limit]]
+    paths = paths[::max(1, len(paths) // limit)][:limit]  # spread over long folders
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
     images = [img for img in images if img is not None]
     if not images:
         rng = np.random.default_rng(0)  # no images anywhere: smooth synthetic scenes

@@ -24,6 +24,8 @@ import numpy as np
 from .segment_image import parse_size, resolve_model
 
 CPU_CONFIGS = 'torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8'
+#: Frames taken for int8 calibration beside the agreement frames, without --calibration-images.
+CALIBRATION_FRAMES = 12
 GPU_CONFIGS = 'torch:fp32,torch:fp16,onnxruntime:fp32,tensorrt:fp32,tensorrt:fp16,tensorrt:int8'
 
 
@@ -41,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'calibration (default: the packaged demo frames)')
     parser.add_argument('--agreement-images', type=int, default=4,
                         help='frames used for the agreement column (4)')
-    parser.add_argument('--calibration-images', help='int8 calibration folder '
-                        '(default: --images)')
+    parser.add_argument('--calibration-images', help='int8 calibration folder (default: '
+                        f'{CALIBRATION_FRAMES} other frames of --images)')
     parser.add_argument('--label-set', help="label set name or YAML (default: the model's)")
     parser.add_argument('--json', default='bench_backends.json', help='JSON result file')
 
@@ -70,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     configs = [c.split(':') for c in (args.configs or (
         GPU_CONFIGS if args.device.startswith('cuda') else CPU_CONFIGS)).split(',')]
     sizes = [parse_size(s) for s in args.sizes.split(',')]
-    frames = sample_images(args.images, limit=max(1, args.agreement_images))
-    calibration = args.calibration_images or frames
+    count = max(1, args.agreement_images)
+    pool = sample_images(args.images, limit=count + CALIBRATION_FRAMES)
+    frames = pool[:count]
+    # int8 is calibrated on other frames than the agreement is measured on, unless told.
+    calibration = args.calibration_images or pool[count:] or frames
     report: Dict[str, Any] = {'model': str(model_path), 'machine': _machine(),
                               'threads': args.threads, 'iterations': args.iterations,
                               'results': []}

@@ -35,12 +35,12 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def segmenter(checkpoint):
-    return Segmenter(str(checkpoint), backend='torch')
+    return Segmenter(str(checkpoint), backend='torch', threads=1)  # as the node: exact
 
 
 @pytest.fixture(scope='module')
 def node(checkpoint):
-    proc = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch',
+    proc = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
                         'diagnostics_period': 0.5,
                         # reliable input so that no test depends on best-effort delivery
                         f'qos_overrides.{IN}.subscription.reliability': 'reliable'}, DOMAIN)

@@ -35,12 +35,13 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def segmenter(checkpoint):
-    return Segmenter(str(checkpoint), backend='torch')
+    return Segmenter(str(checkpoint), backend='torch', threads=1)  # as the node: exact
 
 
 @pytest.fixture(scope='module')
 def node():
-    proc = NodeProcess({'model_path': MISSING, 'backend': 'torch', 'compressed': True,
+    proc = NodeProcess({'model_path': MISSING, 'backend': 'torch', 'threads': 1,
+                        'compressed': True,
                         'image_topics': [f'/{c}/image_raw' for c in CAMERAS],
                         'use_camera_info': True, 'batch_wait': 3.0,
                         'diagnostics_period': 0.5}, DOMAIN)
@@ -166,6 +167,6 @@ def test_more_than_255_classes_give_a_mono16_mask(probe, tmp_path):
     assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[topic]), 60)
     mask = next(m for m in probe.received[topic] if stamp_ns(m) == stamp)
     assert mask.encoding == 'mono16' and mask.step == 2 * W
-    expected = Segmenter(str(model), backend='torch').segment(decoded).labels
+    expected = Segmenter(str(model), backend='torch', threads=1).segment(decoded).labels
     assert expected.dtype == np.uint16
     np.testing.assert_array_equal(image_to_array(mask), expected)

@@ -35,13 +35,15 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def segmenters(models):
-    return {k: Segmenter(str(models[k]), backend='torch') for k in ('first', 'second')}
+    return {k: Segmenter(str(models[k]), backend='torch', threads=1)  # as the node: exact
+            for k in ('first', 'second')}
 
 
 @pytest.fixture(scope='module')
 def params_file(models, tmp_path_factory):
     path = tmp_path_factory.mktemp('params') / 'segmentation.yaml'
-    values = {'model_path': str(models['first']), 'backend': 'torch', 'image_topics': [IN],
+    values = {'model_path': str(models['first']), 'backend': 'torch', 'threads': 1,
+              'image_topics': [IN],
               'output_prefix': OUT.strip('/'), 'overlay_alpha': 0.25, 'max_rate': 40.0,
               'publish_confidence': True, 'diagnostics_period': 0.5,
               f'qos_overrides.{IN}.subscription.reliability': 'reliable'}

@@ -177,6 +177,14 @@ def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_mo
     assert len(convs) > len(quantized) > 0  # depthwise, stride-2, stem, classifier: float
     with pytest.raises(ValueError, match='layers'):
         quantize_int8(source, tmp_path / 'x.onnx', frames, (64, 128), layers='most')
+    from bisenet_ros.export.onnx_export import read_metadata
+    assert read_metadata(int8)['precision'] == 'int8'
+    assert read_metadata(int8)['label_set'] == read_metadata(source)['label_set']
+    # A quantized file runs as it is: no calibration images, never quantized twice.
+    for asked in ('int8', 'fp32'):
+        with Segmenter(int8, backend='onnxruntime', precision=asked) as seg:
+            assert seg.backend.precision == 'int8' and seg.input_size == (64, 128)
+            assert seg.segment(frames[0]).labels.shape == frames[0].shape[:2]
 
 
 def test_onnxruntime_labels_alone_match_the_full_graph(reference_model):

@@ -38,8 +38,9 @@ class OnnxRuntimeBackend(Backend):
     Args:
         model: ``.onnx`` path, ``BiSeNetV2`` module or checkpoint path.
         device: ``'cpu'`` or ``'cuda[:i]'`` (needs ``onnxruntime-gpu``).
-        precision: ``'fp32'``; ``'int8'`` (CPU, needs ``calibration_images``); ``'fp16'``
-            (CUDA, from a module: exported with half weights).
+        precision: ``'fp32'``; ``'int8'`` (CPU, needs ``calibration_images`` unless the
+            ``.onnx`` file is quantized already, e.g. by ``bisenet export --int8``, which runs
+            as int8 whatever is asked); ``'fp16'`` (CUDA, from a module: half weights).
         threads: ``intra_op_num_threads`` (``None``: ORT's default, one per core).
         input_size: ``(H, W)`` to export at (module input); ``None`` exports per size seen.
         label_set: Label set for a checkpoint path.
@@ -113,13 +114,23 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == 'int8' and on_gpu:
             raise BackendUnavailableError('onnxruntime backend: int8 is the CPU path; on a GPU '
                                           'use the tensorrt backend for int8')
-        if self.precision == 'int8' and self._calibration is None:
+        if self.precision == 'int8' and self._calibration is None and \
+                not self._quantized_file(model):
             raise ValueError('onnxruntime backend: int8 needs calibration_images (a folder or '
                              'a list of (H, W, 3) uint8 BGR images like the ones you segment)')
         if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in \
                 ENGINE_SUFFIXES:
             raise ValueError(f'onnxruntime backend: {model} is a TensorRT engine; use the '
                              'tensorrt backend')
+
+    @staticmethod
+    def _quantized_file(model: Any) -> bool:
+        """Whether ``model`` is an existing ``.onnx`` file with int8 nodes already."""
+        if not isinstance(model, (str, os.PathLike)) or Path(model).suffix.lower() != '.onnx' \
+                or not Path(model).is_file():
+            return False
+        from .ort_quantize import is_quantized
+        return is_quantized(model)
 
     def _init_from_file(self, path: Path) -> None:
         from ...export.onnx_export import onnx_io, read_metadata
@@ -136,7 +147,12 @@ class OnnxRuntimeBackend(Backend):
         self.max_batch = int(shape[0]) if shape[0] else None
         if meta.get('label_set'):
             self.label_set = LabelSet.from_dict(meta['label_set'], source=f'metadata of {path}')
-        if self.precision == 'int8':
+        if self._quantized_file(path):
+            if self.precision != 'int8':
+                LOG.info('onnxruntime backend: %s is quantized already; running it as int8 '
+                         '(not %s)', path, self.precision)
+            self.precision = 'int8'  # the file's own precision, used as is
+        elif self.precision == 'int8':
             if self.fixed_size is None:
                 raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
                                  f'{path} has dynamic H/W')

@@ -152,10 +152,36 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
                             'min/max instead', exc)
                 method = 'minmax'
                 quantize(CalibrationMethod.MinMax)
+    _mark_int8(output)
     LOG.info('int8: quantized %s -> %s (layers %s) on %d calibration images at %dx%d (%s, '
              'reduce_range %s)', model_path, output, layers, len(frames), *input_size, method,
              reduce_range)
     return output
+
+
+#: Operators that only a quantized graph contains.
+QUANTIZED_OPS = frozenset({'QuantizeLinear', 'DequantizeLinear', 'QLinearConv', 'ConvInteger',
+                           'QLinearMatMul', 'MatMulInteger'})
+
+
+def is_quantized(model_path: Union[str, Path]) -> bool:
+    """Whether an ONNX file is already quantized (QDQ or QOperator int8 nodes)."""
+    import onnx
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return any(node.op_type in QUANTIZED_OPS for node in graph.node)
+
+
+def _mark_int8(path: Path) -> None:
+    """Record ``precision: int8`` in the bisenet_ros metadata the quantizer carried over."""
+    import onnx
+
+    from ...export.onnx_export import META_PREFIX
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_PREFIX + 'precision' in props:
+        props[META_PREFIX + 'precision'] = 'int8'
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, str(path))
 
 
 def cpu_has_vnni() -> bool:

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-n', '--iterations', type=int, default=5, help='timed rounds (5)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds (1)')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (2)')
+    parser.add_argument('--gap', type=float, default=0.2,
+                        help='idle seconds before each timed call (0.2)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--images', nargs='*', help='natural frames for agreement and int8 '
                         'calibration (default: the packaged demo frames)')
@@ -99,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         timings: Dict[str, List[Dict[str, float]]] = {n: [] for n in segs}
         for round_index in range(args.warmup + args.iterations):
             for name, seg in segs.items():  # interleaved: every config sees the same load
+                # Idle first: the previous runtime's worker threads spin for a while after a
+                # call, and would otherwise take the cores from this one's first milliseconds.
+                time.sleep(args.gap)
                 res = seg.segment(images[round_index % len(images)])
                 if round_index >= args.warmup:
                     timings[name].append(res.timings)

@@ -10,11 +10,11 @@ Which layers run in int8 (``layers``):
   least 64 input channels, and their ReLUs. They carry 86% of BiSeNet V2's FLOPs (the 1024-wide
   head conv alone 39%) and are where int8 dot products (VNNI) pay: ~3-4x faster than fp32 in
   ONNX Runtime. Depthwise and 3-channel stem convolutions run *slower* in ORT's int8 kernels
-  than in fp32 (a 768-channel depthwise conv 15 ms vs 1 ms at 512x1024), quantizing the
+  than in fp32 (a 768-channel depthwise conv 15 ms vs under 1 ms at 512x1024), quantizing the
   stride-2 convolutions too made the whole network slower (more float/int8 boundaries), and
   every quantized layer costs accuracy, so they stay float, as do the gating, pooling and
   classifier. Measured on the packaged model at 512x1024: 99.3% pixel agreement with fp32
-  versus 98.8% with every layer quantized.
+  versus 98.8% with every convolution but the depthwise ones quantized.
 * ``'all'``: every Conv, Add, Mul, Concat, pooling and ReLU except the classifier and what
   follows it (the explicit-quantization graph TensorRT fuses and runs in int8 throughout).
 """

@@ -205,12 +205,14 @@ class OnnxRuntimeBackend(Backend):
     def _session_for(self, size: Optional[Size], fetch: Optional[Tuple[str, ...]]):
         """The session for ``size`` computing only ``fetch`` (``None``: every output)."""
         key_size = None if None in self._files else size
-        key = (key_size, fetch)
+        if fetch is not None and set(fetch) == set(self._output_names):
+            fetch = None
+        key = (key_size, None if fetch is None else tuple(sorted(fetch)))
         session = self._sessions.get(key)
         if session is not None:
             return session
         path = self._file_for(key_size)
-        if fetch is None or set(fetch) == set(self._output_names):
+        if fetch is None:
             session = self._session(path, path)
         else:
             import onnx

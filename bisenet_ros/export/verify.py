@@ -11,6 +11,12 @@ import numpy as np
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 
 
+def spread_evenly(items: Sequence[Any], limit: int) -> List[Any]:
+    """At most ``limit`` of ``items``, evenly spaced (recordings named in time order: frames
+    from the whole recording rather than its first seconds)."""
+    return list(items[::max(1, len(items) // limit)][:limit])
+
+
 @dataclass
 class Agreement:
     """Result of :func:`verify_backend`.
@@ -55,8 +61,7 @@ def sample_images(sources: Optional[Sequence[str]] = None, limit: int = 4) -> Li
     else:
         demo = Path(__file__).resolve().parent.parent / 'data' / 'demo'
         paths = sorted(demo.glob('*.jpg'))
-    paths = paths[::max(1, len(paths) // limit)][:limit]  # spread over long folders
-    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in spread_evenly(paths, limit)]
     images = [img for img in images if img is not None]
     if not images:
         rng = np.random.default_rng(0)  # no images anywhere: smooth synthetic scenes

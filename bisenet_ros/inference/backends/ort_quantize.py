@@ -29,11 +29,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ...export.verify import IMAGE_SUFFIXES, spread_evenly
 from ..preprocess import preprocess
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 #: Operators quantized with ``layers='all'``.
 ALL_OPS = ('Conv', 'Add', 'Mul', 'Concat', 'MaxPool', 'AveragePool', 'Relu')
 LAYER_CHOICES = ('compute', 'all')
@@ -53,8 +53,7 @@ def load_calibration_images(source: Any, limit: int = 32) -> List[np.ndarray]:
         if not folder.is_dir():
             raise FileNotFoundError(f'calibration images: {folder} is not a folder')
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        files = files[::max(1, len(files) // limit)][:limit]  # spread over the whole folder
-        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]
+        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in spread_evenly(files, limit)]
         images = [img for img in images if img is not None]
         if not images:
             raise FileNotFoundError(f'calibration images: no readable images in {folder}')

@@ -159,7 +159,7 @@ def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_mo
     import onnx
     import torch
 
-    from bisenet_ros.export.onnx_export import export_onnx
+    from bisenet_ros.export.onnx_export import export_onnx, read_metadata
     from bisenet_ros.inference.backends.ort_quantize import quantize_int8
     heavy = [m for m in trained_model.modules() if isinstance(m, torch.nn.Conv2d) and
              m.groups == 1 and m.kernel_size == (3, 3) and m.stride == (1, 1) and
@@ -177,7 +177,6 @@ def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_mo
     assert len(convs) > len(quantized) > 0  # depthwise, stride-2, stem, classifier: float
     with pytest.raises(ValueError, match='layers'):
         quantize_int8(source, tmp_path / 'x.onnx', frames, (64, 128), layers='most')
-    from bisenet_ros.export.onnx_export import read_metadata
     assert read_metadata(int8)['precision'] == 'int8'
     assert read_metadata(int8)['label_set'] == read_metadata(source)['label_set']
     # A quantized file runs as it is: no calibration images, never quantized twice.

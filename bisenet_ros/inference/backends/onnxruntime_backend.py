@@ -69,6 +69,8 @@ class OnnxRuntimeBackend(Backend):
                              f'{graph_optimization!r}')
         self._opt_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[graph_optimization])
         self._providers = self._pick_providers(device, tensorrt_ep)
+        #: ``model`` is an .onnx file quantized already (run as int8 as it is).
+        self._prequantized = self._quantized_file(model)
         self._check_precision(model)
         self._tmp: Optional[str] = None
         #: Model file per network input size; ``None`` keys a file that takes any size.
@@ -114,8 +116,7 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == 'int8' and on_gpu:
             raise BackendUnavailableError('onnxruntime backend: int8 is the CPU path; on a GPU '
                                           'use the tensorrt backend for int8')
-        if self.precision == 'int8' and self._calibration is None and \
-                not self._quantized_file(model):
+        if self.precision == 'int8' and self._calibration is None and not self._prequantized:
             raise ValueError('onnxruntime backend: int8 needs calibration_images (a folder or '
                              'a list of (H, W, 3) uint8 BGR images like the ones you segment)')
         if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in \
@@ -147,7 +148,7 @@ class OnnxRuntimeBackend(Backend):
         self.max_batch = int(shape[0]) if shape[0] else None
         if meta.get('label_set'):
             self.label_set = LabelSet.from_dict(meta['label_set'], source=f'metadata of {path}')
-        if self._quantized_file(path):
+        if self._prequantized:
             if self.precision != 'int8':
                 LOG.info('onnxruntime backend: %s is quantized already; running it as int8 '
                          '(not %s)', path, self.precision)

@@ -45,8 +45,12 @@ DEFAULTS: Dict[str, Any] = {
         'ohem_thresh': 0.7,
         'ohem_min_kept_divisor': 16,
         'aux_weight': 1.0,
+        'rare_classes': [],        # class names that crops favour (see rare_crop_prob)
+        'rare_crop_prob': 0.0,     # share of crops placed around a rare-class pixel
         'amp': True,               # float16 autocast + GradScaler on CUDA
-        'cpu_bf16': False,         # bfloat16 autocast on CPU
+        'cpu_bf16': 'auto',        # bfloat16 autocast on CPU: auto = where the CPU has native
+        'channels_last': 'auto',   # bf16 (AVX512-BF16/AMX); channels_last memory format: same
+        'compile': False,          # torch.compile the model (see docs/TRAINING.md)
         'sync_bn': True,           # SyncBatchNorm under DDP on GPUs (torch has no CPU one)
         'num_workers': 0,
         'threads': None,           # torch.set_num_threads
@@ -140,6 +144,15 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(f'train.lr must be > 0, got {t["lr"]!r}')
     if t['device'] not in ('auto', 'cpu', 'cuda'):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t['device']!r}")
+    for key in ('cpu_bf16', 'channels_last'):
+        if t[key] not in (True, False, 'auto', None):
+            raise ConfigError(f"train.{key} must be true, false or auto, got {t[key]!r}")
+    if not isinstance(t['rare_classes'], list) or \
+            not all(isinstance(n, str) for n in t['rare_classes']):
+        raise ConfigError(f"train.rare_classes must be a list of class names, got "
+                          f"{t['rare_classes']!r}")
+    if not 0.0 <= float(t['rare_crop_prob']) <= 1.0:
+        raise ConfigError(f"train.rare_crop_prob must be in [0, 1], got {t['rare_crop_prob']!r}")
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:
         raise ConfigError(f"val.every must be an integer >= 0, got {config['val']['every']!r}")
 

@@ -7,11 +7,12 @@ import contextlib
 import logging
 from pathlib import Path
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..labels import LabelSet
 from ..model.factory import build_model
 from . import distributed as ddp
 from .config import save_config
@@ -19,6 +20,7 @@ from .datasets import build_dataset, SegmentationDataset
 from .evaluate import evaluate_dataset
 from .export import export_model
 from .logs import MetricsLog, Progress
+from .precision import resolve_cpu_precision
 from .loss import OhemCrossEntropy
 from .sampler import IterationBatchSampler, Key
 from .schedule import apply_lr, lr_factor, parameter_groups
@@ -46,12 +48,20 @@ class AugmentedDataset:
         return len(self.dataset)
 
 
-def augment_config(train: Dict[str, Any]) -> AugmentConfig:
+def augment_config(train: Dict[str, Any], label_set: LabelSet) -> AugmentConfig:
+    """The ``train`` config section as an :class:`AugmentConfig`; rare class names -> ids."""
+    unknown = [n for n in train['rare_classes'] if n not in label_set.class_names]
+    if unknown:
+        raise ValueError(f'train.rare_classes: {unknown} are not classes of label set '
+                         f'{label_set.name} ({", ".join(label_set.class_names)})')
     return AugmentConfig(crop=tuple(train['crop']) if train['crop'] else None,
                          base_scale=float(train['base_scale']),
                          scale_range=tuple(train['scale_range']), hflip=float(train['hflip']),
                          brightness=float(train['brightness']),
-                         contrast=float(train['contrast']), saturation=float(train['saturation']))
+                         contrast=float(train['contrast']), saturation=float(train['saturation']),
+                         focus_classes=tuple(label_set.class_names.index(n)
+                                             for n in train['rare_classes']),
+                         focus_prob=float(train['rare_crop_prob']))
 
 
 def select_device(name: str) -> torch.device:
@@ -62,21 +72,22 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def init_weights(model: torch.nn.Module, path: str) -> List[str]:
-    """Copy every tensor of a checkpoint whose name and shape match; returns the skipped keys.
+def init_weights(model: torch.nn.Module, path: str) -> Dict[str, Any]:
+    """Copy every tensor of a checkpoint whose name and shape match; returns the checkpoint's
+    ``meta`` (empty for reference checkpoints).
 
     Used to fine-tune from a project or reference checkpoint, also with another class count
-    (the classifiers then keep their fresh initialisation).
+    (the classifiers then keep their fresh initialisation), and to warm-start a run.
     """
     from ..model.checkpoint import read_checkpoint
-    source, _ = read_checkpoint(path)
+    source, info = read_checkpoint(path)
     target = model.state_dict()
     usable = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
     skipped = sorted(set(target) - set(usable))
     model.load_state_dict(usable, strict=False)
     LOGGER.info('initialised %d of %d tensors from %s; kept fresh: %s', len(usable),
                 len(target), path, ', '.join(skipped[:8]) + (' ...' if len(skipped) > 8 else ''))
-    return skipped
+    return dict(info.meta)
 
 
 class Trainer:
@@ -87,7 +98,7 @@ class Trainer:
     """
 
     def __init__(self, config: Dict[str, Any], *, resume: Optional[str] = None,
-                 command: str = '') -> None:
+                 warm_start: Optional[str] = None, command: str = '') -> None:
         self.config, self.command = config, command
         t = config['train']
         if t['threads']:
@@ -106,6 +117,7 @@ class Trainer:
         self.val_set = build_dataset(data, data['val_split'], cache=bool(data['cache'])) \
             if data['val_split'] else None
         self.label_set = self.train_set.label_set
+        self.augment = augment_config(t, self.label_set)
         model = build_model(config['model']['variant'], self.label_set.num_classes,
                             aux_heads=True).to(self.device)
         if config['model']['init']:
@@ -116,12 +128,23 @@ class Trainer:
             parameter_groups(model, float(t['weight_decay']), float(t['head_lr_mult'])),
             lr=float(t['lr']), momentum=float(t['momentum']))
         self.amp = bool(t['amp']) and self.device.type == 'cuda'
-        self.bf16 = bool(t['cpu_bf16']) and self.device.type == 'cpu'
+        self.bf16, self.channels_last = False, t['channels_last'] is True
+        if self.device.type == 'cpu':
+            precision = resolve_cpu_precision(t['cpu_bf16'], t['channels_last'])
+            self.bf16, self.channels_last = precision.bf16, precision.channels_last
+            LOGGER.info('training precision: %s', precision.reason)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
         self.criterion = OhemCrossEntropy(float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']))
         self.iteration, self.best_miou, self.last_miou = 0, -1.0, float('nan')
+        if resume and warm_start:
+            raise ValueError('give either resume (a training state) or warm_start (a project '
+                             'checkpoint), not both')
         if resume:
             self._resume(resume, model)
+        elif warm_start:
+            self._warm_start(warm_start, model)
         LOGGER.info('%s: %d train / %s val images, %d classes, device %s, %d iterations of batch '
                     '%d', self.train_set.name, len(self.train_set),
                     len(self.val_set) if self.val_set is not None else 0,
@@ -129,6 +152,8 @@ class Trainer:
                     int(t['batch_size']))
         self.model = model if not self.dist.enabled else torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+        #: what step() calls: the model, or its torch.compile'd twin (same parameters)
+        self.forward = torch.compile(self.model) if t['compile'] else self.model
 
     def _resume(self, path: str, model: torch.nn.Module) -> None:
         state = load_train_state(path)
@@ -140,6 +165,26 @@ class Trainer:
         self.iteration, self.best_miou = int(state['iteration']), float(state['best_miou'])
         self.last_miou = float(state.get('extra', {}).get('last_miou', float('nan')))
         LOGGER.info('resumed from %s at iteration %d', path, self.iteration)
+
+    def _warm_start(self, path: str, model: torch.nn.Module) -> None:
+        """Continue a run from its packaged model when its training state is gone: weights from
+        the checkpoint (booster heads, which it does not hold, start fresh), the iteration it
+        records; a fresh optimizer (no momentum). The learning rate is a pure function of the
+        iteration and the data order of (seed, iteration), so both pick up where it stopped."""
+        meta = init_weights(model, path)
+        total = int(self.config['train']['iterations'])
+        at = meta.get('iterations')
+        if not isinstance(at, int) or not 0 <= at < total:
+            raise ValueError(f'warm start from {path}: it records iterations={at!r}; expected '
+                             f'an integer in [0, {total}) (train.iterations of this run)')
+        planned = meta.get('planned_iterations')
+        if planned != total:
+            LOGGER.warning('warm start from %s: it was planned for %s iterations, this run for '
+                           '%d; the schedule continues with this run\'s', path, planned, total)
+        self.iteration = at
+        best = meta.get('best_val_miou', meta.get('val_miou'))
+        self.best_miou = float(best) if isinstance(best, (int, float)) else -1.0
+        LOGGER.info('warm start from %s at iteration %d (optimizer state rebuilt)', path, at)
 
     def _autocast(self):
         if self.amp:
@@ -154,10 +199,12 @@ class Trainer:
         apply_lr(self.optimizer, float(t['lr']), lr_factor(
             self.iteration, int(t['iterations']), warmup_iterations=int(t['warmup_iterations']),
             warmup_ratio=float(t['warmup_ratio']), power=float(t['poly_power'])))
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True,
+                           memory_format=torch.channels_last if self.channels_last
+                           else torch.preserve_format)
         labels = labels.to(self.device, non_blocking=True)
         with self._autocast():
-            outputs = self.model(images)
+            outputs = self.forward(images)
         main = self.criterion(outputs[0], labels)
         aux = sum(self.criterion(o, labels) for o in outputs[1:])
         loss = main + float(t['aux_weight']) * aux
@@ -202,6 +249,23 @@ class Trainer:
         flag = torch.tensor([float(budget is not None and time.time() - start > budget * 60)])
         return bool(ddp.all_reduce_sum(flag.to(self.device), self.dist).item() > 0)
 
+    def data_loader(self, start: int, stop: int
+                    ) -> Tuple[torch.utils.data.DataLoader, IterationBatchSampler]:
+        """Batches ``(images (N, 3, H, W) float32 normalised, labels (N, H, W) int64)`` of
+        iterations ``start .. stop-1`` (this process's share), and their sampler."""
+        t = self.config['train']
+        sampler = IterationBatchSampler(len(self.train_set), int(t['batch_size']),
+                                        seed=int(t['seed']), start=start, stop=stop,
+                                        rank=self.dist.rank, world_size=self.dist.world_size)
+        loader = torch.utils.data.DataLoader(
+            AugmentedDataset(self.train_set, self.augment), batch_sampler=sampler,
+            num_workers=int(t['num_workers']), pin_memory=self.device.type == 'cuda',
+            persistent_workers=False,
+            # own generator: creating the iterator must not draw from the global RNG, which
+            # drives dropout and is restored exactly on resume
+            generator=torch.Generator().manual_seed(int(t['seed'])))
+        return loader, sampler
+
     def fit(self, stop_after: Optional[int] = None) -> Optional[Path]:
         """Train to ``train.iterations`` (or the time budget); returns the ``final.pt`` path.
 
@@ -215,16 +279,7 @@ class Trainer:
             save_config(self.config, self.out / 'config.yaml')
         self.log = MetricsLog(self.out, enabled=self.dist.is_main, resume_at=self.iteration,
                               tensorboard=bool(logcfg['tensorboard']))
-        sampler = IterationBatchSampler(len(self.train_set), int(t['batch_size']),
-                                        seed=int(t['seed']), start=self.iteration, stop=total,
-                                        rank=self.dist.rank, world_size=self.dist.world_size)
-        loader = torch.utils.data.DataLoader(
-            AugmentedDataset(self.train_set, augment_config(t)), batch_sampler=sampler,
-            num_workers=int(t['num_workers']), pin_memory=self.device.type == 'cuda',
-            persistent_workers=False,
-            # own generator: creating the iterator must not draw from the global RNG, which
-            # drives dropout and is restored exactly on resume
-            generator=torch.Generator().manual_seed(int(t['seed'])))
+        loader, sampler = self.data_loader(self.iteration, total)
         progress = Progress(total, self.iteration, logcfg['progress'], int(logcfg['every']),
                             enabled=self.dist.is_main)
         start, stopped_early, every_val = time.time(), False, int(self.config['val']['every'])

@@ -27,6 +27,9 @@ class AugmentConfig:
         scale_range: Random scale factor range ``(lo, hi)``, uniform, times ``base_scale``.
         hflip: Probability of a horizontal flip.
         brightness, contrast, saturation: Colour jitter strengths (factor in ``1 +- x``).
+        focus_classes: Train ids of rare classes that crops favour.
+        focus_prob: Probability that a crop is placed around a random pixel of a random
+            ``focus_classes`` class present in the scaled frame (uniform crops otherwise).
     """
 
     crop: Optional[Tuple[int, int]] = (512, 1024)
@@ -36,6 +39,8 @@ class AugmentConfig:
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
+    focus_classes: Tuple[int, ...] = ()
+    focus_prob: float = 0.0
 
 
 def random_scale(image: np.ndarray, label: np.ndarray, factor: float
@@ -50,8 +55,10 @@ def random_scale(image: np.ndarray, label: np.ndarray, factor: float
 
 
 def pad_and_crop(image: np.ndarray, label: np.ndarray, crop: Tuple[int, int],
-                 rng: np.random.Generator, fill: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Pad (image ``fill``, label :data:`IGNORE`) to at least ``crop``, then a random crop."""
+                 rng: np.random.Generator, fill: Sequence[int],
+                 focus: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Pad (image ``fill``, label :data:`IGNORE`) to at least ``crop``, then a random crop;
+    with ``focus`` (row, col) the crop is drawn among the windows that contain that pixel."""
     ch, cw = crop
     h, w = label.shape
     pad_h, pad_w = max(0, ch - h), max(0, cw - w)
@@ -61,8 +68,13 @@ def pad_and_crop(image: np.ndarray, label: np.ndarray, crop: Tuple[int, int],
         label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT,
                                    value=IGNORE)
         h, w = label.shape
-    top = int(rng.integers(0, h - ch + 1))
-    left = int(rng.integers(0, w - cw + 1))
+    if focus is None:
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+    else:
+        row, col = focus
+        top = int(rng.integers(max(0, row - ch + 1), min(h - ch, row) + 1))
+        left = int(rng.integers(max(0, col - cw + 1), min(w - cw, col) + 1))
     return image[top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
 
 
@@ -87,6 +99,18 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float,
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def focus_pixel(label: np.ndarray, classes: Sequence[int], rng: np.random.Generator
+                ) -> Optional[Tuple[int, int]]:
+    """(row, col) of a random pixel of a random class of ``classes`` present in ``label``
+    (each present class equally likely, whatever its area); ``None`` when none is present."""
+    present = [c for c in classes if (label == c).any()]
+    if not present:
+        return None
+    rows, cols = np.nonzero(label == present[int(rng.integers(len(present)))])
+    pick = int(rng.integers(len(rows)))
+    return int(rows[pick]), int(cols[pick])
+
+
 def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
             mean: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
     """Scale, pad + crop, flip and colour jitter one RGB uint8 sample; returns uint8 arrays."""
@@ -94,7 +118,11 @@ def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.ra
     image, label = random_scale(image, label, cfg.base_scale * float(rng.uniform(lo, hi)))
     if cfg.crop is not None:
         fill = [round(255 * m) for m in mean]
-        image, label = pad_and_crop(image, label, tuple(cfg.crop), rng, fill)  # type: ignore
+        focus = None
+        if cfg.focus_prob > 0 and rng.random() < cfg.focus_prob:
+            focus = focus_pixel(label, cfg.focus_classes, rng)
+        image, label = pad_and_crop(image, label, tuple(cfg.crop), rng, fill,  # type: ignore
+                                    focus)
     if rng.random() < cfg.hflip:
         image, label = image[:, ::-1], label[:, ::-1]
     image = color_jitter(image, rng, cfg.brightness, cfg.contrast, cfg.saturation)

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--resume', nargs='?', const='auto', metavar='STATE',
                         help='resume from a training state (last.pt); without a value, from '
                         '<output_dir>/last.pt')
+    parser.add_argument('--warm-start', metavar='CHECKPOINT',
+                        help='continue a run from its packaged model (project checkpoint) at '
+                        'the iteration it records, when the training state is gone')
+    parser.add_argument('--continue-from', metavar='CHECKPOINT',
+                        help='resume from <output_dir>/last.pt when present, else warm-start '
+                        'from CHECKPOINT when this run wrote it, else start from scratch')
 
 
 def overrides_from(args: argparse.Namespace) -> List[str]:
@@ -50,13 +56,20 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import Trainer
 
     config = load_config(args.config, overrides_from(args))
-    resume = args.resume
+    resume, warm_start = args.resume, args.warm_start
     if resume == 'auto':
         resume = str(Path(config['output_dir']) / 'last.pt')
+    if args.continue_from and not (resume or warm_start):
+        from ..training.export import made_by_run
+        last = Path(config['output_dir']) / 'last.pt'
+        if last.is_file():
+            resume = str(last)
+        elif made_by_run(args.continue_from, config):
+            warm_start = args.continue_from
     program = ['python', '-m', 'bisenet_ros.tools.train'] \
         if sys.argv[0].endswith('train.py') else ['bisenet']
     command = ' '.join(shlex.quote(a) for a in program + sys.argv[1:])
-    Trainer(config, resume=resume, command=command).fit()
+    Trainer(config, resume=resume, warm_start=warm_start, command=command).fit()
     return 0
 
 

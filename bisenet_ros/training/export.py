@@ -34,6 +34,20 @@ def export_model(model: torch.nn.Module, label_set: LabelSet, path: Union[str, P
                            input_size=crop, meta=meta)
 
 
+def made_by_run(checkpoint: Union[str, Path], config: Dict[str, Any]) -> bool:
+    """True when ``checkpoint`` (a project checkpoint) was written by the run that ``config``
+    describes (same output folder and planned iterations), so it can warm-start that run;
+    False for other or unreadable files."""
+    from ..model.checkpoint import CheckpointError, read_checkpoint
+    try:
+        _, info = read_checkpoint(checkpoint)
+    except CheckpointError:
+        return False
+    made_with = info.meta.get('config') or {}
+    return (made_with.get('output_dir') == config['output_dir']
+            and info.meta.get('planned_iterations') == int(config['train']['iterations']))
+
+
 def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path], *,
                        command: str = '', extra: Optional[Dict[str, Any]] = None) -> Path:
     """Convert a ``last.pt``/``best.pt`` training state into a project checkpoint."""

@@ -51,7 +51,8 @@ class NodeProcess:
 
     def __init__(self, params: Mapping[str, Any], domain_id: int,
                  extra_args: Sequence[str] = (), fastdds_profile: Optional[str] = None,
-                 log_path: Optional[Path] = None) -> None:
+                 log_path: Optional[Path] = None,
+                 env: Optional[Mapping[str, str]] = None) -> None:
         cmd = [sys.executable, '-m', 'bisenet_ros.ros.segmentation_node', '--ros-args']
         for name, value in params.items():
             cmd += ['-p', f'{name}:={json.dumps(value)}']
@@ -61,7 +62,8 @@ class NodeProcess:
                                                           suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=ros_env(domain_id, fastdds_profile))
+                                     env=dict(ros_env(domain_id, fastdds_profile),
+                                              **(env or {})))
         self.returncode: Optional[int] = None
 
     def log(self) -> str:
@@ -72,10 +74,17 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
-        """Send ``sig``, wait; kill after ``timeout``. Returns the exit code."""
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0, repeat: int = 1,
+             interval: float = 0.01) -> int:
+        """Send ``sig`` (``repeat`` times, ``interval`` s apart), wait; kill after ``timeout``.
+
+        Returns the exit code.
+        """
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            for i in range(repeat):
+                if i:
+                    time.sleep(interval)
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -243,6 +244,10 @@ def run_node(args: Optional[List[str]] = None) -> int:
         if rclpy.ok():
             raise
     finally:
+        # The first SIGINT/SIGTERM stopped spinning; a second one (``ros2 launch`` run without
+        # a terminal sends two) must not interrupt the cleanup half-way, which would leave
+        # temp files and shared memory behind and exit with -2/130.
+        _ignore_stop_signals()
         if node is not None:
             node.shutdown()
             node.destroy_node()
@@ -250,7 +255,15 @@ def run_node(args: Optional[List[str]] = None) -> int:
             rclpy.try_shutdown()  # no-op when the signal handler already shut down
         elif rclpy.ok():
             rclpy.shutdown()
+        _ignore_stop_signals()  # rclpy's shutdown puts back the handlers it replaced
     return code
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (process-wide; only from the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def main(args: Optional[List[str]] = None) -> None:

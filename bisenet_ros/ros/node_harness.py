@@ -124,11 +124,13 @@ class Probe:
             pass
 
     def subscribe(self, msg_type: Any, topic: str, latched: bool = False,
-                  on_message: Optional[Callable[[Any], None]] = None) -> None:
-        """Record every message of ``topic`` (reliable; transient local when ``latched``)."""
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
-                         else DurabilityPolicy.VOLATILE)
+                  on_message: Optional[Callable[[Any], None]] = None,
+                  qos: Any = None) -> None:
+        """Record every message of ``topic`` (reliable; transient local when ``latched``;
+        ``qos`` given: that profile)."""
+        qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                else DurabilityPolicy.VOLATILE)
         self.received.setdefault(topic, [])
         self.receive_times.setdefault(topic, [])
 

@@ -61,7 +61,7 @@ class SegmentationNode(Node):
             CameraIO(self, i, topic,
                      p.output_prefix if len(p.image_topics) == 1
                      else f'{p.output_prefix}/{names[i]}',
-                     p.compressed, p.use_camera_info, self._on_frame, group)
+                     p.compressed, p.use_camera_info, self._on_frame, group, p.depth_topic)
             for i, topic in enumerate(p.image_topics)]
         self.model.create_metadata_publishers(self, p.output_prefix)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -159,7 +159,8 @@ class SegmentationNode(Node):
                 [w[1] for w in items], bgr=is_bgr,
                 color=any(w[3]['color_mask'] or w[3]['overlay'] for w in items),
                 overlay=any(w[3]['overlay'] for w in items),
-                confidence=any(w[3]['confidence'] for w in items),
+                confidence=any(w[3]['confidence'] or w[3]['confidence_mono8']
+                               or (w[3]['points'] and p.points_confidence) for w in items),
                 overlay_alpha=p.overlay_alpha, confidence_threshold=p.confidence_threshold)
         try:
             results = run(group)
@@ -180,9 +181,23 @@ class SegmentationNode(Node):
                     self.stats[item[0].camera].frame_rejected(f'{type(one).__name__}: {one}')
         for (frame, _, _, wanted, decode_s), result in pairs:
             t0 = time.perf_counter()
-            self.cameras[frame.camera].publish(frame.msg.header, result, wanted, is_bgr)
+            camera = self.cameras[frame.camera]
+            cloud = self._cloud(camera, frame.msg.header, result, p) if wanted['points'] \
+                else None
+            camera.publish(frame.msg.header, result, wanted, is_bgr, cloud)
             stages = dict(result.timings, decode=decode_s, publish=time.perf_counter() - t0)
             self.stats[frame.camera].frame_published(stages, self._age(frame.msg.header))
+
+    def _cloud(self, camera: CameraIO, header: Any, result: Any, p: NodeParams) -> Any:
+        """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""
+        try:
+            return camera.depth.cloud(  # type: ignore[union-attr]
+                header, result.labels, result.confidence if p.points_confidence else None,
+                p.depth_stamp_tolerance, p.depth_wait)
+        except (LookupError, ValueError) as exc:  # DepthMismatch, ConversionError
+            self.get_logger().warning(f'{camera.topic}: no point cloud: {exc}',
+                                      throttle_duration_sec=5.0)
+            return None
 
     def _age(self, header: Any) -> Optional[float]:
         """Seconds from the header stamp to now (None for an unset stamp)."""

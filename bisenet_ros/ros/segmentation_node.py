@@ -2,12 +2,15 @@
 
 Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
 segments the newest frame of every camera in one batched call on a worker thread, and publishes
-``<output_prefix>/{mask, color_mask, overlay, confidence, camera_info}`` (one camera) or
-``<output_prefix>/<camera>/...`` (several), the class metadata as JSON on the latched
-``<output_prefix>/class_info`` and the node's health on ``/diagnostics``.
+``<output_prefix>/{mask, color_mask, overlay, confidence, confidence_mono8, camera_info}``
+(one camera) or ``<output_prefix>/<camera>/...`` (several), with ``depth_topic`` the organized
+semantic cloud ``<output_prefix>/points``, the class metadata on the latched
+``<output_prefix>/class_info`` (JSON) and ``<output_prefix>/label_info`` (vision_msgs/LabelInfo,
+when importable), and the node's health on ``/diagnostics``.
 
 Run: ``ros2 run bisenet_ros segmentation_node --ros-args -p model_path:=/path/model.pt`` or
-``python -m bisenet_ros.ros.segmentation_node --ros-args ...``.
+``python -m bisenet_ros.ros.segmentation_node --ros-args ...``. The managed (lifecycle) node:
+``ros2 run bisenet_ros segmentation_lifecycle_node`` (or ``python -m ... --lifecycle``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
@@ -38,21 +42,33 @@ from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_N
 NODE_NAME = 'segmentation_node'
 
 
-class SegmentationNode(Node):
-    """The segmentation node; see the module docstring for topics and ``params.SPECS``."""
+class _Segmentation:
+    """The node's behaviour, shared by the plain and the lifecycle node (mixed into a Node).
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    Stages: :meth:`_declare` (parameters), :meth:`_configure` (load the model),
+    :meth:`_activate` (subscriptions, publishers, worker), :meth:`_deactivate` (stop them),
+    :meth:`_cleanup` (free the model).
+    """
+
+    def _declare(self) -> None:
         for spec in SPECS:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.params = NodeParams.from_values(
             {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
-        p = self.params
         self.model = ModelHolder(self.get_logger())
-        self.model.load(p)  # an error is logged and reported; the node still runs
+        self._configured = False
+        self.cameras: List[CameraIO] = []
+        self._worker: Optional[threading.Thread] = None
         self._params_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    def _configure(self) -> Optional[str]:
+        """Load the model; returns the error (the node still runs without a model)."""
+        self._configured = True
+        return self.model.load(self.params)
+
+    def _activate(self) -> None:
+        p = self.params
         self.slots = LatestFrameSlots(len(p.image_topics))
         self.stats = [CameraStats(t) for t in p.image_topics]
         names = camera_names(list(p.image_topics))
@@ -75,6 +91,31 @@ class SegmentationNode(Node):
             f'segmenting {", ".join(c.topic for c in self.cameras)} -> '
             f'{", ".join(c.publishers["mask"].topic_name for c in self.cameras)}')
 
+    def _deactivate(self) -> None:
+        """Stop the worker (waits for the frame in progress) and drop topics and timer."""
+        if self._worker is None:
+            return
+        self._stop.set()
+        self.slots.close()
+        self._worker.join(timeout=30.0)
+        self._worker = None
+        self.destroy_timer(self._diag_timer)
+        self.destroy_publisher(self._diag_pub)
+        self.model.destroy_metadata_publishers(self)
+        for camera in self.cameras:
+            camera.destroy()
+        self.cameras = []
+
+    def _cleanup(self) -> None:
+        """Free the model (and its backend's memory, files and engines)."""
+        self._configured = False
+        self.model.close()
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (waits for the frame in progress) and free the model."""
+        self._deactivate()
+        self._cleanup()
+
     # Parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, changed: List[Any]) -> SetParametersResult:
         ours = {param.name: param.value for param in changed if param.name in SPEC_BY_NAME}
@@ -85,12 +126,12 @@ class SegmentationNode(Node):
                 new = self.params.with_changes(ours)
             except ParamError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-            if reload_needed(self.params, new):
+            if self._configured and reload_needed(self.params, new):
                 error = self.model.load(new)
                 if error is not None:
                     return SetParametersResult(successful=False, reason=error)
                 self.model.publish_metadata()
-            if new.max_rate != self.params.max_rate:
+            if new.max_rate != self.params.max_rate and self._worker is not None:
                 self.slots.reset_rate()
             self.params = new
         return SetParametersResult(successful=True)
@@ -225,15 +266,54 @@ class SegmentationNode(Node):
                                                   level, message, values))
         self._diag_pub.publish(array)
 
-    def shutdown(self) -> None:
-        """Stop the worker thread (waits for the frame in progress)."""
-        self._stop.set()
-        self.slots.close()
-        self._worker.join(timeout=30.0)
-        self.model.close()
+
+class SegmentationNode(_Segmentation, Node):
+    """The segmentation node; see the module docstring for topics and ``params.SPECS``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self._configure()  # an error is logged and reported; the node still runs
+        self._activate()
 
 
-def run_node(args: Optional[List[str]] = None) -> int:
+class SegmentationLifecycleNode(_Segmentation, LifecycleNode):
+    """The same node as a managed (lifecycle) node, starting unconfigured.
+
+    ``configure`` loads the model (and builds engines), ``activate`` creates the subscriptions
+    and publishers and starts segmenting, ``deactivate`` removes them, ``cleanup`` frees the
+    model. A model that fails to load fails ``configure``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+
+    def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        error = self._configure()
+        if error is not None:
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+        self.shutdown()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def run_node(args: Optional[List[str]] = None, lifecycle: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM; returns 0, or 2 for invalid parameters.
 
     rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
@@ -243,7 +323,7 @@ def run_node(args: Optional[List[str]] = None) -> int:
     node: Optional[SegmentationNode] = None
     code = 0
     try:
-        node = SegmentationNode()
+        node = SegmentationLifecycleNode() if lifecycle else SegmentationNode()
         # One thread: the input callbacks only store bytes; inference has its own thread.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -288,7 +368,15 @@ def main(args: Optional[List[str]] = None) -> None:
     once instead of letting the interpreter garbage-collect torch's object graph at exit, which
     takes seconds and would break the 2 s stop budget on SIGINT/SIGTERM.
     """
-    code = run_node(args)
+    _exit(run_node(args))
+
+
+def lifecycle_main(args: Optional[List[str]] = None) -> None:
+    """Entry point of ``segmentation_lifecycle_node`` (the managed node); never returns."""
+    _exit(run_node(args, lifecycle=True))
+
+
+def _exit(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -296,4 +384,8 @@ def main(args: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    if '--lifecycle' in sys.argv[1:]:  # python -m bisenet_ros.ros.segmentation_node --lifecycle
+        sys.argv.remove('--lifecycle')
+        lifecycle_main()
+    else:
+        main()

@@ -101,6 +101,67 @@ class NodeProcess:
         self.stop()
 
 
+def overlay_env(domain_id: int, prefix: Path) -> Dict[str, str]:
+    """Environment of a user whose workspace overlay (colcon install prefix) is sourced:
+    ``prefix``'s Python packages first, its ``share/`` and the venv's on AMENT_PREFIX_PATH."""
+    env = ros_env(domain_id)
+    site = sorted(Path(prefix).glob('lib/python3*/site-packages'))
+    env['PYTHONPATH'] = os.pathsep.join(str(p) for p in site)
+    env['AMENT_PREFIX_PATH'] = os.pathsep.join([str(prefix), sys.prefix])
+    env['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), env.get('PATH', '')])
+    return env
+
+
+def ros2(args: Sequence[str], env: Mapping[str, str],
+         timeout: float = 60.0) -> 'subprocess.CompletedProcess[str]':
+    """Run the ``ros2`` CLI of this venv (``ros2 param set ...``), never using a daemon."""
+    cmd = [str(Path(sys.executable).with_name('ros2'))] + list(args)
+    if args[0] in ('param', 'lifecycle', 'node') or args[:2] == ['topic', 'list']:
+        cmd += ['--no-daemon', '--spin-time', '5']  # time to discover the graph
+    return subprocess.run(cmd, env=dict(env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class LaunchProcess:
+    """``ros2 launch <args>`` in its own session and process group, as a user starts it.
+
+    :meth:`stop` sends SIGINT to the whole group (what Ctrl-C does in a terminal), so the
+    node gets one from the terminal and one from launch.
+    """
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
+        self.command = [str(Path(sys.executable).with_name('ros2')), 'launch'] + list(args)
+        self.log_path = Path(tempfile.mkstemp(prefix='ros2_launch_', suffix='.log')[1])
+        self._log = open(self.log_path, 'wb')
+        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(env), start_new_session=True)
+        self.returncode: Optional[int] = None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait(self, timeout: float) -> int:
+        self.returncode = self.proc.wait(timeout)
+        self._log.close()
+        return self.returncode
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT to the process group, wait; SIGKILL the group after ``timeout``."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        if not self._log.closed:
+            self._log.close()
+        return self.returncode
+
+
 class Probe:
     """An rclpy node (own context, own executor thread) that publishes and records messages."""
 

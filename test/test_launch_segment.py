@@ -143,3 +143,23 @@ def test_sigint_to_the_launch_group_stops_everything_cleanly(launched):
     assert code == 0, log[-3000:]
     assert 'process has died' not in log and 'Traceback' not in log, log[-3000:]
     assert re.search(r'process has finished cleanly', log), log[-3000:]
+
+
+def test_nav2_launch_file_switches_on_what_the_layer_reads(env, checkpoint):
+    launch = LaunchProcess(['bisenet_ros', 'segment_nav2.launch.py', f'model:={checkpoint}',
+                            'backend:=torch', 'image_topic:=/nav2_test/color/image_raw',
+                            'depth_topic:=/nav2_test/depth/image_raw'], env)
+    try:
+        out = ros2(['param', 'get', NODE, 'depth_topic'], env, timeout=120)
+        assert 'String value is: /nav2_test/depth/image_raw' in out.stdout, \
+            out.stdout + out.stderr + launch.log()
+        out = ros2(['param', 'get', NODE, 'publish_confidence_mono8'], env)
+        assert 'Boolean value is: True' in out.stdout, out.stdout + out.stderr
+        out = ros2(['topic', 'list', '-t'], env)
+        for line in ('/segmentation/points [sensor_msgs/msg/PointCloud2]',
+                     '/segmentation/confidence_mono8 [sensor_msgs/msg/Image]',
+                     '/segmentation/label_info [vision_msgs/msg/LabelInfo]',
+                     '/nav2_test/depth/camera_info [sensor_msgs/msg/CameraInfo]'):
+            assert line in out.stdout, out.stdout
+    finally:
+        assert launch.stop() == 0, launch.log()[-3000:]

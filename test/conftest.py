@@ -41,6 +41,16 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f'skipped on CI, where it must run: {reason}'
 
 
+def require_ros2_cli() -> None:
+    """Skip the calling test module where ``launch_ros`` or ``ros2cli`` is not importable."""
+    try:
+        import launch_ros  # noqa: F401
+        import ros2cli  # noqa: F401
+    except ImportError as exc:  # a venv without ../shared/ros2-wheels; CI has them
+        pytest.skip(f'launch_ros / ros2cli not importable ({exc}); install '
+                    '../shared/ros2-wheels or source a ROS 2 install', allow_module_level=True)
+
+
 @pytest.fixture(scope='session')
 def reference_fixture() -> Path:
     """The shared golden outputs of the reference BiSeNet V2 (skips when absent)."""

@@ -3,7 +3,7 @@ install paths, and that the parameter YAML holds only valid node parameters.
 
 ``launch``/``launch_ros`` cannot be installed from PyPI, so one test runs the launch file's own
 code against small stand-ins that record what it builds (see ``test_launch_segment.py`` for the
-real launch_testing run where launch_ros exists).
+real `ros2 launch` runs with the ros2 CLI).
 """
 
 import ast

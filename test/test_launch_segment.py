@@ -15,17 +15,13 @@ import statistics
 
 import pytest
 
-try:
-    import launch_ros  # noqa: F401
-    import ros2cli  # noqa: F401
-except ImportError as exc:  # a venv without ../shared/ros2-wheels; CI has them
-    pytest.skip(f'launch_ros / ros2cli not importable ({exc}); install ../shared/ros2-wheels '
-                'or source a ROS 2 install', allow_module_level=True)
-
 from sensor_msgs.msg import Image
 
 from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
     ros2, write_random_checkpoint
+from conftest import require_ros2_cli
+
+require_ros2_cli()
 
 DOMAIN = 90 + os.getpid() % 10
 TOPIC = '/launch_test/image_raw'

@@ -8,19 +8,14 @@ import os
 import time
 
 import cv2
-import pytest
-
-try:
-    import launch_ros  # noqa: F401
-    import ros2cli  # noqa: F401
-except ImportError as exc:  # a venv without ../shared/ros2-wheels; CI has them
-    pytest.skip(f'launch_ros / ros2cli not importable ({exc}); install ../shared/ros2-wheels '
-                'or source a ROS 2 install', allow_module_level=True)
 
 from sensor_msgs.msg import CompressedImage, Image
 
 from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
     ros2, write_random_checkpoint
+from conftest import require_ros2_cli
+
+require_ros2_cli()
 
 DOMAIN = 100 + os.getpid() % 10
 TOPIC = '/lifecycle_test/image_raw'

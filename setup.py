@@ -52,6 +52,7 @@ setup(
         'console_scripts': [
             'bisenet = bisenet_ros.cli:main',
             'segmentation_node = bisenet_ros.ros.segmentation_node:main',
+            'segmentation_lifecycle_node = bisenet_ros.ros.segmentation_node:lifecycle_main',
         ],
     },
 )

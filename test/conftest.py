@@ -2,11 +2,15 @@
 
 * ROS environment defaults keep DDS traffic on this machine and logs in a temp dir.
 * With ``BISENET_REQUIRE_ALL=1`` (set by ``.ci/run``) a skipped test fails, unless its reason
-  names something CI cannot have (a GPU/TensorRT, launch/launch_ros/ros2cli, rosbag2_py).
+  names something CI cannot have (a GPU/TensorRT, rosbag2_py).
+* ``colcon_install``: the package built by ``colcon build`` into a temp workspace, once.
 """
 
 import os
 from pathlib import Path
+import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -21,8 +25,8 @@ FIXTURE_DIR = SHARED / 'fixtures' / 'reference_bisenetv2'
 CAMVID_DIR = SHARED / 'datasets' / 'camvid'
 
 #: Skip reasons allowed on CI: things that cannot be installed on a CPU-only CI machine.
-ALLOWED_SKIP_WORDS = ('tensorrt', 'gpu', 'cuda', 'launch_ros', 'launch_testing', 'ros2cli',
-                      'rosbag2_py')
+#: (launch_ros, ros2cli and vision_msgs come from ../shared/ros2-wheels: they must run.)
+ALLOWED_SKIP_WORDS = ('tensorrt', 'gpu', 'cuda', 'rosbag2_py')
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -35,6 +39,16 @@ def pytest_runtest_makereport(item, call):
         if not any(word in reason for word in ALLOWED_SKIP_WORDS):
             report.outcome = 'failed'
             report.longrepr = f'skipped on CI, where it must run: {reason}'
+
+
+def require_ros2_cli() -> None:
+    """Skip the calling test module where ``launch_ros`` or ``ros2cli`` is not importable."""
+    try:
+        import launch_ros  # noqa: F401
+        import ros2cli  # noqa: F401
+    except ImportError as exc:  # a venv without ../shared/ros2-wheels; CI has them
+        pytest.skip(f'launch_ros / ros2cli not importable ({exc}); install '
+                    '../shared/ros2-wheels or source a ROS 2 install', allow_module_level=True)
 
 
 @pytest.fixture(scope='session')
@@ -51,3 +65,21 @@ def camvid_dir() -> Path:
     if not (CAMVID_DIR / 'train').is_dir():
         pytest.skip(f'CamVid dataset not found at {CAMVID_DIR}')
     return CAMVID_DIR
+
+
+@pytest.fixture(scope='session')
+def colcon_install(tmp_path_factory) -> Path:
+    """Install prefix of bisenet_ros built by ``colcon build`` (skips without colcon)."""
+    colcon = Path(sys.executable).with_name('colcon')
+    if not colcon.exists():
+        colcon = shutil.which('colcon')
+        if colcon is None:
+            pytest.skip('colcon is not installed (pip install colcon-common-extensions)')
+    work = tmp_path_factory.mktemp('colcon')
+    result = subprocess.run(
+        [str(colcon), '--log-base', str(work / 'log'), 'build', '--base-paths', str(REPO_ROOT),
+         '--build-base', str(work / 'build'), '--install-base', str(work / 'install'),
+         '--packages-select', 'bisenet_ros'],
+        cwd=work, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return work / 'install' / 'bisenet_ros'

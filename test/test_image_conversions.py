@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bisenet_ros.ros.image_conversions import (array_to_image_fields, compressed_to_color,
+                                               confidence_to_mono8,
                                                ConversionError, fill_image, image_to_array,
                                                image_to_color)
 
@@ -156,3 +157,10 @@ def test_compressed_decode(ext):
 def test_compressed_garbage_is_refused():
     with pytest.raises(ConversionError, match="format 'jpeg', 5 bytes"):
         compressed_to_color(SimpleNamespace(format='jpeg', data=b'hello'))
+
+
+def test_confidence_to_mono8_scales_rounds_and_clips():
+    conf = np.array([[0.0, 1.0, 0.5, 0.25], [-0.1, 1.2, np.nan, 2 / 255]], np.float32)
+    out = confidence_to_mono8(conf)
+    assert out.dtype == np.uint8 and out.shape == conf.shape
+    assert out.tolist() == [[0, 255, 128, 64], [0, 255, 0, 2]]

@@ -3,7 +3,7 @@ install paths, and that the parameter YAML holds only valid node parameters.
 
 ``launch``/``launch_ros`` cannot be installed from PyPI, so one test runs the launch file's own
 code against small stand-ins that record what it builds (see ``test_launch_segment.py`` for the
-real launch_testing run where launch_ros exists).
+real `ros2 launch` runs with the ros2 CLI).
 """
 
 import ast
@@ -39,7 +39,8 @@ def test_launch_file_compiles_and_every_argument_is_described():
     compile(LAUNCH.read_text(), str(LAUNCH), 'exec')
     args = launch_arguments()
     for name in ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
-                 'compressed', 'use_fastdds_profile'):
+                 'compressed', 'depth_topic', 'confidence_mono8', 'lifecycle',
+                 'use_fastdds_profile'):
         assert name in args, name
         assert len(args[name][1]) > 20, f'{name}: description too short'
 
@@ -143,3 +144,23 @@ def test_launch_arguments_override_the_params_file(launch_stand_ins):
     for name, value in overrides.items():
         assert validate(name, value) is None
     assert node['namespace'] == 'robot1' and node['additional_env'] == {}
+
+
+def test_nav2_costmap_example_maps_camvid_classes_to_the_node_topics():
+    from bisenet_ros.labels import load_label_set
+    data = yaml.safe_load((CONFIG / 'nav2' / 'semantic_costmap.yaml').read_text())
+    layer = data['local_costmap']['local_costmap']['ros__parameters'][
+        'semantic_segmentation_layer']
+    camera = layer[layer['observation_sources']]
+    assert (camera['segmentation_topic'], camera['confidence_topic'], camera['labels_topic'],
+            camera['pointcloud_topic']) == ('/segmentation/mask',
+                                            '/segmentation/confidence_mono8',
+                                            '/segmentation/label_info', '/segmentation/points')
+    names = set(load_label_set('camvid').class_names)
+    kinds = {kind: camera[kind] for kind in camera['class_types']}
+    for kind in kinds.values():
+        assert set(kind['classes']) <= names, set(kind['classes']) - names
+    assert set(kinds['traversable']['classes']) == {'road', 'pavement'}
+    assert kinds['traversable']['max_cost'] == 0
+    assert set(kinds['obstacle']['classes']) == {'pedestrian', 'bicyclist', 'car', 'pole'}
+    assert kinds['obstacle']['max_cost'] == 254

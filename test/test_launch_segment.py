@@ -1,85 +1,161 @@
-"""launch_testing: ``ros2 launch bisenet_ros segment.launch.py`` in a colcon install.
+"""``ros2 launch bisenet_ros segment.launch.py`` as a user runs it, with the real ``ros2`` CLI.
 
-The launched node receives an image and publishes a mask of the image's size; after shutdown
-(SIGINT from launch) it exits with code 0. Needs ``launch``, ``launch_ros`` and
-``launch_testing`` (a ROS 2 install); skipped where launch_ros is not importable, as in the
-pip-only venv. Run with ``colcon test`` or ``launch_test test/test_launch_segment.py``.
+The package is built with colcon into a temp workspace (its ``share/`` on AMENT_PREFIX_PATH,
+its Python packages first on PYTHONPATH, as ``source install/setup.bash`` does); ``ros2
+launch`` runs in its own process group and is stopped with SIGINT to that group, as Ctrl-C
+does. Against it: real frames in, masks with the input's stamp, frame_id and size out;
+``ros2 param set`` changes the rate; bad values are refused with the reason; ``--show-args``
+lists every argument; bad launch arguments are named. Needs ``launch_ros`` and ``ros2cli``
+(a ROS 2 install, or ``../shared/ros2-wheels`` in the venv: ``bash scripts/setup_venv.sh``).
 """
 
 import os
-from pathlib import Path
-import tempfile
-import time
-import unittest
+import re
+import statistics
 
 import pytest
 
-try:
-    from ament_index_python.packages import get_package_share_directory
-    from launch import LaunchDescription
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    import launch_ros  # noqa: F401
-    import launch_testing
-    import launch_testing.actions
-    import launch_testing.asserts
-except ImportError as exc:  # the pip-only venv: no launch, launch_ros, launch_testing
-    pytest.skip(f'launch_ros / launch_testing not importable ({exc})', allow_module_level=True)
-
-import numpy as np
-import rclpy
 from sensor_msgs.msg import Image
 
-from bisenet_ros.ros.image_conversions import fill_image
-from bisenet_ros.ros.node_harness import pattern_image, write_random_checkpoint
+from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
+    ros2, write_random_checkpoint
+from conftest import require_ros2_cli
 
+require_ros2_cli()
+
+DOMAIN = 90 + os.getpid() % 10
 TOPIC = '/launch_test/image_raw'
+MASK = '/segmentation/mask'
+NODE = '/segmentation_node'
+ARGUMENTS = ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
+             'compressed', 'depth_topic', 'confidence_mono8', 'lifecycle',
+             'use_fastdds_profile', 'log_level')
 
 
-@pytest.mark.launch_test
-def generate_test_description():
-    model = write_random_checkpoint(Path(tempfile.mkdtemp()) / 'random.pt')
-    launch_file = os.path.join(get_package_share_directory('bisenet_ros'), 'launch',
-                               'segment.launch.py')
-    segment = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(launch_file),
-        launch_arguments={'model': str(model), 'backend': 'torch',
-                          'image_topics': TOPIC}.items())
-    return LaunchDescription([segment, launch_testing.actions.ReadyToTest()]), {}
+@pytest.fixture(scope='module')
+def env(colcon_install):
+    return overlay_env(DOMAIN, colcon_install)
 
 
-class TestSegmentLaunch(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        rclpy.init()
-        cls.node = rclpy.create_node('segment_launch_probe')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.destroy_node()
-        rclpy.shutdown()
-
-    def test_mask_arrives_with_the_image_size_and_header(self):
-        masks = []
-        self.node.create_subscription(Image, '/segmentation/mask', masks.append, 10)
-        pub = self.node.create_publisher(Image, TOPIC, 10)
-        msg = fill_image(Image(), pattern_image(64, 96), 'bgr8')
-        msg.header.frame_id = 'launch_camera'
-        deadline = time.monotonic() + 120.0
-        while not masks and time.monotonic() < deadline:
-            msg.header.stamp = self.node.get_clock().now().to_msg()
-            pub.publish(msg)
-            rclpy.spin_once(self.node, timeout_sec=1.0)
-        self.assertTrue(masks, 'no /segmentation/mask within 120 s')
-        mask = masks[0]
-        self.assertEqual((mask.height, mask.width, mask.encoding), (64, 96, 'mono8'))
-        self.assertEqual(mask.header.frame_id, 'launch_camera')
-        self.assertEqual(len(np.frombuffer(mask.data, np.uint8)), 64 * 96)
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp('model') / 'random.pt', seed=2)
 
 
-@launch_testing.post_shutdown_test()
-class TestSegmentLaunchShutdown(unittest.TestCase):
+@pytest.fixture(scope='module')
+def launched(env, checkpoint):
+    """The node started by ``ros2 launch`` with a probe on the same domain."""
+    launch = LaunchProcess(['bisenet_ros', 'segment.launch.py', f'model:={checkpoint}',
+                            'backend:=torch', f'image_topics:={TOPIC}', 'max_rate:=10'], env)
+    probe = Probe(DOMAIN)
+    probe.subscribe(Image, MASK)
+    try:
+        pub = probe.publisher(Image, TOPIC)
+        assert probe.wait_for_subscribers(TOPIC, timeout=120), launch.log()
+        yield launch, probe, pub
+    finally:
+        probe.close()
+        launch.stop()
 
-    def test_exit_code_is_zero(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
+
+def _stamp_s(msg):
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _median_mask_interval(probe, pub, seconds):
+    """Publish frames at 20 Hz for ``seconds``; median stamp gap (s) of the masks."""
+    first = len(probe.received[MASK])
+    for i in range(int(seconds * 20)):
+        pub.publish(probe.image_msg(pattern_image(48, 64, seed=i % 3), 'bgr8'))
+        probe.wait_for(lambda: False, 0.05)
+    probe.wait_for(lambda: False, 1.0)  # the last frames in flight
+    stamps = [_stamp_s(m) for m in probe.received[MASK][first:]]
+    assert len(stamps) >= 3, f'{len(stamps)} masks in {seconds} s'
+    return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+
+
+def test_show_args_lists_every_argument(env):
+    out = ros2(['launch', 'bisenet_ros', 'segment.launch.py', '--show-args'], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = re.findall(r"^    '(\w+)':", out.stdout, re.MULTILINE)
+    assert sorted(listed) == sorted(ARGUMENTS)
+
+
+def test_masks_have_the_input_stamp_frame_id_and_size(launched):
+    launch, probe, pub = launched
+    msg = probe.image_msg(pattern_image(40, 72), 'bgr8', frame_id='launch_camera')
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+    pub.publish(msg)
+    assert probe.wait_for(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp
+                                      for m in probe.received[MASK]), 120), launch.log()
+    mask = next(m for m in probe.received[MASK]
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp)
+    assert (mask.height, mask.width, mask.encoding) == (40, 72, 'mono8')
+    assert mask.header.frame_id == 'launch_camera'
+    assert len(mask.data) == 40 * 72
+
+
+def test_ros2_param_set_changes_the_rate(launched, env):
+    launch, probe, pub = launched
+    got = ros2(['param', 'get', NODE, 'max_rate'], env)
+    assert 'Double value is: 10.0' in got.stdout, got.stdout + got.stderr
+    before = _median_mask_interval(probe, pub, 3.0)
+    done = ros2(['param', 'set', NODE, 'max_rate', '2.0'], env)
+    assert 'Set parameter successful' in done.stdout, done.stdout + done.stderr
+    after = _median_mask_interval(probe, pub, 5.0)
+    # 2 Hz: frames start >= 0.5 s apart; input stamps are 50 ms apart.
+    assert after >= 0.45 and before < after, (before, after)
+
+
+def test_ros2_param_set_refuses_bad_values_with_the_reason(launched, env):
+    launch, probe, pub = launched
+    out = ros2(['param', 'set', NODE, 'backend', 'trt'], env)
+    said = out.stdout + out.stderr
+    assert 'Setting parameter failed' in said, said
+    assert "backend: must be one of auto, torch, onnxruntime, tensorrt, got 'trt'" in said
+    out = ros2(['param', 'set', NODE, 'max_rate', '-3.0'], env)
+    assert 'Setting parameter failed' in out.stdout + out.stderr, out.stdout + out.stderr
+    out = ros2(['param', 'get', NODE, 'backend'], env)
+    assert 'String value is: torch' in out.stdout, out.stdout + out.stderr
+    assert launch.proc.poll() is None, launch.log()
+
+
+@pytest.mark.parametrize('argument, accepted', [
+    ('max_rate:=abc', "max_rate:='abc' is not a number; expected a number in 0.0..1000.0"),
+    ('compressed:=maybe', "compressed:='maybe' is not a boolean; expected one of true/false"),
+    ('backend:=trt', "backend:='trt' is not valid for parameter backend; expected one of"),
+])
+def test_bad_launch_arguments_are_named_with_the_accepted_values(env, argument, accepted):
+    out = ros2(['launch', 'bisenet_ros', 'segment.launch.py', argument], env, timeout=120)
+    assert out.returncode != 0
+    assert accepted in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_sigint_to_the_launch_group_stops_everything_cleanly(launched):
+    """Ctrl-C: SIGINT from the terminal and a second one from launch reach the node."""
+    launch, probe, pub = launched
+    code = launch.stop()
+    log = launch.log()
+    assert code == 0, log[-3000:]
+    assert 'process has died' not in log and 'Traceback' not in log, log[-3000:]
+    assert re.search(r'process has finished cleanly', log), log[-3000:]
+
+
+def test_nav2_launch_file_switches_on_what_the_layer_reads(env, checkpoint):
+    launch = LaunchProcess(['bisenet_ros', 'segment_nav2.launch.py', f'model:={checkpoint}',
+                            'backend:=torch', 'image_topic:=/nav2_test/color/image_raw',
+                            'depth_topic:=/nav2_test/depth/image_raw'], env)
+    try:
+        out = ros2(['param', 'get', NODE, 'depth_topic'], env, timeout=120)
+        assert 'String value is: /nav2_test/depth/image_raw' in out.stdout, \
+            out.stdout + out.stderr + launch.log()
+        out = ros2(['param', 'get', NODE, 'publish_confidence_mono8'], env)
+        assert 'Boolean value is: True' in out.stdout, out.stdout + out.stderr
+        out = ros2(['topic', 'list', '-t'], env)
+        for line in ('/segmentation/points [sensor_msgs/msg/PointCloud2]',
+                     '/segmentation/confidence_mono8 [sensor_msgs/msg/Image]',
+                     '/segmentation/label_info [vision_msgs/msg/LabelInfo]',
+                     '/nav2_test/depth/camera_info [sensor_msgs/msg/CameraInfo]'):
+            assert line in out.stdout, out.stdout
+    finally:
+        assert launch.stop() == 0, launch.log()[-3000:]

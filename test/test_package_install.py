@@ -2,7 +2,6 @@
 
 import os
 from pathlib import Path
-import shutil
 import subprocess
 import sys
 
@@ -10,22 +9,10 @@ import pytest
 
 from conftest import REPO_ROOT
 
-COLCON = Path(sys.executable).with_name('colcon')
-
 
 @pytest.fixture(scope='module')
-def install_prefix(tmp_path_factory) -> Path:
-    if not COLCON.exists() and shutil.which('colcon') is None:
-        pytest.skip('colcon is not installed (pip install colcon-common-extensions)')
-    colcon = str(COLCON) if COLCON.exists() else shutil.which('colcon')
-    work = tmp_path_factory.mktemp('colcon')
-    result = subprocess.run(
-        [colcon, '--log-base', str(work / 'log'), 'build', '--base-paths', str(REPO_ROOT),
-         '--build-base', str(work / 'build'), '--install-base', str(work / 'install'),
-         '--packages-select', 'bisenet_ros'],
-        cwd=work, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return work / 'install' / 'bisenet_ros'
+def install_prefix(colcon_install) -> Path:
+    return colcon_install
 
 
 def _site_packages(prefix: Path) -> Path:
@@ -51,7 +38,8 @@ def test_launch_and_config_files_installed(install_prefix):
         assert (share / rel).read_bytes() == (REPO_ROOT / rel).read_bytes(), rel
 
 
-@pytest.mark.parametrize('executable', ['segmentation_node', 'bisenet'])
+@pytest.mark.parametrize('executable', ['segmentation_node', 'segmentation_lifecycle_node',
+                                        'bisenet'])
 def test_executables_where_ros2_run_looks(install_prefix, executable):
     path = install_prefix / 'lib/bisenet_ros' / executable
     assert path.is_file() and os.access(path, os.X_OK)

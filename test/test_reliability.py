@@ -318,3 +318,54 @@ def test_signals_stop_the_node_quickly_without_shared_memory_left(checkpoint, si
         probe.close()
         if node.alive():
             node.stop(signal.SIGKILL)
+
+
+def _shm_in_use():
+    """Every /dev/shm file mapped by a live process of this user (shared ports included)."""
+    used = set()
+    for maps in Path('/proc').glob('[0-9]*/maps'):
+        try:
+            used.update(line.split()[-1] for line in maps.read_text().splitlines()
+                        if '/dev/shm/' in line)
+        except OSError:  # gone, or another user's
+            continue
+    return used
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_path):
+    # `ros2 launch` without a terminal delivers two SIGINTs. The onnxruntime backend keeps its
+    # exported graph in a temp dir: the node's own TMPDIR must be empty after exit 0.
+    node_tmp = tmp_path / 'node_tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'backend': 'onnxruntime', 'threads': 1, 'model_path': str(checkpoint),
+                        **RELIABLE_INPUT}, DOMAIN + 6, env={'TMPDIR': str(node_tmp)})
+    probe = Probe(DOMAIN + 6)
+    probe.subscribe(Image, MASK)
+    try:
+        pub = probe.publisher(Image, IN)
+        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
+        msg = probe.image_msg(pattern_image(H, W), 'bgr8')
+        pub.publish(msg)
+        wait_mask(probe, stamp_ns(msg), timeout=120)
+        assert any(p.name.startswith('bisenet_ort_') for p in node_tmp.iterdir())
+        # fastdds_port<N> files are the domain's port queues, kept by Fast DDS for reuse.
+        segments = [s for s in _own_shm_segments(node.proc.pid, [])
+                    if not Path(s).name.startswith('fastdds_port')]
+        assert segments, 'the node maps no Fast DDS segment of its own: nothing to check'
+        for _ in range(5):
+            pub.publish(probe.image_msg(pattern_image(H, W), 'bgr8'))
+        probe.close()  # from here on only the node can hold its segments
+        code = node.stop(sig, timeout=30.0, repeat=2, interval=0.01)
+        log = node.log()
+        assert code == 0, log[-3000:]
+        assert 'Traceback' not in log, log[-3000:]
+        # onnxruntime's import writes $TMPDIR/.ses (its session id, reused by every process
+        # that imports it): not the node's to remove.
+        assert [p for p in node_tmp.iterdir() if p.name != '.ses'] == []
+        still_used = _shm_in_use()
+        assert [s for s in segments if os.path.exists(s) and s not in still_used] == []
+    finally:
+        probe.close()
+        if node.alive():
+            node.stop(signal.SIGKILL)

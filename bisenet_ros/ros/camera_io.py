@@ -15,13 +15,15 @@ from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from .image_conversions import fill_image
+from .image_conversions import confidence_to_mono8, fill_image
 
 #: Output name -> (parameter switching it, message type).
 OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask', Image),
            'overlay': ('publish_overlay', Image), 'confidence': ('publish_confidence', Image),
+           'confidence_mono8': ('publish_confidence_mono8', Image),
+           'points': ('publish_points', PointCloud2),
            'camera_info': ('publish_camera_info', CameraInfo)}
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -66,7 +68,7 @@ class CameraIO:
 
     def __init__(self, node: Node, index: int, topic: str, output_ns: str, compressed: bool,
                  use_camera_info: bool, on_frame: Callable[[int, Any], None],
-                 callback_group: Any) -> None:
+                 callback_group: Any, depth_topic: str = '') -> None:
         self.index = index
         self.topic = f'{topic}/compressed' if compressed else topic
         self.msg_type = CompressedImage if compressed else Image
@@ -75,17 +77,25 @@ class CameraIO:
         # raw=True: the callback gets the serialized message; only frames that are processed
         # are deserialized (a third of the CPU for a 30 Hz camera whose frames mostly drop).
         self.subscription = node.create_subscription(
+            # A copy: rclpy writes the qos_overrides parameters into the profile it is given,
+            # which would change the shared qos_profile_sensor_data of every later
+            # subscription in the process (camera_info, depth).
             self.msg_type, self.topic, lambda raw: on_frame(index, raw),
-            qos_profile_sensor_data, callback_group=callback_group, raw=True,
+            copy.copy(qos_profile_sensor_data), callback_group=callback_group, raw=True,
             qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self.info_subscription = None
         if use_camera_info:
             self.info_subscription = node.create_subscription(
                 CameraInfo, camera_info_topic(topic), self._on_info, qos_profile_sensor_data,
                 callback_group=callback_group)
+        self.depth = None
+        if depth_topic:
+            from .depth_input import DepthInput
+            self.depth = DepthInput(node, depth_topic, callback_group)
         self.publishers = {name: node.create_publisher(msg_type, f'{output_ns}/{name}',
                                                        OUTPUT_QOS)
-                           for name, (_, msg_type) in OUTPUTS.items()}
+                           for name, (_, msg_type) in OUTPUTS.items()
+                           if name != 'points' or self.depth is not None}
 
     def deserialize(self, raw: bytes) -> Any:
         """The Image / CompressedImage from the bytes handed to ``on_frame``."""
@@ -101,12 +111,14 @@ class CameraIO:
             on = switches.get(param, False)
             if name == 'camera_info':
                 on = on and self.info_subscription is not None and self.latest_info is not None
-            result[name] = bool(on) and self.publishers[name].get_subscription_count() > 0
+            pub = self.publishers.get(name)
+            result[name] = bool(on) and pub is not None and pub.get_subscription_count() > 0
         return result
 
     def publish(self, header: Any, result: Any, wanted: Dict[str, bool],
-                image_is_bgr: bool) -> None:
-        """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``."""
+                image_is_bgr: bool, cloud: Any = None) -> None:
+        """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``
+        (and ``cloud``, a PointCloud2 made by :class:`DepthInput`, when given)."""
         if wanted.get('mask'):
             labels = result.labels
             self._send('mask', header, labels, 'mono16' if labels.dtype == np.uint16
@@ -119,6 +131,11 @@ class CameraIO:
         if wanted.get('confidence') and result.confidence is not None:
             self._send('confidence', header, result.confidence.astype(np.float32, copy=False),
                        '32FC1')
+        if wanted.get('confidence_mono8') and result.confidence is not None:
+            self._send('confidence_mono8', header, confidence_to_mono8(result.confidence),
+                       'mono8')
+        if wanted.get('points') and cloud is not None:
+            self.publishers['points'].publish(cloud)
         if wanted.get('camera_info') and self.latest_info is not None:
             info = copy.copy(self.latest_info)
             info.header = header
@@ -135,3 +152,5 @@ class CameraIO:
         self._node.destroy_subscription(self.subscription)
         if self.info_subscription is not None:
             self._node.destroy_subscription(self.info_subscription)
+        if self.depth is not None:
+            self.depth.destroy()

@@ -31,8 +31,8 @@ BAYER_CODES = {'rggb': ('COLOR_BayerRGGB2BGR', 'COLOR_BayerBG2BGR'),
                'gbrg': ('COLOR_BayerGBRG2BGR', 'COLOR_BayerGR2BGR'),
                'grbg': ('COLOR_BayerGRBG2BGR', 'COLOR_BayerGB2BGR')}
 #: Encodings that :func:`array_to_image_fields` writes -> (dtype, channels).
-WRITABLE_ENCODINGS = {'mono8': ('u1', 1), 'mono16': ('u2', 1), 'rgb8': ('u1', 3),
-                      'bgr8': ('u1', 3), '32FC1': ('f4', 1)}
+WRITABLE_ENCODINGS = {'mono8': ('u1', 1), 'mono16': ('u2', 1), '16UC1': ('u2', 1),
+                      'rgb8': ('u1', 3), 'bgr8': ('u1', 3), '32FC1': ('f4', 1)}
 
 
 class ConversionError(ValueError):
@@ -193,3 +193,12 @@ def fill_image(msg: Any, array: np.ndarray, encoding: str) -> Any:
     for name, value in array_to_image_fields(array, encoding).items():
         setattr(msg, name, value)
     return msg
+
+
+def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float probabilities in 0..1 -> uint8 0..255 (``round(p * 255)``, clipped).
+
+    The mono8 confidence image of Nav2's semantic segmentation layer; NaN becomes 0.
+    """
+    scaled = np.nan_to_num(np.asarray(confidence, np.float32), nan=0.0) * np.float32(255.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

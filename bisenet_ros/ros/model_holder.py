@@ -116,6 +116,11 @@ class ModelHolder:
         self._clock = node.get_clock()
         self.publish_metadata()
 
+    def destroy_metadata_publishers(self, node: Node) -> None:
+        for _, pub in self._metadata_pubs:
+            node.destroy_publisher(pub)
+        self._metadata_pubs = []
+
     def publish_metadata(self) -> None:
         data = self.metadata()
         if data is None:

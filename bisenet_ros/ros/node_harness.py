@@ -51,7 +51,8 @@ class NodeProcess:
 
     def __init__(self, params: Mapping[str, Any], domain_id: int,
                  extra_args: Sequence[str] = (), fastdds_profile: Optional[str] = None,
-                 log_path: Optional[Path] = None) -> None:
+                 log_path: Optional[Path] = None,
+                 env: Optional[Mapping[str, str]] = None) -> None:
         cmd = [sys.executable, '-m', 'bisenet_ros.ros.segmentation_node', '--ros-args']
         for name, value in params.items():
             cmd += ['-p', f'{name}:={json.dumps(value)}']
@@ -61,7 +62,8 @@ class NodeProcess:
                                                           suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=ros_env(domain_id, fastdds_profile))
+                                     env=dict(ros_env(domain_id, fastdds_profile),
+                                              **(env or {})))
         self.returncode: Optional[int] = None
 
     def log(self) -> str:
@@ -72,10 +74,17 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
-        """Send ``sig``, wait; kill after ``timeout``. Returns the exit code."""
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0, repeat: int = 1,
+             interval: float = 0.01) -> int:
+        """Send ``sig`` (``repeat`` times, ``interval`` s apart), wait; kill after ``timeout``.
+
+        Returns the exit code.
+        """
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            for i in range(repeat):
+                if i:
+                    time.sleep(interval)
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -90,6 +99,67 @@ class NodeProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def overlay_env(domain_id: int, prefix: Path) -> Dict[str, str]:
+    """Environment of a user whose workspace overlay (colcon install prefix) is sourced:
+    ``prefix``'s Python packages first, its ``share/`` and the venv's on AMENT_PREFIX_PATH."""
+    env = ros_env(domain_id)
+    site = sorted(Path(prefix).glob('lib/python3*/site-packages'))
+    env['PYTHONPATH'] = os.pathsep.join(str(p) for p in site)
+    env['AMENT_PREFIX_PATH'] = os.pathsep.join([str(prefix), sys.prefix])
+    env['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), env.get('PATH', '')])
+    return env
+
+
+def ros2(args: Sequence[str], env: Mapping[str, str],
+         timeout: float = 60.0) -> 'subprocess.CompletedProcess[str]':
+    """Run the ``ros2`` CLI of this venv (``ros2 param set ...``), never using a daemon."""
+    cmd = [str(Path(sys.executable).with_name('ros2'))] + list(args)
+    if args[0] in ('param', 'lifecycle', 'node') or args[:2] == ['topic', 'list']:
+        cmd += ['--no-daemon', '--spin-time', '5']  # time to discover the graph
+    return subprocess.run(cmd, env=dict(env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class LaunchProcess:
+    """``ros2 launch <args>`` in its own session and process group, as a user starts it.
+
+    :meth:`stop` sends SIGINT to the whole group (what Ctrl-C does in a terminal), so the
+    node gets one from the terminal and one from launch.
+    """
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
+        self.command = [str(Path(sys.executable).with_name('ros2')), 'launch'] + list(args)
+        self.log_path = Path(tempfile.mkstemp(prefix='ros2_launch_', suffix='.log')[1])
+        self._log = open(self.log_path, 'wb')
+        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(env), start_new_session=True)
+        self.returncode: Optional[int] = None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait(self, timeout: float) -> int:
+        self.returncode = self.proc.wait(timeout)
+        self._log.close()
+        return self.returncode
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT to the process group, wait; SIGKILL the group after ``timeout``."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        if not self._log.closed:
+            self._log.close()
+        return self.returncode
 
 
 class Probe:
@@ -115,11 +185,13 @@ class Probe:
             pass
 
     def subscribe(self, msg_type: Any, topic: str, latched: bool = False,
-                  on_message: Optional[Callable[[Any], None]] = None) -> None:
-        """Record every message of ``topic`` (reliable; transient local when ``latched``)."""
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
-                         else DurabilityPolicy.VOLATILE)
+                  on_message: Optional[Callable[[Any], None]] = None,
+                  qos: Any = None) -> None:
+        """Record every message of ``topic`` (reliable; transient local when ``latched``;
+        ``qos`` given: that profile)."""
+        qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                else DurabilityPolicy.VOLATILE)
         self.received.setdefault(topic, [])
         self.receive_times.setdefault(topic, [])
 

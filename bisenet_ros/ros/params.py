@@ -70,6 +70,10 @@ def _check_prefix(value: str) -> Optional[str]:
     return None if _TOPIC.match(value) else 'not a valid ROS namespace'
 
 
+def _check_optional_topic(value: str) -> Optional[str]:
+    return None if value == '' or _TOPIC.match(value) else 'not a valid ROS topic name (or empty)'
+
+
 SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('model_path', '',
               'Model file: project checkpoint (.pt/.pth), reference state_dict, .onnx or '
@@ -94,6 +98,10 @@ SPECS: Tuple[ParamSpec, ...] = (
               '<topic>/compressed (jpeg or png) instead of sensor_msgs/Image.', 'startup'),
     ParamSpec('use_camera_info', False, 'Subscribe to <topic namespace>/camera_info and '
               'republish it with each mask on <output_prefix>/camera_info.', 'startup'),
+    ParamSpec('depth_topic', '', 'Depth image registered to the (single) camera, 16UC1 mm '
+              'or 32FC1 m, with its camera_info on <depth topic namespace>/camera_info; set, '
+              'the node publishes the organized cloud <output_prefix>/points. Empty: no cloud.',
+              'startup', check=_check_optional_topic),
     ParamSpec('output_prefix', 'segmentation', 'Namespace of the outputs (relative names '
               'follow the node namespace).', 'startup', check=_check_prefix),
     ParamSpec('max_rate', 0.0, 'Most frames segmented per second, per camera; 0: as fast as '
@@ -111,6 +119,16 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('publish_color_mask', True, 'Publish <output_prefix>/color_mask (rgb8).'),
     ParamSpec('publish_overlay', True, 'Publish <output_prefix>/overlay (bgr8).'),
     ParamSpec('publish_confidence', False, 'Publish <output_prefix>/confidence (32FC1).'),
+    ParamSpec('publish_confidence_mono8', False, 'Publish <output_prefix>/confidence_mono8 '
+              '(mono8, round(probability * 255); what Nav2 semantic layers read).'),
+    ParamSpec('publish_points', True, 'Publish <output_prefix>/points (PointCloud2, needs '
+              'depth_topic).'),
+    ParamSpec('points_confidence', False, 'Add a float32 confidence field to the cloud.'),
+    ParamSpec('depth_wait', 0.1, 'Most seconds to wait, once a mask is ready, for the depth '
+              'image and camera_info of its stamp; without them the frame has no cloud.',
+              range=(0.0, 5.0)),
+    ParamSpec('depth_stamp_tolerance', 0.02, 'Largest stamp difference (s) between a frame '
+              'and the depth image / camera_info used for its cloud.', range=(0.0, 1.0)),
     ParamSpec('publish_camera_info', True, 'Republish camera_info (needs use_camera_info).'),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'startup',
               range=(0.1, 60.0)),
@@ -191,6 +209,7 @@ class NodeParams:
     image_topics: Tuple[str, ...]
     compressed: bool
     use_camera_info: bool
+    depth_topic: str
     output_prefix: str
     max_rate: float
     batch_wait: float
@@ -200,6 +219,11 @@ class NodeParams:
     publish_color_mask: bool
     publish_overlay: bool
     publish_confidence: bool
+    publish_confidence_mono8: bool
+    publish_points: bool
+    points_confidence: bool
+    depth_wait: float
+    depth_stamp_tolerance: float
     publish_camera_info: bool
     diagnostics_period: float
     stale_timeout: float
@@ -212,6 +236,9 @@ class NodeParams:
         merged.update(values)
         problems = [f'{name}: {reason}' for name, value in merged.items()
                     if (reason := validate(name, value)) is not None]
+        if merged['depth_topic'] and len(list(merged['image_topics'])) > 1:
+            problems.append(f"depth_topic: works with one image topic, got "
+                            f"{len(list(merged['image_topics']))} image_topics")
         if problems:
             raise ParamError('invalid parameters: ' + '; '.join(problems))
         converted = {}

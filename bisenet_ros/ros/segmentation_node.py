@@ -2,18 +2,22 @@
 
 Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
 segments the newest frame of every camera in one batched call on a worker thread, and publishes
-``<output_prefix>/{mask, color_mask, overlay, confidence, camera_info}`` (one camera) or
-``<output_prefix>/<camera>/...`` (several), the class metadata as JSON on the latched
-``<output_prefix>/class_info`` and the node's health on ``/diagnostics``.
+``<output_prefix>/{mask, color_mask, overlay, confidence, confidence_mono8, camera_info}``
+(one camera) or ``<output_prefix>/<camera>/...`` (several), with ``depth_topic`` the organized
+semantic cloud ``<output_prefix>/points``, the class metadata on the latched
+``<output_prefix>/class_info`` (JSON) and ``<output_prefix>/label_info`` (vision_msgs/LabelInfo,
+when importable), and the node's health on ``/diagnostics``.
 
 Run: ``ros2 run bisenet_ros segmentation_node --ros-args -p model_path:=/path/model.pt`` or
-``python -m bisenet_ros.ros.segmentation_node --ros-args ...``.
+``python -m bisenet_ros.ros.segmentation_node --ros-args ...``. The managed (lifecycle) node:
+``ros2 run bisenet_ros segmentation_lifecycle_node`` (or ``python -m ... --lifecycle``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,6 +27,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
@@ -37,21 +42,33 @@ from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_N
 NODE_NAME = 'segmentation_node'
 
 
-class SegmentationNode(Node):
-    """The segmentation node; see the module docstring for topics and ``params.SPECS``."""
+class _Segmentation:
+    """The node's behaviour, shared by the plain and the lifecycle node (mixed into a Node).
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    Stages: :meth:`_declare` (parameters), :meth:`_configure` (load the model),
+    :meth:`_activate` (subscriptions, publishers, worker), :meth:`_deactivate` (stop them),
+    :meth:`_cleanup` (free the model).
+    """
+
+    def _declare(self) -> None:
         for spec in SPECS:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.params = NodeParams.from_values(
             {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
-        p = self.params
         self.model = ModelHolder(self.get_logger())
-        self.model.load(p)  # an error is logged and reported; the node still runs
+        self._configured = False
+        self.cameras: List[CameraIO] = []
+        self._worker: Optional[threading.Thread] = None
         self._params_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    def _configure(self) -> Optional[str]:
+        """Load the model; returns the error (the node still runs without a model)."""
+        self._configured = True
+        return self.model.load(self.params)
+
+    def _activate(self) -> None:
+        p = self.params
         self.slots = LatestFrameSlots(len(p.image_topics))
         self.stats = [CameraStats(t) for t in p.image_topics]
         names = camera_names(list(p.image_topics))
@@ -60,7 +77,7 @@ class SegmentationNode(Node):
             CameraIO(self, i, topic,
                      p.output_prefix if len(p.image_topics) == 1
                      else f'{p.output_prefix}/{names[i]}',
-                     p.compressed, p.use_camera_info, self._on_frame, group)
+                     p.compressed, p.use_camera_info, self._on_frame, group, p.depth_topic)
             for i, topic in enumerate(p.image_topics)]
         self.model.create_metadata_publishers(self, p.output_prefix)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -74,6 +91,31 @@ class SegmentationNode(Node):
             f'segmenting {", ".join(c.topic for c in self.cameras)} -> '
             f'{", ".join(c.publishers["mask"].topic_name for c in self.cameras)}')
 
+    def _deactivate(self) -> None:
+        """Stop the worker (waits for the frame in progress) and drop topics and timer."""
+        if self._worker is None:
+            return
+        self._stop.set()
+        self.slots.close()
+        self._worker.join(timeout=30.0)
+        self._worker = None
+        self.destroy_timer(self._diag_timer)
+        self.destroy_publisher(self._diag_pub)
+        self.model.destroy_metadata_publishers(self)
+        for camera in self.cameras:
+            camera.destroy()
+        self.cameras = []
+
+    def _cleanup(self) -> None:
+        """Free the model (and its backend's memory, files and engines)."""
+        self._configured = False
+        self.model.close()
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (waits for the frame in progress) and free the model."""
+        self._deactivate()
+        self._cleanup()
+
     # Parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, changed: List[Any]) -> SetParametersResult:
         ours = {param.name: param.value for param in changed if param.name in SPEC_BY_NAME}
@@ -84,12 +126,12 @@ class SegmentationNode(Node):
                 new = self.params.with_changes(ours)
             except ParamError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-            if reload_needed(self.params, new):
+            if self._configured and reload_needed(self.params, new):
                 error = self.model.load(new)
                 if error is not None:
                     return SetParametersResult(successful=False, reason=error)
                 self.model.publish_metadata()
-            if new.max_rate != self.params.max_rate:
+            if new.max_rate != self.params.max_rate and self._worker is not None:
                 self.slots.reset_rate()
             self.params = new
         return SetParametersResult(successful=True)
@@ -158,7 +200,8 @@ class SegmentationNode(Node):
                 [w[1] for w in items], bgr=is_bgr,
                 color=any(w[3]['color_mask'] or w[3]['overlay'] for w in items),
                 overlay=any(w[3]['overlay'] for w in items),
-                confidence=any(w[3]['confidence'] for w in items),
+                confidence=any(w[3]['confidence'] or w[3]['confidence_mono8']
+                               or (w[3]['points'] and p.points_confidence) for w in items),
                 overlay_alpha=p.overlay_alpha, confidence_threshold=p.confidence_threshold)
         try:
             results = run(group)
@@ -179,9 +222,23 @@ class SegmentationNode(Node):
                     self.stats[item[0].camera].frame_rejected(f'{type(one).__name__}: {one}')
         for (frame, _, _, wanted, decode_s), result in pairs:
             t0 = time.perf_counter()
-            self.cameras[frame.camera].publish(frame.msg.header, result, wanted, is_bgr)
+            camera = self.cameras[frame.camera]
+            cloud = self._cloud(camera, frame.msg.header, result, p) if wanted['points'] \
+                else None
+            camera.publish(frame.msg.header, result, wanted, is_bgr, cloud)
             stages = dict(result.timings, decode=decode_s, publish=time.perf_counter() - t0)
             self.stats[frame.camera].frame_published(stages, self._age(frame.msg.header))
+
+    def _cloud(self, camera: CameraIO, header: Any, result: Any, p: NodeParams) -> Any:
+        """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""
+        try:
+            return camera.depth.cloud(  # type: ignore[union-attr]
+                header, result.labels, result.confidence if p.points_confidence else None,
+                p.depth_stamp_tolerance, p.depth_wait)
+        except (LookupError, ValueError) as exc:  # DepthMismatch, ConversionError
+            self.get_logger().warning(f'{camera.topic}: no point cloud: {exc}',
+                                      throttle_duration_sec=5.0)
+            return None
 
     def _age(self, header: Any) -> Optional[float]:
         """Seconds from the header stamp to now (None for an unset stamp)."""
@@ -209,15 +266,54 @@ class SegmentationNode(Node):
                                                   level, message, values))
         self._diag_pub.publish(array)
 
-    def shutdown(self) -> None:
-        """Stop the worker thread (waits for the frame in progress)."""
-        self._stop.set()
-        self.slots.close()
-        self._worker.join(timeout=30.0)
-        self.model.close()
+
+class SegmentationNode(_Segmentation, Node):
+    """The segmentation node; see the module docstring for topics and ``params.SPECS``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self._configure()  # an error is logged and reported; the node still runs
+        self._activate()
 
 
-def run_node(args: Optional[List[str]] = None) -> int:
+class SegmentationLifecycleNode(_Segmentation, LifecycleNode):
+    """The same node as a managed (lifecycle) node, starting unconfigured.
+
+    ``configure`` loads the model (and builds engines), ``activate`` creates the subscriptions
+    and publishers and starts segmenting, ``deactivate`` removes them, ``cleanup`` frees the
+    model. A model that fails to load fails ``configure``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+
+    def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        error = self._configure()
+        if error is not None:
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+        self.shutdown()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def run_node(args: Optional[List[str]] = None, lifecycle: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM; returns 0, or 2 for invalid parameters.
 
     rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
@@ -227,7 +323,7 @@ def run_node(args: Optional[List[str]] = None) -> int:
     node: Optional[SegmentationNode] = None
     code = 0
     try:
-        node = SegmentationNode()
+        node = SegmentationLifecycleNode() if lifecycle else SegmentationNode()
         # One thread: the input callbacks only store bytes; inference has its own thread.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -243,6 +339,10 @@ def run_node(args: Optional[List[str]] = None) -> int:
         if rclpy.ok():
             raise
     finally:
+        # The first SIGINT/SIGTERM stopped spinning; a second one (``ros2 launch`` run without
+        # a terminal sends two) must not interrupt the cleanup half-way, which would leave
+        # temp files and shared memory behind and exit with -2/130.
+        _ignore_stop_signals()
         if node is not None:
             node.shutdown()
             node.destroy_node()
@@ -250,7 +350,15 @@ def run_node(args: Optional[List[str]] = None) -> int:
             rclpy.try_shutdown()  # no-op when the signal handler already shut down
         elif rclpy.ok():
             rclpy.shutdown()
+        _ignore_stop_signals()  # rclpy's shutdown puts back the handlers it replaced
     return code
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (process-wide; only from the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def main(args: Optional[List[str]] = None) -> None:
@@ -260,7 +368,15 @@ def main(args: Optional[List[str]] = None) -> None:
     once instead of letting the interpreter garbage-collect torch's object graph at exit, which
     takes seconds and would break the 2 s stop budget on SIGINT/SIGTERM.
     """
-    code = run_node(args)
+    _exit(run_node(args))
+
+
+def lifecycle_main(args: Optional[List[str]] = None) -> None:
+    """Entry point of ``segmentation_lifecycle_node`` (the managed node); never returns."""
+    _exit(run_node(args, lifecycle=True))
+
+
+def _exit(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -268,4 +384,8 @@ def main(args: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    if '--lifecycle' in sys.argv[1:]:  # python -m bisenet_ros.ros.segmentation_node --lifecycle
+        sys.argv.remove('--lifecycle')
+        lifecycle_main()
+    else:
+        main()

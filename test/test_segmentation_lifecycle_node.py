@@ -1,0 +1,95 @@
+"""The managed node, driven by ``ros2 lifecycle set`` as a user (or Nav2's lifecycle manager)
+does: launched with ``lifecycle:=On``, ``configure`` loads the model, ``activate`` subscribes
+and publishes, ``deactivate`` stops, ``cleanup`` frees the model (the onnxruntime backend's
+files go with it). Needs launch_ros and ros2cli like ``test_launch_segment.py``.
+"""
+
+import os
+import time
+
+import cv2
+
+from sensor_msgs.msg import CompressedImage, Image
+
+from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
+    ros2, write_random_checkpoint
+from conftest import require_ros2_cli
+
+require_ros2_cli()
+
+DOMAIN = 100 + os.getpid() % 10
+TOPIC = '/lifecycle_test/image_raw'
+MASK = '/segmentation/mask'
+NODE = '/segmentation_node'
+
+
+def _poll(predicate, timeout):
+    """``predicate()`` until true or ``timeout`` s (it may run ros2 CLI commands)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def _ort_dirs(tmp):
+    return [p for p in tmp.iterdir() if p.name.startswith('bisenet_ort_')]
+
+
+def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
+    checkpoint = write_random_checkpoint(tmp_path / 'random.pt', seed=4)
+    node_tmp = tmp_path / 'node_tmp'
+    node_tmp.mkdir()
+    env = dict(overlay_env(DOMAIN, colcon_install), TMPDIR=str(node_tmp))
+    launch = LaunchProcess(['bisenet_ros', 'segment.launch.py', 'lifecycle:=On',
+                            'compressed:=yes', 'backend:=onnxruntime', f'model:={checkpoint}',
+                            f'image_topics:={TOPIC}'], env)
+    probe = Probe(DOMAIN)
+    probe.subscribe(Image, MASK)
+
+    def transition(name):
+        out = ros2(['lifecycle', 'set', NODE, name], env)
+        assert 'Transitioning successful' in out.stdout, out.stdout + out.stderr + launch.log()
+
+    def state():
+        out = ros2(['lifecycle', 'get', NODE], env)
+        return out.stdout.split(' [')[0].strip()
+
+    try:
+        assert _poll(lambda: state() == 'unconfigured', 120), launch.log()
+        assert probe.node.count_subscribers(f'{TOPIC}/compressed') == 0
+        assert _ort_dirs(node_tmp) == []  # no model yet
+
+        transition('configure')
+        assert len(_ort_dirs(node_tmp)) == 1  # the model is loaded...
+        assert probe.node.count_subscribers(f'{TOPIC}/compressed') == 0  # ...but not serving
+        out = ros2(['param', 'get', NODE, 'compressed'], env)
+        assert 'Boolean value is: True' in out.stdout, out.stdout + out.stderr  # from 'yes'
+
+        transition('activate')
+        pub = probe.publisher(CompressedImage, f'{TOPIC}/compressed')
+        assert probe.wait_for_subscribers(f'{TOPIC}/compressed', timeout=60)
+        frame = CompressedImage(format='jpeg',
+                                data=cv2.imencode('.jpg', pattern_image(48, 64))[1].tobytes())
+        frame.header.frame_id = 'lifecycle_camera'
+
+        def masks_after_publishing():
+            frame.header.stamp = probe.node.get_clock().now().to_msg()
+            pub.publish(frame)
+            return probe.wait_for(lambda: bool(probe.received[MASK]), 1.0)
+        assert _poll(masks_after_publishing, 120), launch.log()[-3000:]
+        assert probe.received[MASK][0].header.frame_id == 'lifecycle_camera'
+
+        transition('deactivate')
+        assert probe.wait_for(lambda: probe.node.count_subscribers(f'{TOPIC}/compressed') == 0
+                              and probe.node.count_publishers(MASK) == 0, 30)
+        assert len(_ort_dirs(node_tmp)) == 1  # still configured: the model stays
+
+        transition('cleanup')
+        assert state() == 'unconfigured'
+        assert _ort_dirs(node_tmp) == []  # the model and its files are freed
+    finally:
+        probe.close()
+        code = launch.stop()
+    assert code == 0, launch.log()[-3000:]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bisenet_ros.inference.backends.base import cuda_available, module_available
-from bisenet_ros.inference.backends.tensorrt_plan import (build_plan, cache_paths, EngineKey,
+from bisenet_ros.export.tensorrt_plan import (build_plan, cache_paths, EngineKey,
                                                           mismatches, parse_version,
                                                           read_sidecar, write_sidecar)
 

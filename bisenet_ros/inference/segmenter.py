@@ -12,10 +12,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..labels import LabelSet, load_label_set
-from .backends.base import Backend, create_backend
+from .backends import Backend, create_backend
 from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
                           resize_confidence, resize_labels)
-from .preprocess import check_image, check_size, preprocess
+from ..preprocess import check_image, check_size, preprocess
 
 LOG = logging.getLogger(__name__)
 

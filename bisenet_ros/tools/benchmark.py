@@ -1,6 +1,7 @@
 """``bisenet benchmark``: latency, FPS, pre/post cost, GFLOPs and agreement per backend.
 
-Every configuration (backend:precision) runs through the real :class:`Segmenter` pipeline on
+Every configuration (backend:precision; ``openvino:int8+bf16`` runs the float layers of the
+int8 graph in bf16) runs through the real :class:`Segmenter` pipeline on
 natural frames, interleaved round by round so that load changes on a shared machine hit all
 configurations alike. Agreement is the share of pixels whose class equals PyTorch fp32's.
 
@@ -8,6 +9,7 @@ Examples::
 
     bisenet benchmark --model camvid.pt                       # CPU configs, 512x1024 + 256x512
     bisenet benchmark --configs onnxruntime:fp32,onnxruntime:int8 --sizes 360x480 -n 20
+    bisenet benchmark --configs torch:fp32,openvino:int8,openvino:int8+bf16 --sizes 512x1024
     bisenet benchmark --configs torch:fp16,tensorrt:fp16,tensorrt:int8 --device cuda
 """
 
@@ -23,7 +25,8 @@ import numpy as np
 
 from .segment_image import parse_size, resolve_model
 
-CPU_CONFIGS = 'torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8'
+CPU_CONFIGS = ('torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8,openvino:fp32,'
+               'openvino:bf16,openvino:int8')
 #: Frames taken for int8 calibration beside the agreement frames, without --calibration-images.
 CALIBRATION_FRAMES = 12
 GPU_CONFIGS = 'torch:fp32,torch:fp16,onnxruntime:fp32,tensorrt:fp32,tensorrt:fp16,tensorrt:int8'
@@ -40,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (2)')
     parser.add_argument('--gap', type=float, default=0.2,
                         help='idle seconds before each timed call (0.2)')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu', 'cuda[:N]' or 'gpu[:N]' (OpenVINO GPU)")
     parser.add_argument('--images', nargs='*', help='natural frames for agreement and int8 '
                         'calibration (default: the packaged demo frames)')
     parser.add_argument('--agreement-images', type=int, default=4,
@@ -63,14 +67,14 @@ def count_gflops(module: Any, size: Tuple[int, int]) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-    import torch
 
     from ..export.verify import sample_images
     from ..inference import Segmenter
+    from ..inference.threads import set_torch_threads
     from ..model.checkpoint import load_model
     model_path = resolve_model(args.model)
     module = load_model(model_path, label_set=args.label_set)
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     configs = [c.split(':') for c in (args.configs or (
         GPU_CONFIGS if args.device.startswith('cuda') else CPU_CONFIGS)).split(',')]
     sizes = [parse_size(s) for s in args.sizes.split(',')]
@@ -89,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
         segs, rows = {}, {}
         for backend, precision in configs:
             name = f'{backend}:{precision}'
-            options = {'calibration_images': calibration} if precision == 'int8' else {}
+            precision, _, float_part = precision.partition('+')
+            options: Dict[str, Any] = {'calibration_images': calibration} \
+                if precision == 'int8' else {}
+            if float_part:
+                options['float_precision'] = float_part
             try:
                 segs[name] = Segmenter(module, backend=backend, input_size=size,
                                        device=args.device, precision=precision,

@@ -67,8 +67,6 @@ def test_onnx_file_sets_size_label_set_and_outputs(tmp_path, reference_model):
         Segmenter(path, backend='onnxruntime', input_size=(32, 32))
 
 
-
-
 def test_unavailable_backends_devices_and_precisions_fail_clearly(reference_model):
     with pytest.raises(BackendUnavailableError, match='fp16'):
         create_backend('onnxruntime', reference_model, precision='fp16')

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional
-
+from typing import Optional
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

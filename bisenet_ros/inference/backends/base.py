@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import importlib.util
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,6 +99,24 @@ def check_outputs(outputs: Sequence[str]) -> Tuple[str, ...]:
     if bad or not wanted:
         raise ValueError(f'unknown outputs {bad or wanted!r}; choose from {OUTPUTS}')
     return wanted
+
+
+def outputs_to_fetch(backend: str, wanted: Sequence[str],
+                     graph_outputs: Sequence[str]) -> List[str]:
+    """The graph outputs to fetch for ``wanted``: those the graph has, plus ``logits`` when
+    something wanted must be derived from them (:func:`derive_outputs`).
+
+    Raises ``RuntimeError`` naming what is missing when the graph has no logits to derive from.
+    """
+    fetch = [o for o in wanted if o in graph_outputs]
+    if len(fetch) < len(wanted) and 'logits' not in fetch:
+        if 'logits' not in graph_outputs:
+            missing = [o for o in wanted if o not in fetch]
+            raise RuntimeError(f'{backend} backend: the model outputs only {list(graph_outputs)}; '
+                               f'{missing} needs a logits or {missing[0]} output (re-export '
+                               'with --outputs)')
+        fetch.append('logits')
+    return fetch
 
 
 def derive_outputs(outputs: Sequence[str], have: Dict[str, np.ndarray],

@@ -25,7 +25,7 @@ import numpy as np
 from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
-                   device_class, OUTPUTS, Size)
+                   device_class, OUTPUTS, outputs_to_fetch, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -243,14 +243,7 @@ class OpenVINOBackend(Backend):
         """See :meth:`Backend.infer`; uses the graph's own labels/confidence outputs."""
         wanted = check_outputs(outputs)
         self.check_batch(batch)
-        fetch = [o for o in wanted if o in self._output_names]
-        if len(fetch) < len(wanted) and 'logits' not in fetch:
-            if 'logits' not in self._output_names:
-                missing = [o for o in wanted if o not in fetch]
-                raise RuntimeError(f'openvino backend: the model outputs only '
-                                   f'{self._output_names}; {missing} needs a logits or '
-                                   f'{missing[0]} output (re-export with --outputs)')
-            fetch.append('logits')
+        fetch = outputs_to_fetch(self.name, wanted, self._output_names)
         size = (int(batch.shape[2]), int(batch.shape[3]))
         request = self._request_for(int(batch.shape[0]), size, tuple(fetch))
         request.infer({0: np.ascontiguousarray(batch)})

@@ -19,7 +19,7 @@ import numpy as np
 from ..model_file import identify, load_module
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs, OUTPUTS,
-                   Size)
+                   outputs_to_fetch, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -140,13 +140,7 @@ class TensorRTBackend(Backend):
                 context.set_tensor_address(name, out.data_ptr())
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError('tensorrt backend: execute_async_v3 failed')
-            fetch = [n for n in wanted if n in self._outputs]
-            if len(fetch) < len(wanted) and 'logits' not in fetch:
-                if 'logits' not in self._outputs:
-                    missing = [o for o in wanted if o not in fetch]
-                    raise RuntimeError(f'tensorrt backend: the engine outputs only '
-                                       f'{self._outputs}; {missing} needs a logits output')
-                fetch.append('logits')
+            fetch = outputs_to_fetch(self.name, wanted, self._outputs)
             host = {n: self._buffers[n].float().cpu() if self._buffers[n].is_floating_point()
                     else self._buffers[n].cpu() for n in fetch}
         self._stream.synchronize()

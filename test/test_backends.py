@@ -38,6 +38,7 @@ def test_backend_matches_the_reference_fixture(name, reference_fixture, referenc
     np.testing.assert_allclose(out['confidence'], max_softmax(out['logits']), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_torch_on_a_full_size_camvid_frame(camvid_dir, reference_model):
     import cv2
     frame = cv2.imread(str(sorted((camvid_dir / 'val').glob('*.jpg'))[0]))
@@ -122,6 +123,7 @@ def camvid_frames(camvid_dir):
 SIZE = (192, 256)
 
 
+@pytest.mark.slow
 def test_bf16_agrees_with_fp32_on_camvid(trained_model, camvid_frames):
     fp32 = Segmenter(trained_model, backend='torch', input_size=SIZE)
     bf16 = Segmenter(trained_model, backend='torch', precision='bf16', input_size=SIZE)
@@ -130,6 +132,7 @@ def test_bf16_agrees_with_fp32_on_camvid(trained_model, camvid_frames):
     assert agreement >= 0.99
 
 
+@pytest.mark.slow
 def test_int8_agreement_with_fp32_on_camvid(trained_model, camvid_frames):
     fp32 = Segmenter(trained_model, backend='torch', input_size=SIZE)
     int8 = Segmenter(trained_model, backend='onnxruntime', precision='int8', input_size=SIZE,
@@ -141,6 +144,7 @@ def test_int8_agreement_with_fp32_on_camvid(trained_model, camvid_frames):
     assert agreement >= 0.99
 
 
+@pytest.mark.slow
 def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_model,
                                                             camvid_frames):
     """'compute': the dense 3x3 stride-1 convs with >= 64 input channels, nothing else."""

@@ -90,6 +90,7 @@ def _agreement(seg, reference, images):
                           for img in images]))
 
 
+@pytest.mark.slow
 def test_int8_qdq_file_and_bf16_agree_with_torch_fp32_on_camvid(tmp_path, trained_model,
                                                                 camvid_frames):
     """The file `bisenet export --int8` writes runs as int8 as it is (no calibration images

@@ -1,4 +1,4 @@
-"""Tests for bisenet_ros.inference.preprocess: validation, normalisation, resize, batching."""
+"""Tests for bisenet_ros.preprocess: validation, normalisation, resize, batching."""
 
 import numpy as np
 import pytest

@@ -17,6 +17,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import importlib.util
 import logging
+from pathlib import Path
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,6 +36,31 @@ Size = Tuple[int, int]
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend, device or precision cannot run here; the message says why."""
+
+
+class ScratchDir:
+    """A temporary folder made on first use, removed by :meth:`remove` or when collected
+    (backends export and quantize on demand into it)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._path: Optional[str] = None
+
+    @property
+    def path(self) -> Path:
+        """The folder (created now if needed)."""
+        if self._path is None:
+            self._path = tempfile.mkdtemp(prefix=self._prefix)
+        return Path(self._path)
+
+    def remove(self) -> None:
+        """Delete the folder and what it holds. Idempotent."""
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
+
+    def __del__(self) -> None:
+        self.remove()
 
 
 class Backend(ABC):

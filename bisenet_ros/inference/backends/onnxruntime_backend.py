@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-import shutil
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -24,7 +22,7 @@ import numpy as np
 from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs, OUTPUTS,
-                   outputs_to_fetch, Size)
+                   outputs_to_fetch, ScratchDir, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ class OnnxRuntimeBackend(Backend):
         #: ``model`` is an .onnx file quantized already (run as int8 as it is).
         self._prequantized = info.kind == 'onnx-int8'
         self._check_precision(info)
-        self._tmp: Optional[str] = None
+        self._scratch = ScratchDir('bisenet_ort_')
         #: Model file per network input size; ``None`` keys a file that takes any size.
         self._files: Dict[Optional[Size], Path] = {}
         #: One session per (input size key, fetched outputs).
@@ -165,7 +163,6 @@ class OnnxRuntimeBackend(Backend):
         self.num_classes = int(module.num_classes)
         self.label_set = getattr(module, 'label_set', None)
         self._output_names = ['logits', 'labels', 'confidence']
-        self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
         if input_size is not None or self.precision == 'int8':
             if input_size is None:
                 raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
@@ -219,7 +216,7 @@ class OnnxRuntimeBackend(Backend):
             raise RuntimeError('onnxruntime backend is closed')
         from ...export.artifacts import runtime_onnx
         LOG.info('onnxruntime backend: exporting the model at %dx%d', *size)
-        path = runtime_onnx(self._module, Path(self._tmp), size,  # type: ignore[arg-type]
+        path = runtime_onnx(self._module, self._scratch.path, size,  # type: ignore[arg-type]
                             precision=self.precision, calibration_images=self._calibration,
                             int8_layers=self._int8_layers)
         self._files[size] = path
@@ -227,9 +224,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _quantize(self, path: Path, size: Size) -> Path:
         from ...export.artifacts import quantize_for_runtime
-        if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
-        return quantize_for_runtime(path, Path(self._tmp), size, self._calibration,
+        return quantize_for_runtime(path, self._scratch.path, size, self._calibration,
                                     self.label_set, self._int8_layers)
 
     # -- inference -------------------------------------------------------------------------
@@ -250,11 +245,4 @@ class OnnxRuntimeBackend(Backend):
         self._sessions.clear()
         self._files.clear()
         self._module = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def __del__(self) -> None:
-        tmp = getattr(self, '_tmp', None)
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        self._scratch.remove()

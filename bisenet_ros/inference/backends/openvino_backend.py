@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-import shutil
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,7 +23,7 @@ import numpy as np
 from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
-                   device_class, OUTPUTS, outputs_to_fetch, Size)
+                   device_class, OUTPUTS, outputs_to_fetch, ScratchDir, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ class OpenVINOBackend(Backend):
         self._config = self._compile_config(threads, float_precision, profile)
         self._calibration = calibration_images
         self._int8_layers = int8_layers
-        self._tmp: Optional[str] = None
+        self._scratch = ScratchDir('bisenet_ov_')
         self._module = None
         #: Model file per network input size; ``None`` keys a file that takes any size.
         self._files: Dict[Optional[Size], Path] = {}
@@ -145,7 +143,7 @@ class OpenVINOBackend(Backend):
                 raise ValueError(f'openvino backend: int8 needs a fixed-size ONNX file, {path} '
                                  'has dynamic H/W')
             from ...export.artifacts import quantize_for_runtime
-            path = quantize_for_runtime(path, Path(self._tempdir()), info.input_size,
+            path = quantize_for_runtime(path, self._scratch.path, info.input_size,
                                         self._calibration, info.label_set, self._int8_layers)
         model = self._read(path)
         shape = model.input(0).get_partial_shape()
@@ -185,11 +183,6 @@ class OpenVINOBackend(Backend):
             self.fixed_size = (int(input_size[0]), int(input_size[1]))
             self._file_for(self.fixed_size)  # export (and quantize) now
 
-    def _tempdir(self) -> str:
-        if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix='bisenet_ov_')
-        return self._tmp
-
     def _read(self, path: Path) -> Any:
         try:
             return self._core.read_model(str(path))
@@ -206,7 +199,7 @@ class OpenVINOBackend(Backend):
             raise RuntimeError('openvino backend is closed')
         from ...export.artifacts import runtime_onnx
         LOG.info('openvino backend: exporting the model at %dx%d', *size)
-        path = runtime_onnx(self._module, Path(self._tempdir()), size,
+        path = runtime_onnx(self._module, self._scratch.path, size,
                             precision=self.precision, calibration_images=self._calibration,
                             int8_layers=self._int8_layers)
         self._files[size] = path
@@ -272,11 +265,4 @@ class OpenVINOBackend(Backend):
         self._last_request = None
         self._files.clear()
         self._module = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def __del__(self) -> None:
-        tmp = getattr(self, '_tmp', None)
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        self._scratch.remove()

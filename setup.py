@@ -38,6 +38,7 @@ setup(
         'torch': ['torch>=2.1'],
         'cv': ['opencv-python-headless>=4.8'],
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
+        'openvino': ['onnx>=1.15', 'openvino>=2024.0'],
         'bag': ['rosbags>=0.10', 'matplotlib>=3.5', 'tqdm'],
         # ROS 2 from PyPI wheels, for the venv path without a system ROS install.
         'ros': ROS_WHEELS,

@@ -35,22 +35,29 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Top-level parser; subcommand arguments are added by their modules."""
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """Top-level parser; only ``command``'s module is imported, to add its arguments."""
     parser = argparse.ArgumentParser(prog='bisenet', description=__doc__.splitlines()[0])
-    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='debug logging, and the traceback of an error')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, (module_name, help_text) in sorted(SUBCOMMANDS.items()):
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub_parser)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run ``bisenet COMMAND ...``; returns the process exit code."""
-    parser = build_parser()
+    """Run ``bisenet COMMAND ...``; returns the process exit code.
+
+    An expected error (missing file, bad value, runtime failure) is logged in one line and
+    returns 1; with ``-v`` its traceback is logged too.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith('-')), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')
@@ -61,7 +68,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(module.run(args) or 0)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        logging.getLogger('bisenet').error('%s', exc)
+        log = logging.getLogger('bisenet')
+        if args.verbose:
+            log.exception('%s', exc)
+        else:
+            log.error('%s (run with -v for the traceback)', exc)
         return 1
 
 

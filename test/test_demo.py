@@ -7,6 +7,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from bisenet_ros.bags.datasets import demo_frames_dir
 from bisenet_ros.cli import main as cli_main
@@ -49,6 +50,7 @@ def test_demo_without_model_says_so(tmp_path, capsys):
     assert str(missing) in out and 'not found' in out
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """The whole demo with a small random checkpoint in place of the default model."""
     import torch

@@ -53,6 +53,7 @@ def _env(tmp_path):
     return env
 
 
+@pytest.mark.slow
 def test_live_replay_through_node_matches_offline(tmp_path):
     data = _data()
     # The last frame has no ground truth: it is replayed and segmented but not scored.
@@ -108,6 +109,7 @@ def test_live_without_node_fails_clearly(tmp_path):
     assert 'is the segmentation node running' in proc.stderr
 
 
+@pytest.mark.slow
 def test_listen_while_someone_else_plays_the_bag(tmp_path):
     """--listen: the node runs, a player publishes the bag's images (here a probe standing in
     for `ros2 bag play`), eval-bag only listens and scores what it saw."""

@@ -220,15 +220,16 @@ def test_accept_reject_gates():
     assert check_gates({'models': [{'name': 'a', 'accuracy': None}]}, None, 0.1)
 
 
-def test_cli_same_model_two_backends_agree(tmp_path):
+@pytest.mark.parametrize('other', ['onnxruntime', 'openvino'])
+def test_cli_same_model_two_backends_agree(tmp_path, other):
     """The accept/reject use case: one model on two runtimes, agreement near 100%."""
     data = _frames_and_truth(1)
     write_frames_bag(lambda i: data[i], [0], tmp_path / 'bag', start_ns=T0)
     path = _checkpoint(tmp_path / 'm.pt', 0)
     assert cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(path), '--backend',
-                     'torch', '--backend', 'onnxruntime', '--threads', '1', '--no-plots',
+                     'torch', '--backend', other, '--threads', '1', '--no-plots',
                      '--samples', '0', '--min-agreement', '0.95', '-o',
                      str(tmp_path / 'out')]) == 0
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
-    assert [m['backend'] for m in report['models']] == ['torch', 'onnxruntime']
+    assert [m['backend'] for m in report['models']] == ['torch', other]
     assert report['agreement'][0]['pixel_agreement'] > 0.99

@@ -21,6 +21,9 @@ from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_ima
     ros2, write_random_checkpoint
 from conftest import require_ros2_cli
 
+#: colcon builds and `ros2` CLI start-ups take minutes: left out of `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 require_ros2_cli()
 
 DOMAIN = 90 + os.getpid() % 10

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import REPO_ROOT
 
+#: colcon builds and `ros2` CLI start-ups take minutes: left out of `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def install_prefix(colcon_install) -> Path:

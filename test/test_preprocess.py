@@ -1,9 +1,9 @@
-"""Tests for bisenet_ros.inference.preprocess: validation, normalisation, resize, batching."""
+"""Tests for bisenet_ros.preprocess: validation, normalisation, resize, batching."""
 
 import numpy as np
 import pytest
 
-from bisenet_ros.inference.preprocess import check_image, Geometry, preprocess
+from bisenet_ros.preprocess import check_image, Geometry, preprocess
 
 MEAN = (0.3257, 0.3690, 0.3223)
 STD = (0.2112, 0.2148, 0.2115)

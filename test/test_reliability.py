@@ -95,6 +95,7 @@ def malformed_images(probe, count):
     return messages
 
 
+@pytest.mark.slow
 def test_thousands_of_malformed_images_never_stop_the_node(checkpoint, segmenter):
     """2400 malformed frames in bursts, a valid frame after each burst: every valid frame
     is segmented exactly, rejects are counted, warnings are throttled."""
@@ -241,6 +242,7 @@ def test_camera_restart_and_subscribers_coming_and_going(checkpoint, segmenter):
         assert node.stop() == 0, node.log()[-3000:]
 
 
+@pytest.mark.slow
 def test_model_file_corrupted_while_reloading_keeps_a_model_serving(checkpoint, tmp_path):
     """A writer flips the new model file between complete and truncated while the node is
     asked to reload it: every reload either loads the complete file or is refused with the

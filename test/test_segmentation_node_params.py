@@ -106,7 +106,7 @@ def test_values_come_from_the_yaml_params_file(probe, models, segmenters):
 
 @pytest.mark.parametrize('name,value,reason', [
     ('max_rate', -1.0, 'max_rate'), ('overlay_alpha', 2.0, 'overlay_alpha'),
-    ('backend', 'caffe', 'must be one of auto, torch, onnxruntime, tensorrt'),
+    ('backend', 'caffe', 'must be one of auto, torch, onnxruntime, openvino, tensorrt'),
     ('input_size', [16, 16], 'each of height, width must be in 32..8192'),
     ('image_topics', ['/other/image'], 'read-only')])
 def test_invalid_runtime_values_are_rejected_with_a_reason(probe, name, value, reason):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from bisenet_ros.inference.backends.base import cuda_available, module_available
-from bisenet_ros.inference.backends.tensorrt_plan import (build_plan, cache_paths, EngineKey,
-                                                          mismatches, parse_version,
-                                                          read_sidecar, write_sidecar)
+from bisenet_ros.export.tensorrt_plan import (build_plan, cache_paths, EngineKey, mismatches,
+                                              parse_version, read_sidecar, write_sidecar)
 
 KEY = EngineKey(trt_version='10.3.0', compute_capability='8.7', precision='fp16',
                 input_shape=(1, 3, 512, 1024), dynamic_batch=False,

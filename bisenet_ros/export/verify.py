@@ -8,13 +8,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
-
-
-def spread_evenly(items: Sequence[Any], limit: int) -> List[Any]:
-    """At most ``limit`` of ``items``, evenly spaced (recordings named in time order: frames
-    from the whole recording rather than its first seconds)."""
-    return list(items[::max(1, len(items) // limit)][:limit])
+from ..image_files import collect_images, spread_evenly
 
 
 @dataclass
@@ -47,17 +41,8 @@ def sample_images(sources: Optional[Sequence[str]] = None, limit: int = 4) -> Li
     """At most ``limit`` BGR uint8 images, evenly spaced over the given files/folders (name
     order), or the packaged demo frames when none are given."""
     import cv2
-    paths: List[Path] = []
     if sources:
-        for item in sources:
-            path = Path(item)
-            if path.is_dir():
-                paths.extend(sorted(p for p in path.iterdir()
-                                    if p.suffix.lower() in IMAGE_SUFFIXES))
-            elif path.is_file():
-                paths.append(path)
-            else:
-                raise FileNotFoundError(f'verification image {path}: no such file or folder')
+        paths = collect_images(sources)
     else:
         demo = Path(__file__).resolve().parent.parent / 'data' / 'demo'
         paths = sorted(demo.glob('*.jpg'))
@@ -75,7 +60,7 @@ def verify_backend(module: Any, backend: Any, images: Sequence[np.ndarray],
     """Compare ``backend`` with ``module`` (PyTorch fp32, CPU) on ``images`` at ``input_size``."""
     import torch
 
-    from ..inference.preprocess import preprocess
+    from ..preprocess import preprocess
     per_image, diffs, scale = [], [], 0.0
     for image in images:
         batch, _ = preprocess([image], label_set.mean, label_set.std, bgr=True,

@@ -12,10 +12,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..labels import LabelSet, load_label_set
-from .backends.base import Backend, create_backend
+from .backends import Backend, create_backend
 from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
                           resize_confidence, resize_labels)
-from .preprocess import check_image, check_size, preprocess
+from ..preprocess import check_image, check_size, preprocess
 
 LOG = logging.getLogger(__name__)
 
@@ -44,17 +44,19 @@ class Segmenter:
     """Semantic segmentation of ``(H, W, 3)`` uint8 images with BiSeNet V2.
 
     Args:
-        model_or_path: A ``BiSeNetV2`` module, or a checkpoint (``.pt``/``.pth``), ``.onnx``
-            or TensorRT engine path.
-        backend: ``'auto'``, ``'torch'``, ``'onnxruntime'`` or ``'tensorrt'``; ``auto`` logs
-            what it picked and why.
+        model_or_path: A ``BiSeNetV2`` module, or a checkpoint (``.pt``/``.pth``), ``.onnx``,
+            OpenVINO IR (``.xml``) or TensorRT engine path.
+        backend: A name of :data:`bisenet_ros.inference.backends.BACKENDS` (``'auto'``,
+            ``'torch'``, ``'onnxruntime'``, ``'openvino'``, ``'tensorrt'``); ``auto`` logs what
+            it picked and why.
         input_size: ``None`` runs each image at its own size; ``(H, W)`` resizes every image to
             it for inference (outputs are mapped back). Fixed-shape models (ONNX/engines
             exported at one size) set it themselves.
-        device: ``'cpu'``, ``'cuda[:i]'`` or ``'auto'``.
+        device: ``'cpu'``, ``'cuda[:i]'``, ``'gpu[:i]'`` (OpenVINO) or ``'auto'``.
         precision: ``'fp32'``, ``'fp16'``, ``'bf16'`` or ``'int8'`` (backend permitting).
         label_set: Label set name, YAML path or object; defaults to the model's own.
-        threads: CPU threads for the runtime.
+        threads: CPU threads of the runtime's session (ONNX Runtime, OpenVINO); torch's
+            pool is per process and is set by the entry point, not here.
         backend_options: Extra keyword options for the backend.
     """
 

@@ -54,6 +54,8 @@ class ModelHolder:
         else:
             try:
                 from ..inference import Segmenter
+                from ..inference.threads import set_torch_threads
+                set_torch_threads(p.threads)  # the node owns its process: torch's pool is ours
                 segmenter = Segmenter(path, backend=p.backend, input_size=p.model_input_size,
                                       device=p.device, precision=p.precision,
                                       label_set=p.label_set or None, threads=p.threads or None)

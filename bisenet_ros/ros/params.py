@@ -16,11 +16,10 @@ from dataclasses import dataclass, fields
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from ..inference.backends import BACKENDS, PRECISIONS
 from ..resources import default_model_path
 
-BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
-_DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+_DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$')
 _TOPIC = re.compile(r'^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
 
 
@@ -42,7 +41,8 @@ class ParamSpec:
 
 
 def _check_device(value: str) -> Optional[str]:
-    return None if _DEVICE.match(value) else "expected 'cpu', 'cuda', 'cuda:<index>' or 'auto'"
+    return None if _DEVICE.match(value) else \
+        "expected 'cpu', 'cuda', 'cuda:<index>', 'gpu[:<index>]' (OpenVINO) or 'auto'"
 
 
 def _check_input_size(value: Sequence[int]) -> Optional[str]:
@@ -81,8 +81,8 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('label_set', '', "Label set name ('camvid', 'cityscapes') or YAML path; empty: "
               'the one stored in the checkpoint.', 'reload'),
     ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
-    ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda', 'cuda:<index>' or 'auto'.", 'reload',
-              check=_check_device),
+    ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda[:<index>]', 'gpu[:<index>]' (OpenVINO) or "
+              "'auto'.", 'reload', check=_check_device),
     ParamSpec('precision', 'fp32', 'Numeric precision of inference (backend permitting).',
               'reload',
               choices=PRECISIONS),

@@ -29,19 +29,23 @@ DEFAULT_MASK_TOPIC = '/segmentation/mask'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bisenet eval-bag``."""
+    from ..inference.backends import BACKENDS, PRECISIONS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
     parser.add_argument('bag', help='rosbag2 folder (sqlite3/mcap) or ROS 1 .bag file')
     models = parser.add_argument_group('models (offline)')
     models.add_argument('--model', action='append', default=[],
-                        help='checkpoint, .onnx or engine; repeat to compare (default: the '
+                        help='checkpoint, .onnx, OpenVINO .xml or engine; repeat to compare '
+                        '(default: the '
                         'packaged CamVid model)')
     models.add_argument('--backend', action='append', default=[],
-                        help='auto/torch/onnxruntime/tensorrt; one for all models or one per '
-                        'model (the same model twice with two backends is allowed)')
-    models.add_argument('--precision', action='append', default=[],
-                        help='fp32/fp16/bf16/int8; one for all or one per model')
-    models.add_argument('--device', default='cpu', help='cpu, cuda[:i] or auto (default: cpu)')
+                        choices=BACKENDS, help='one for all models or one per model (the '
+                        'same model twice with two backends is allowed)')
+    models.add_argument('--precision', action='append', default=[], choices=PRECISIONS,
+                        help='one for all or one per model (an int8 .onnx from `bisenet export '
+                        '--int8` runs as int8 whatever is asked)')
+    models.add_argument('--device', default='cpu',
+                        help='cpu, cuda[:i], gpu[:i] (OpenVINO GPU) or auto (default: cpu)')
     models.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
                         help='network input size (default: each image at its own size)')
     models.add_argument('--threads', type=int, help='CPU threads for inference')
@@ -144,6 +148,8 @@ def _predictors(args: argparse.Namespace) -> Any:
     """One Segmenter-backed predictor per model/backend/precision, and their label set."""
     from ..evaluation.offline import NamedPredictor, segmenter_predictor
     from ..inference import Segmenter
+    from ..inference.threads import set_torch_threads
+    set_torch_threads(args.threads)
     paths = _models(args)
     backends = _per_model(args.backend, len(paths), 'auto', '--backend')
     precisions = _per_model(args.precision, len(paths), 'fp32', '--precision')

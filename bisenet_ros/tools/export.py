@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         if not args.calibration_images:
             raise ValueError('--int8 needs --calibration-images FOLDER (images like yours)')
-        from ..inference.backends.ort_quantize import quantize_int8
+        from ..export.quantize import quantize_int8
         int8_path = output.with_name(output.stem + '_int8.onnx')
         quantize_int8(output, int8_path, args.calibration_images, size,
                       (label_set.mean, label_set.std), layers=args.int8_layers)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+from typing import Optional
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
     parser.add_argument('images', nargs='+', help='image files or folders of images')
-    parser.add_argument('--model', help='checkpoint (.pt/.pth), .onnx or TensorRT engine '
+    parser.add_argument('--model', help='checkpoint (.pt/.pth), .onnx, OpenVINO .xml or TensorRT '
+                        'engine '
                         '(default: the packaged CamVid model)')
     parser.add_argument('--output-dir', default='segmentation', help='default: ./segmentation')
     add_engine_arguments(parser)
@@ -34,10 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by the tools that build a :class:`Segmenter`."""
-    parser.add_argument('--backend', default='auto',
-                        choices=('auto', 'torch', 'onnxruntime', 'tensorrt'))
-    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
-    parser.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16', 'int8'))
+    from ..inference.backends import BACKENDS, PRECISIONS
+    parser.add_argument('--backend', default='auto', choices=BACKENDS)
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu', 'cuda[:N]', 'gpu[:N]' (OpenVINO GPU) or 'auto'")
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
     parser.add_argument('--input-size', type=parse_size,
                         help='HxW to resize to for inference (default: native size)')
     parser.add_argument('--label-set', help="label set name or YAML (default: the model's)")
@@ -70,30 +70,18 @@ def resolve_model(model: Optional[str] = None) -> Path:
     return path
 
 
-def collect_images(inputs: List[str]) -> List[Path]:
-    """Files given directly, plus the image files inside given folders (sorted)."""
-    files: List[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir()
-                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f'image {path}: no such file or folder')
-    if not files:
-        raise FileNotFoundError(f'no image files in {inputs}')
-    return files
-
-
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from ..image_files import collect_images
     from ..inference import Segmenter
+    from ..inference.threads import set_torch_threads
+    set_torch_threads(args.threads)
     model = resolve_model(args.model)
     files = collect_images(args.images)
+    if not files:
+        raise FileNotFoundError(f'no image files in {args.images}')
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with Segmenter(model, backend=args.backend, input_size=args.input_size,

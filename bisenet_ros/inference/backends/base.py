@@ -1,4 +1,6 @@
-"""The backend protocol and the factory that picks one (``auto``) with lazy imports.
+"""The backend protocol every runtime implements, and the helpers they share.
+
+Which backends exist, and ``auto``, are in :mod:`.registry`.
 
 A backend runs the network on a normalised float32 NCHW batch and returns any of three outputs:
 
@@ -15,9 +17,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import importlib.util
 import logging
-import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,10 +29,8 @@ from ..postprocess import argmax_labels, max_softmax
 LOG = logging.getLogger(__name__)
 
 OUTPUTS = ('logits', 'labels', 'confidence')
+#: Every precision a backend may run (each backend says which ones, see :mod:`.registry`).
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
-BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-#: File suffixes of serialized TensorRT engines.
-ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
 Size = Tuple[int, int]
 
 
@@ -37,12 +38,37 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend, device or precision cannot run here; the message says why."""
 
 
+class ScratchDir:
+    """A temporary folder made on first use, removed by :meth:`remove` or when collected
+    (backends export and quantize on demand into it)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._path: Optional[str] = None
+
+    @property
+    def path(self) -> Path:
+        """The folder (created now if needed)."""
+        if self._path is None:
+            self._path = tempfile.mkdtemp(prefix=self._prefix)
+        return Path(self._path)
+
+    def remove(self) -> None:
+        """Delete the folder and what it holds. Idempotent."""
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
+
+    def __del__(self) -> None:
+        self.remove()
+
+
 class Backend(ABC):
     """One loaded network on one runtime.
 
     Attributes:
-        name: ``'torch'``, ``'onnxruntime'`` or ``'tensorrt'``.
-        device: ``'cpu'`` or ``'cuda[:i]'``.
+        name: The registry name (``'torch'``, ``'onnxruntime'``, ``'openvino'``, ...).
+        device: ``'cpu'``, ``'cuda[:i]'`` or ``'gpu[:i]'``.
         precision: One of :data:`PRECISIONS`.
         num_classes: Channels of the logits.
         fixed_size: ``(H, W)`` the network requires, or ``None`` when any size works.
@@ -103,6 +129,24 @@ def check_outputs(outputs: Sequence[str]) -> Tuple[str, ...]:
     return wanted
 
 
+def outputs_to_fetch(backend: str, wanted: Sequence[str],
+                     graph_outputs: Sequence[str]) -> List[str]:
+    """The graph outputs to fetch for ``wanted``: those the graph has, plus ``logits`` when
+    something wanted must be derived from them (:func:`derive_outputs`).
+
+    Raises ``RuntimeError`` naming what is missing when the graph has no logits to derive from.
+    """
+    fetch = [o for o in wanted if o in graph_outputs]
+    if len(fetch) < len(wanted) and 'logits' not in fetch:
+        if 'logits' not in graph_outputs:
+            missing = [o for o in wanted if o not in fetch]
+            raise RuntimeError(f'{backend} backend: the model outputs only {list(graph_outputs)}; '
+                               f'{missing} needs a logits or {missing[0]} output (re-export '
+                               'with --outputs)')
+        fetch.append('logits')
+    return fetch
+
+
 def derive_outputs(outputs: Sequence[str], have: Dict[str, np.ndarray],
                    label_dtype: Optional[np.dtype] = None) -> Dict[str, np.ndarray]:
     """Complete ``have`` with labels/confidence computed from its logits; keep only ``outputs``."""
@@ -136,99 +180,20 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: Optional[str]) -> str:
-    """``'auto'``/``None`` -> ``'cuda'`` when a GPU is visible else ``'cpu'``; else as given."""
+    """``'auto'``/``None`` -> ``'cuda'`` when a CUDA GPU is visible else ``'cpu'``; else as
+    given (``'gpu[:N]'`` is an OpenVINO GPU, e.g. an Intel iGPU)."""
     if device in (None, 'auto'):
         return 'cuda' if cuda_available() else 'cpu'
     text = str(device)
-    if text != 'cpu' and not text.startswith('cuda'):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    if text != 'cpu' and device_class(text) == 'cpu':
+        raise ValueError(f"device must be 'cpu', 'cuda[:N]', 'gpu[:N]' or 'auto', got "
+                         f'{device!r}')
     return text
 
 
-def choose_backend(model: Any, device: str, precision: str) -> Tuple[str, str]:
-    """The ``auto`` rule: ``(backend name, reason)``.
-
-    TensorRT when the model is an engine, or when a GPU is the device and ``tensorrt`` is
-    installed; else ONNX Runtime when installed and the precision is one it runs; else torch.
-    """
-    suffix = Path(str(model)).suffix.lower() if isinstance(model, (str, os.PathLike)) else ''
-    if suffix in ENGINE_SUFFIXES:
-        return 'tensorrt', f'the model is a TensorRT engine ({suffix})'
-    on_gpu = device.startswith('cuda')
-    if on_gpu and module_available('tensorrt') and precision in ('fp32', 'fp16', 'int8'):
-        return 'tensorrt', 'a GPU is the device and tensorrt is installed'
-    ort_precisions = ('fp32', 'fp16') if on_gpu else ('fp32', 'int8')
-    if not module_available('onnxruntime'):
-        reason = 'onnxruntime is not installed'
-    elif precision not in ort_precisions:
-        reason = f'onnxruntime on {device} does not run {precision}'
-    else:
-        why = 'tensorrt is not installed' if on_gpu else 'the device is the CPU'
-        return 'onnxruntime', f'{why}; onnxruntime is installed'
-    if suffix == '.onnx':
-        raise BackendUnavailableError(f'backend auto: {model} is an ONNX file but {reason}')
-    return 'torch', reason
-
-
-def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
-                   precision: str = 'fp32', threads: Optional[int] = None,
-                   input_size: Optional[Size] = None, **options: Any) -> Backend:
-    """Build a backend by name, importing only its runtime.
-
-    Args:
-        name: One of :data:`BACKENDS`.
-        model: A ``BiSeNetV2`` module, a checkpoint path, an ``.onnx`` file or an engine file
-            (what each backend accepts is checked by the backend).
-        device: ``'cpu'``, ``'cuda[:i]'`` or ``'auto'``.
-        precision: One of :data:`PRECISIONS`.
-        threads: CPU threads for the runtime (``None``: its default).
-        input_size: ``(H, W)`` the network will see, when fixed (export-based backends).
-        options: Backend-specific keyword options.
-    """
-    if name not in BACKENDS:
-        raise ValueError(f'unknown backend {name!r}; expected one of {BACKENDS}')
-    if precision not in PRECISIONS:
-        raise ValueError(f'unknown precision {precision!r}; expected one of {PRECISIONS}')
-    device = resolve_device(device)
-    kwargs = dict(device=device, precision=precision, threads=threads, input_size=input_size,
-                  **options)
-    if name != 'auto':
-        return _create_named(name, model, **kwargs)
-    name, reason = choose_backend(model, device, precision)
-    LOG.info('backend auto -> %s (%s)', name, reason)
-    suffix = Path(str(model)).suffix.lower() if isinstance(model, (str, os.PathLike)) else ''
-    readers = ('tensorrt',) if suffix in ENGINE_SUFFIXES else \
-        ('onnxruntime',) if suffix == '.onnx' else ('onnxruntime', 'torch')
-    order = [name] + [n for n in readers if n != name]
-    for i, candidate in enumerate(order):
-        try:
-            return _create_named(candidate, model, **kwargs)
-        except (BackendUnavailableError, ImportError, OSError, RuntimeError) as exc:
-            if i == len(order) - 1:
-                raise
-            LOG.warning('backend auto: %s failed to initialise (%s: %s); falling back to %s',
-                        candidate, type(exc).__name__, exc, order[i + 1])
-    raise AssertionError('unreachable')
-
-
-def _create_named(name: str, model: Any, *, device: str, precision: str,
-                  threads: Optional[int], input_size: Optional[Size],
-                  **options: Any) -> Backend:
-    """Build the backend ``name`` (not ``auto``); see :func:`create_backend`."""
-    if name == 'torch':
-        from .torch_backend import TorchBackend
-        return TorchBackend(model, device=device, precision=precision, threads=threads,
-                            **options)
-    if name == 'onnxruntime':
-        if not module_available('onnxruntime'):
-            raise BackendUnavailableError('backend onnxruntime: the onnxruntime package is not '
-                                          'installed (pip install onnxruntime)')
-        from .onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(model, device=device, precision=precision, threads=threads,
-                                  input_size=input_size, **options)
-    if not module_available('tensorrt'):
-        raise BackendUnavailableError('backend tensorrt: the tensorrt package is not installed '
-                                      '(it needs an NVIDIA GPU and the TensorRT wheels)')
-    from .tensorrt_backend import TensorRTBackend
-    return TensorRTBackend(model, device=device, precision=precision, input_size=input_size,
-                           **options)
+def device_class(device: str) -> str:
+    """``'cuda'`` for ``'cuda[:N]'``, ``'gpu'`` for ``'gpu[:N]'``, else ``'cpu'``."""
+    for prefix in ('cuda', 'gpu'):
+        if device == prefix or device.startswith(prefix + ':'):
+            return prefix
+    return 'cpu'

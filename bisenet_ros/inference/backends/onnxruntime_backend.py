@@ -2,8 +2,9 @@
 
 Accepts an ``.onnx`` file (fixed or dynamic batch, as exported) or a ``BiSeNetV2`` module /
 checkpoint, which is exported on demand (one file per input size, dynamic batch, outputs
-logits + labels + confidence) into a temporary directory. ``int8`` quantizes the export
-statically (QDQ, per-channel weights) on calibration images, see :mod:`.ort_quantize`.
+logits + labels + confidence) into a temporary directory by :mod:`bisenet_ros.export.artifacts`.
+``int8`` quantizes the export statically (QDQ, per-channel weights) on calibration images, see
+:mod:`bisenet_ros.export.quantize`.
 
 ONNX Runtime computes every node of a graph whatever outputs are fetched, so each set of
 requested outputs gets its own session on a copy of the graph pruned to those outputs
@@ -13,17 +14,15 @@ requested outputs gets its own session on a copy of the graph pruned to those ou
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-import shutil
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
-from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
-                   ENGINE_SUFFIXES, OUTPUTS, Size)
+from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs, OUTPUTS,
+                   outputs_to_fetch, ScratchDir, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +46,8 @@ class OnnxRuntimeBackend(Backend):
         graph_optimization: ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
         tensorrt_ep: On CUDA, put ORT's TensorRT execution provider first.
         calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images.
-        int8_layers: int8 only: ``'compute'`` (default) or ``'all'``, see :mod:`.ort_quantize`.
+        int8_layers: int8 only: ``'compute'`` (default) or ``'all'``, see
+            :mod:`bisenet_ros.export.quantize`.
     """
 
     name = 'onnxruntime'
@@ -69,20 +69,21 @@ class OnnxRuntimeBackend(Backend):
                              f'{graph_optimization!r}')
         self._opt_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[graph_optimization])
         self._providers = self._pick_providers(device, tensorrt_ep)
+        info = identify(model)
         #: ``model`` is an .onnx file quantized already (run as int8 as it is).
-        self._prequantized = self._quantized_file(model)
-        self._check_precision(model)
-        self._tmp: Optional[str] = None
+        self._prequantized = info.kind == 'onnx-int8'
+        self._check_precision(info)
+        self._scratch = ScratchDir('bisenet_ort_')
         #: Model file per network input size; ``None`` keys a file that takes any size.
         self._files: Dict[Optional[Size], Path] = {}
         #: One session per (input size key, fetched outputs).
         self._sessions: Dict[Tuple[Optional[Size], Tuple[str, ...]], Any] = {}
         self._module = None
         self.label_set = None
-        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == '.onnx':
-            self._init_from_file(Path(model))
+        if info.kind in ('onnx', 'onnx-int8'):
+            self._init_from_file(info)
         else:
-            self._init_from_module(model, label_set, input_size)
+            self._init_from_module(info, label_set, input_size)
         LOG.info('onnxruntime backend ready: %s, providers %s', self.describe(),
                  self._providers)
 
@@ -105,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
             providers.insert(0, ('TensorrtExecutionProvider', {'device_id': index}))
         return providers
 
-    def _check_precision(self, model: Any) -> None:
+    def _check_precision(self, info: ModelFile) -> None:
         on_gpu = self.device != 'cpu'
         if self.precision == 'bf16':
             raise BackendUnavailableError('onnxruntime backend: bf16 is not supported; use the '
@@ -119,35 +120,16 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == 'int8' and self._calibration is None and not self._prequantized:
             raise ValueError('onnxruntime backend: int8 needs calibration_images (a folder or '
                              'a list of (H, W, 3) uint8 BGR images like the ones you segment)')
-        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in \
-                ENGINE_SUFFIXES:
-            raise ValueError(f'onnxruntime backend: {model} is a TensorRT engine; use the '
-                             'tensorrt backend')
+        if info.kind not in ('onnx', 'onnx-int8', 'module', 'checkpoint'):
+            raise ValueError(f'onnxruntime backend: cannot run {info.describe()}; use the '
+                             f"{'tensorrt' if info.kind == 'engine' else 'openvino'} backend")
 
-    @staticmethod
-    def _quantized_file(model: Any) -> bool:
-        """Whether ``model`` is an existing ``.onnx`` file with int8 nodes already."""
-        if not isinstance(model, (str, os.PathLike)) or Path(model).suffix.lower() != '.onnx' \
-                or not Path(model).is_file():
-            return False
-        from .ort_quantize import is_quantized
-        return is_quantized(model)
-
-    def _init_from_file(self, path: Path) -> None:
-        from ...export.onnx_export import onnx_io, read_metadata
-        from ...labels import LabelSet
-        if not path.is_file():
-            raise FileNotFoundError(f'onnxruntime backend: model file {path}: no such file')
-        meta = read_metadata(path)
-        shape, _ = onnx_io(path)
-        if len(shape) != 4 or shape[1] not in (3, None):
-            raise ValueError(f'onnxruntime backend: {path} takes input shape {shape}, '
-                             'expected (N, 3, H, W)')
-        if shape[2] and shape[3]:
-            self.fixed_size = (int(shape[2]), int(shape[3]))
-        self.max_batch = int(shape[0]) if shape[0] else None
-        if meta.get('label_set'):
-            self.label_set = LabelSet.from_dict(meta['label_set'], source=f'metadata of {path}')
+    def _init_from_file(self, info: ModelFile) -> None:
+        path = info.path
+        assert path is not None
+        self.fixed_size = info.input_size
+        self.max_batch = info.batch
+        self.label_set = info.label_set
         if self._prequantized:
             if self.precision != 'int8':
                 LOG.info('onnxruntime backend: %s is quantized already; running it as int8 '
@@ -166,22 +148,21 @@ class OnnxRuntimeBackend(Backend):
             self.available_outputs = tuple(n for n in self._output_names if n in OUTPUTS)
         if 'logits' in self._output_names:
             self.num_classes = int(out[self._output_names.index('logits')].shape[1])
-        elif meta.get('num_classes'):
-            self.num_classes = int(meta['num_classes'])
+        elif info.num_classes:
+            self.num_classes = info.num_classes
         elif self.label_set is not None:
             self.num_classes = self.label_set.num_classes
         else:
             raise ValueError(f'onnxruntime backend: {path} has no logits output and no '
                              'bisenet_ros metadata, so its class count is unknown')
 
-    def _init_from_module(self, model: Any, label_set: Any, input_size: Optional[Size]) -> None:
-        from .torch_backend import TorchBackend
-        module = TorchBackend._load(model, label_set)
+    def _init_from_module(self, info: ModelFile, label_set: Any,
+                          input_size: Optional[Size]) -> None:
+        module = load_module(info, label_set)
         self._module = module
         self.num_classes = int(module.num_classes)
         self.label_set = getattr(module, 'label_set', None)
         self._output_names = ['logits', 'labels', 'confidence']
-        self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
         if input_size is not None or self.precision == 'int8':
             if input_size is None:
                 raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
@@ -233,26 +214,18 @@ class OnnxRuntimeBackend(Backend):
             return path
         if self._module is None or size is None:
             raise RuntimeError('onnxruntime backend is closed')
-        from ...export.onnx_export import export_onnx
-        path = Path(self._tmp) / f'bisenet_{size[0]}x{size[1]}.onnx'  # type: ignore[arg-type]
+        from ...export.artifacts import runtime_onnx
         LOG.info('onnxruntime backend: exporting the model at %dx%d', *size)
-        export_onnx(self._module, path, size, dynamic_batch=True,
-                    outputs=('logits', 'labels', 'confidence'),
-                    labels_dtype='uint8' if self.num_classes <= 256 else 'int32',
-                    fp16=self.precision == 'fp16', check=False)
-        if self.precision == 'int8':
-            path = self._quantize(path, size)
+        path = runtime_onnx(self._module, self._scratch.path, size,  # type: ignore[arg-type]
+                            precision=self.precision, calibration_images=self._calibration,
+                            int8_layers=self._int8_layers)
         self._files[size] = path
         return path
 
     def _quantize(self, path: Path, size: Size) -> Path:
-        from .ort_quantize import quantize_int8
-        if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix='bisenet_ort_')
-        target = Path(self._tmp) / f'{path.stem}_int8.onnx'
-        mean_std = (self.label_set.mean, self.label_set.std) if self.label_set else None
-        return quantize_int8(path, target, self._calibration, size, mean_std,
-                             layers=self._int8_layers)
+        from ...export.artifacts import quantize_for_runtime
+        return quantize_for_runtime(path, self._scratch.path, size, self._calibration,
+                                    self.label_set, self._int8_layers)
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, batch: np.ndarray,
@@ -260,14 +233,7 @@ class OnnxRuntimeBackend(Backend):
         """See :meth:`Backend.infer`; uses the graph's own labels/confidence outputs."""
         wanted = check_outputs(outputs)
         self.check_batch(batch)
-        fetch = [o for o in wanted if o in self._output_names]
-        if len(fetch) < len(wanted) and 'logits' not in fetch:
-            if 'logits' not in self._output_names:
-                missing = [o for o in wanted if o not in fetch]
-                raise RuntimeError(f'onnxruntime backend: the model outputs only '
-                                   f'{self._output_names}; {missing} needs a logits or '
-                                   f'{missing[0]} output (re-export with --outputs)')
-            fetch.append('logits')
+        fetch = outputs_to_fetch(self.name, wanted, self._output_names)
         session = self._session_for((int(batch.shape[2]), int(batch.shape[3])), tuple(fetch))
         feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
         values = session.run(fetch, {session.get_inputs()[0].name: feed})
@@ -279,11 +245,4 @@ class OnnxRuntimeBackend(Backend):
         self._sessions.clear()
         self._files.clear()
         self._module = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def __del__(self) -> None:
-        tmp = getattr(self, '_tmp', None)
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        self._scratch.remove()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..model_file import load_module
 from ..postprocess import label_dtype
-from .base import Backend, BackendUnavailableError, check_outputs, ENGINE_SUFFIXES
+from .base import Backend, BackendUnavailableError, check_outputs
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +33,11 @@ class TorchBackend(Backend):
         device: ``'cpu'`` or ``'cuda[:i]'``.
         precision: ``'fp32'``; ``'fp16'`` (CUDA only, half weights); ``'bf16'`` (autocast; on a
             CPU without AVX512-BF16/AMX it runs emulated and slowly, with a warning).
-        threads: ``torch.set_num_threads`` (process-wide) when given.
+        threads: Accepted for a uniform interface but not applied: torch has one intra-op
+            thread pool per process, set once at the process entry point
+            (:func:`bisenet_ros.inference.threads.set_process_threads`); a differing value is
+            logged.
+        input_size: Ignored: eager torch runs any input size.
         label_set: Label set for a checkpoint path (see ``load_model``).
         channels_last: Use the NHWC memory format (often faster with oneDNN on CPU).
     """
@@ -42,11 +45,11 @@ class TorchBackend(Backend):
     name = 'torch'
 
     def __init__(self, model: Any, *, device: str = 'cpu', precision: str = 'fp32',
-                 threads: Optional[int] = None, label_set: Any = None,
+                 threads: Optional[int] = None, input_size: Any = None, label_set: Any = None,
                  channels_last: bool = False) -> None:
         import torch
         self._torch = torch
-        module = self._load(model, label_set)
+        module = load_module(model, label_set)
         if device.startswith('cuda') and not torch.cuda.is_available():
             raise BackendUnavailableError(f'torch backend: device {device!r} requested but no '
                                           'CUDA GPU is available to this torch build '
@@ -60,8 +63,9 @@ class TorchBackend(Backend):
         if precision == 'bf16' and device == 'cpu' and not cpu_has_native_bf16():
             LOG.warning('torch backend: this CPU has no native bf16 (AVX512-BF16/AMX); bf16 runs '
                         'emulated and is usually slower than fp32')
-        if threads:
-            torch.set_num_threads(int(threads))
+        if threads and int(threads) != torch.get_num_threads():
+            LOG.info('torch backend: threads=%d not applied; torch uses %d threads for the whole '
+                     'process (set at the entry point)', int(threads), torch.get_num_threads())
         if precision == 'fp16':
             module = copy.deepcopy(module).half()
         self.device = device
@@ -74,21 +78,6 @@ class TorchBackend(Backend):
         self._labels_dtype = torch.uint8 if label_dtype(self.num_classes) == np.uint8 \
             else torch.int32
         LOG.info('torch backend ready: %s', self.describe())
-
-    @staticmethod
-    def _load(model: Any, label_set: Any):
-        import torch
-        if isinstance(model, torch.nn.Module):
-            return model
-        if isinstance(model, (str, os.PathLike)):
-            suffix = Path(model).suffix.lower()
-            if suffix == '.onnx' or suffix in ENGINE_SUFFIXES:
-                raise ValueError(f'torch backend: {model} is not a PyTorch checkpoint; use the '
-                                 f"{'onnxruntime' if suffix == '.onnx' else 'tensorrt'} backend")
-            from ...model.checkpoint import load_model
-            return load_model(model, label_set=label_set)
-        raise ValueError(f'torch backend: expected a BiSeNetV2 module or a checkpoint path, got '
-                         f'{type(model).__name__}')
 
     def _autocast(self):
         if self.precision != 'bf16':

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...export.verify import IMAGE_SUFFIXES, spread_evenly
+from ..image_files import list_images, spread_evenly
 from ..preprocess import preprocess
 
 LOG = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def load_calibration_images(source: Any, limit: int = 32) -> List[np.ndarray]:
         folder = Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f'calibration images: {folder} is not a folder')
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(folder)
         images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in spread_evenly(files, limit)]
         images = [img for img in images if img is not None]
         if not images:
@@ -90,7 +90,7 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
                                           QuantFormat, quantize_static, QuantType)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ...labels import IMAGENET_MEAN, IMAGENET_STD
+    from ..labels import IMAGENET_MEAN, IMAGENET_STD
     mean, std = mean_std or (IMAGENET_MEAN, IMAGENET_STD)
     if method not in ('percentile', 'minmax'):
         raise ValueError(f"calibration method must be 'percentile' or 'minmax', got {method!r}")
@@ -174,7 +174,7 @@ def _mark_int8(path: Path) -> None:
     """Record ``precision: int8`` in the bisenet_ros metadata the quantizer carried over."""
     import onnx
 
-    from ...export.onnx_export import META_PREFIX
+    from .onnx_export import META_PREFIX
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
     if META_PREFIX + 'precision' in props:

@@ -1,4 +1,5 @@
-"""Image -> network input: validation, optional resize, RGB normalisation, NCHW float32.
+"""Image -> network input: validation, optional resize, RGB normalisation, NCHW float32 (the
+network's input contract, shared by inference, int8 calibration and export verification).
 
 Only numpy and OpenCV; the cost at 512x1024 is a few milliseconds (one fused multiply-add per
 channel written straight into the output batch).

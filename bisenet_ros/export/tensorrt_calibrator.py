@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from ..preprocess import preprocess
-from .ort_quantize import load_calibration_images
+from .quantize import load_calibration_images
 
 LOG = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def make_calibrator(trt: Any, torch: Any, images: Any, size: Tuple[int, int], ba
     The calibration table is cached in ``cache_file`` and reused by later builds (a rebuild
     for a new TensorRT or GPU can then run without the images).
     """
-    from ...labels import IMAGENET_MEAN, IMAGENET_STD
+    from ..labels import IMAGENET_MEAN, IMAGENET_STD
     if images is None and not cache_file.is_file():
         raise ValueError(f'int8 calibration: no calibration images and no table {cache_file}')
     frames = load_calibration_images(images, limit) if images is not None else []

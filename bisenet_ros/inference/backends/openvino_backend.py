@@ -1,0 +1,268 @@
+"""OpenVINO backend: the ONNX export (fp32 or int8 Q/DQ) or an OpenVINO IR on the CPU or an
+OpenVINO GPU (e.g. an Intel iGPU), with per-model thread and precision settings.
+
+Precisions: ``fp32``; ``bf16`` (the CPU's inference-precision hint: bf16 kernels on CPUs with
+AVX512-BF16/AMX); ``int8`` (a Q/DQ graph such as ``bisenet export --int8`` writes runs as int8
+as it is; an fp32 graph or a PyTorch model is quantized first on ``calibration_images``);
+``fp16`` on a GPU. The float layers of an int8 graph run in ``float_precision`` (``fp32`` by
+default, ``bf16`` where the CPU has it natively and the loss of agreement is acceptable).
+
+Each (batch, input size, fetched outputs) gets its own compiled model, reshaped to static
+shapes (OpenVINO's CPU plugin is fastest on static shapes) and pruned to the fetched outputs
+(labels only skips the softmax and the float logits copy).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..model_file import identify, load_module, ModelFile
+from ..postprocess import label_dtype
+from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
+                   device_class, OUTPUTS, outputs_to_fetch, ScratchDir, Size)
+
+LOG = logging.getLogger(__name__)
+
+#: Backend precision -> OpenVINO ``INFERENCE_PRECISION_HINT`` for the float layers.
+PRECISION_HINTS = {'fp32': 'f32', 'bf16': 'bf16', 'fp16': 'f16'}
+
+
+class OpenVINOBackend(Backend):
+    """Runs BiSeNet V2 with ``openvino.Core.compile_model``.
+
+    Args:
+        model: ``.onnx`` file (fp32 or int8 Q/DQ), OpenVINO IR ``.xml``, ``BiSeNetV2`` module
+            or checkpoint path (exported on demand, one file per input size).
+        device: ``'cpu'``, or ``'gpu'`` / ``'gpu:N'`` when OpenVINO lists that GPU.
+        precision: ``'fp32'``, ``'bf16'`` (CPU), ``'fp16'`` (GPU) or ``'int8'``.
+        threads: ``INFERENCE_NUM_THREADS`` of each compiled model (``None``: OpenVINO's
+            default); nothing process-wide is changed.
+        input_size: ``(H, W)`` to export at (module input); ``None`` exports per size seen.
+        label_set: Label set for a checkpoint path.
+        calibration_images: int8 from an fp32 graph or a module: ``(H, W, 3)`` uint8 BGR
+            images or a folder of images.
+        int8_layers: int8 quantized here: ``'compute'`` or ``'all'``
+            (see :mod:`bisenet_ros.export.quantize`; default ``'compute'``).
+        float_precision: int8 only: precision of the layers left in float, ``'fp32'`` or
+            ``'bf16'``.
+        profile: Collect OpenVINO's per-layer timings (``PERF_COUNT``), see :meth:`profile`.
+    """
+
+    name = 'openvino'
+
+    def __init__(self, model: Any, *, device: str = 'cpu', precision: str = 'fp32',
+                 threads: Optional[int] = None, input_size: Optional[Size] = None,
+                 label_set: Any = None, calibration_images: Any = None,
+                 int8_layers: Optional[str] = None, float_precision: str = 'fp32',
+                 profile: bool = False) -> None:
+        import openvino as ov
+        self._ov = ov
+        self._core = ov.Core()
+        self.device = device
+        self._ov_device = self._pick_device(device)
+        info = identify(model)
+        if info.kind not in ('onnx', 'onnx-int8', 'openvino-ir', 'module', 'checkpoint'):
+            raise ValueError(f'openvino backend: cannot run {info.describe()}; use the '
+                             'tensorrt backend for engines')
+        self.precision = 'int8' if info.kind == 'onnx-int8' else precision
+        if info.kind == 'onnx-int8' and precision != 'int8':
+            LOG.info('openvino backend: %s is quantized already; running it as int8 (not %s)',
+                     info.path, precision)
+        if float_precision not in ('fp32', 'bf16'):
+            raise ValueError(f"openvino backend: float_precision must be 'fp32' or 'bf16', got "
+                             f'{float_precision!r}')
+        self._check_precision(float_precision)
+        self._config = self._compile_config(threads, float_precision, profile)
+        self._calibration = calibration_images
+        self._int8_layers = int8_layers
+        self._scratch = ScratchDir('bisenet_ov_')
+        self._module = None
+        #: Model file per network input size; ``None`` keys a file that takes any size.
+        self._files: Dict[Optional[Size], Path] = {}
+        #: Compiled model and infer request per (batch, H, W, fetched outputs).
+        self._compiled: Dict[Tuple[int, int, int, Tuple[str, ...]], Tuple[Any, Any]] = {}
+        self._last_request: Any = None
+        self.label_set = info.label_set
+        if info.kind == 'module' or info.kind == 'checkpoint':
+            self._init_from_module(info, label_set, input_size)
+        else:
+            self._init_from_file(info)
+        LOG.info('openvino backend ready: %s, OpenVINO %s on %s, config %s', self.describe(),
+                 ov.__version__, self._ov_device, self._config)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _pick_device(self, device: str) -> str:
+        available = list(self._core.available_devices)
+        kind = device_class(device)
+        if kind == 'cpu':
+            return 'CPU'
+        if kind != 'gpu':
+            raise BackendUnavailableError(f'openvino backend: device {device!r} is a CUDA device; '
+                                          "use 'cpu' or 'gpu[:N]' (OpenVINO devices "
+                                          f'{available})')
+        name = 'GPU' if device == 'gpu' else f'GPU.{device.split(":")[1]}'
+        if name not in available and not (name == 'GPU' and 'GPU.0' in available):
+            raise BackendUnavailableError(f'openvino backend: device {device!r} ({name}) is not '
+                                          f'among the OpenVINO devices {available}')
+        return name
+
+    def _check_precision(self, float_precision: str) -> None:
+        on_cpu = self._ov_device == 'CPU'
+        if self.precision == 'bf16' and not on_cpu:
+            raise BackendUnavailableError('openvino backend: bf16 is a CPU precision; on a GPU '
+                                          'use fp16')
+        if self.precision == 'fp16' and on_cpu:
+            raise BackendUnavailableError('openvino backend: fp16 runs on a GPU; on the CPU use '
+                                          'fp32, bf16 or int8')
+        if 'bf16' in (self.precision, float_precision) and on_cpu:
+            caps = self._core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+            if 'BF16' not in caps:
+                LOG.warning('openvino backend: this CPU has no native bf16 (capabilities %s); '
+                            'OpenVINO runs fp32 instead', list(caps))
+
+    def _compile_config(self, threads: Optional[int], float_precision: str,
+                        profile: bool) -> Dict[str, Any]:
+        float_part = float_precision if self.precision == 'int8' else self.precision
+        config: Dict[str, Any] = {'PERFORMANCE_HINT': 'LATENCY',
+                                  'INFERENCE_PRECISION_HINT': PRECISION_HINTS[float_part]}
+        if threads and self._ov_device == 'CPU':
+            config['INFERENCE_NUM_THREADS'] = int(threads)
+        if profile:
+            config['PERF_COUNT'] = True
+        return config
+
+    def _init_from_file(self, info: ModelFile) -> None:
+        path = info.path
+        assert path is not None
+        if info.kind == 'onnx' and self.precision == 'int8':
+            if info.input_size is None:
+                raise ValueError(f'openvino backend: int8 needs a fixed-size ONNX file, {path} '
+                                 'has dynamic H/W')
+            from ...export.artifacts import quantize_for_runtime
+            path = quantize_for_runtime(path, self._scratch.path, info.input_size,
+                                        self._calibration, info.label_set, self._int8_layers)
+        model = self._read(path)
+        shape = model.input(0).get_partial_shape()
+        if shape.rank.get_length() != 4:
+            raise ValueError(f'openvino backend: {path} takes input shape {shape}, expected '
+                             '(N, 3, H, W)')
+        dims = [d.get_length() if d.is_static else None for d in shape]
+        self.fixed_size = (dims[2], dims[3]) if dims[2] and dims[3] else None
+        self.max_batch = dims[0]
+        self._files[self.fixed_size] = path
+        self._output_names = [o.get_any_name() for o in model.outputs]
+        if 'logits' not in self._output_names:
+            self.available_outputs = tuple(n for n in self._output_names if n in OUTPUTS)
+            if info.num_classes is None and self.label_set is None:
+                raise ValueError(f'openvino backend: {path} has no logits output and no '
+                                 'bisenet_ros metadata, so its class count is unknown')
+            self.num_classes = info.num_classes or self.label_set.num_classes
+        else:
+            self.num_classes = int(model.output('logits').get_partial_shape()[1].get_length())
+
+    def _init_from_module(self, info: ModelFile, label_set: Any,
+                          input_size: Optional[Size]) -> None:
+        module = load_module(info, label_set)
+        self._module = module
+        self.num_classes = int(module.num_classes)
+        self.label_set = getattr(module, 'label_set', None)
+        self._output_names = list(OUTPUTS)
+        if self.precision == 'int8' and self._calibration is None:
+            raise ValueError('openvino backend: int8 from a PyTorch model needs '
+                             'calibration_images (a folder or a list of (H, W, 3) uint8 BGR '
+                             'images like the ones you segment), or run the file written by '
+                             '`bisenet export --int8`')
+        if input_size is not None or self.precision == 'int8':
+            if input_size is None:
+                raise ValueError('openvino backend: int8 from a PyTorch model needs input_size '
+                                 '(the calibrated network size)')
+            self.fixed_size = (int(input_size[0]), int(input_size[1]))
+            self._file_for(self.fixed_size)  # export (and quantize) now
+
+    def _read(self, path: Path) -> Any:
+        try:
+            return self._core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own exception types
+            raise RuntimeError(f'openvino backend: cannot read {path}: {exc}') from exc
+
+    def _file_for(self, size: Size) -> Path:
+        """The model file for ``size``, exported (and quantized) from the module if needed."""
+        key: Optional[Size] = None if None in self._files else size
+        path = self._files.get(key)
+        if path is not None:
+            return path
+        if self._module is None:
+            raise RuntimeError('openvino backend is closed')
+        from ...export.artifacts import runtime_onnx
+        LOG.info('openvino backend: exporting the model at %dx%d', *size)
+        path = runtime_onnx(self._module, self._scratch.path, size,
+                            precision=self.precision, calibration_images=self._calibration,
+                            int8_layers=self._int8_layers)
+        self._files[size] = path
+        return path
+
+    def _request_for(self, batch: int, size: Size, fetch: Tuple[str, ...]) -> Any:
+        """The infer request computing only ``fetch`` for ``(batch, 3, H, W)`` inputs."""
+        key = (batch, size[0], size[1], tuple(sorted(fetch)))
+        entry = self._compiled.get(key)
+        if entry is not None:
+            return entry[1]
+        ov = self._ov
+        model = self._read(self._file_for(size))
+        if set(fetch) != set(self._output_names):
+            results = [r for r in model.get_results()
+                       if r.output(0).get_any_name() in fetch or
+                       r.input_value(0).get_any_name() in fetch]
+            model = ov.Model(results, model.get_parameters(), 'bisenet_pruned')
+        model.reshape({model.input(0).get_any_name(): [batch, 3, size[0], size[1]]})
+        try:
+            compiled = self._core.compile_model(model, self._ov_device, self._config)
+        except Exception as exc:  # OpenVINO raises its own exception types
+            raise RuntimeError(f'openvino backend: cannot compile the model for '
+                               f'{self._ov_device}: {exc}') from exc
+        LOG.info('openvino backend: compiled for batch %d at %dx%d, outputs %s', batch,
+                 size[0], size[1], list(fetch))
+        request = compiled.create_infer_request()
+        self._compiled[key] = (compiled, request)
+        return request
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray,
+              outputs: Sequence[str] = ('logits',)) -> Dict[str, np.ndarray]:
+        """See :meth:`Backend.infer`; uses the graph's own labels/confidence outputs."""
+        wanted = check_outputs(outputs)
+        self.check_batch(batch)
+        fetch = outputs_to_fetch(self.name, wanted, self._output_names)
+        size = (int(batch.shape[2]), int(batch.shape[3]))
+        request = self._request_for(int(batch.shape[0]), size, tuple(fetch))
+        request.infer({0: np.ascontiguousarray(batch)})
+        self._last_request = request
+        have = {}
+        for name in fetch:
+            value = request.get_tensor(name).data
+            have[name] = value.astype(np.float32) if value.dtype != np.float32 and \
+                np.issubdtype(value.dtype, np.floating) else value.copy()
+        return derive_outputs(wanted, have, label_dtype(self.num_classes))
+
+    def profile(self, top: int = 10) -> Dict[str, float]:
+        """Milliseconds per layer type of the last :meth:`infer` call, largest first (needs
+        ``profile=True``); keys are ``'<type> (<kernel>)'``."""
+        if self._last_request is None or 'PERF_COUNT' not in self._config:
+            raise RuntimeError('openvino backend: profile() needs profile=True and one infer()')
+        totals: Dict[str, float] = {}
+        for item in self._last_request.profiling_info:
+            key = f'{item.node_type} ({item.exec_type})'
+            totals[key] = totals.get(key, 0.0) + item.real_time.total_seconds() * 1e3
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+        return dict(ranked[:top])
+
+    def close(self) -> None:
+        self._compiled.clear()
+        self._last_request = None
+        self._files.clear()
+        self._module = None
+        self._scratch.remove()

@@ -1,0 +1,192 @@
+"""The backend registry: name -> lazily imported class, what it reads and runs, and ``auto``.
+
+Adding a backend means one module in this package plus one :class:`BackendEntry` below; no
+backend imports another. ``auto`` walks :data:`PREFERENCE` for the device and precision and takes
+the first backend that reads the model, is installed and runs that precision there, logging
+why (and why each one before it was passed over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import importlib
+import inspect
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..model_file import kind_of
+from .base import (Backend, BackendUnavailableError, device_class, module_available, PRECISIONS,
+                   resolve_device, Size)
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """One backend as the registry knows it, without importing it.
+
+    Attributes:
+        name: Backend name (``Backend.name``).
+        module: Module in this package defining the class.
+        cls: Class name.
+        requires: Python module that must be importable (the runtime).
+        install: How to get ``requires``.
+        reads: Model kinds it runs (see :data:`bisenet_ros.inference.model_file.KINDS`).
+        precisions: Device class (``'cpu'``, ``'cuda'``, ``'gpu'``) -> precisions it runs there.
+    """
+
+    name: str
+    module: str
+    cls: str
+    requires: str
+    install: str
+    reads: Tuple[str, ...]
+    precisions: Dict[str, Tuple[str, ...]]
+
+    def available(self) -> bool:
+        """Whether its runtime is installed (checked without importing it)."""
+        return module_available(self.requires)
+
+    def load(self) -> type:
+        """Import and return the backend class."""
+        if not self.available():
+            raise BackendUnavailableError(f'backend {self.name}: the {self.requires} package is '
+                                          f'not installed ({self.install})')
+        return getattr(importlib.import_module(f'{__package__}.{self.module}'), self.cls)
+
+    def why_not(self, kind: str, device: str, precision: str) -> Optional[str]:
+        """Why it cannot run a ``kind`` model at ``precision`` on ``device``; ``None``: it can."""
+        if kind not in self.reads:
+            return f'{self.name} does not read {kind} models'
+        if not self.available():
+            return f'{self.requires} is not installed'
+        if precision not in self.precisions.get(device_class(device), ()):
+            return f'{self.name} does not run {precision} on {device}'
+        return None
+
+
+_ONNX_KINDS = ('module', 'checkpoint', 'onnx', 'onnx-int8')
+REGISTRY: Dict[str, BackendEntry] = {e.name: e for e in (
+    BackendEntry('torch', 'torch_backend', 'TorchBackend', 'torch', 'pip install torch',
+                 ('module', 'checkpoint'),
+                 {'cpu': ('fp32', 'bf16'), 'cuda': ('fp32', 'fp16', 'bf16')}),
+    BackendEntry('onnxruntime', 'onnxruntime_backend', 'OnnxRuntimeBackend', 'onnxruntime',
+                 'pip install onnxruntime', _ONNX_KINDS,
+                 {'cpu': ('fp32', 'int8'), 'cuda': ('fp32', 'fp16')}),
+    BackendEntry('openvino', 'openvino_backend', 'OpenVINOBackend', 'openvino',
+                 'pip install openvino', _ONNX_KINDS + ('openvino-ir',),
+                 {'cpu': ('fp32', 'bf16', 'int8'), 'gpu': ('fp32', 'fp16', 'int8')}),
+    BackendEntry('tensorrt', 'tensorrt_backend', 'TensorRTBackend', 'tensorrt',
+                 'it needs an NVIDIA GPU and the TensorRT wheels', _ONNX_KINDS + ('engine',),
+                 {'cuda': ('fp32', 'fp16', 'int8')}),
+)}
+#: Every name ``create_backend`` takes.
+BACKENDS = ('auto',) + tuple(REGISTRY)
+
+#: ``auto``'s order per (device class, precision), fastest first. CPU figures at 512x1024,
+#: 2 threads, one run (benchmarks/RESULTS.md): int8 OpenVINO 89 ms vs ONNX Runtime 103 ms on
+#: the same Q/DQ graph; bf16 OpenVINO 127 ms vs torch autocast about 2x that; fp32 OpenVINO
+#: and ONNX Runtime within noise (239 vs 245 ms), ONNX Runtime kept first there.
+PREFERENCE: Dict[Tuple[str, str], Tuple[str, ...]] = {
+    ('cpu', 'fp32'): ('onnxruntime', 'openvino', 'torch'),
+    ('cpu', 'int8'): ('openvino', 'onnxruntime'),
+    ('cpu', 'bf16'): ('openvino', 'torch'),
+    ('cuda', 'fp32'): ('tensorrt', 'onnxruntime', 'torch'),
+    ('cuda', 'fp16'): ('tensorrt', 'onnxruntime', 'torch'),
+    ('cuda', 'int8'): ('tensorrt',),
+    ('cuda', 'bf16'): ('torch',),
+    ('gpu', 'fp32'): ('openvino',),
+    ('gpu', 'fp16'): ('openvino',),
+    ('gpu', 'int8'): ('openvino',),
+}
+
+
+def check_name(name: str) -> BackendEntry:
+    """The entry of ``name`` (not ``'auto'``); ``ValueError`` for an unknown name."""
+    if name not in REGISTRY:
+        raise ValueError(f'unknown backend {name!r}; expected one of {BACKENDS}')
+    return REGISTRY[name]
+
+
+def candidates(model: Any, device: str, precision: str) -> Tuple[List[str], List[str]]:
+    """``auto``'s usable backends in order, and why each other preferred one was passed over.
+
+    A TensorRT engine or an OpenVINO IR has one reader, which is always the only candidate.
+    """
+    kind = kind_of(model)
+    readers = [e.name for e in REGISTRY.values() if kind in e.reads]
+    if len(readers) == 1:
+        return readers, []
+    usable, passed = [], []
+    order = PREFERENCE.get((device_class(device), precision), ())
+    for name in order or tuple(REGISTRY):  # no preference: say why each one cannot
+        why = REGISTRY[name].why_not(kind, device, precision)
+        if why is None and order:
+            usable.append(name)
+        else:
+            passed.append(f'{name}: {why or "not meant for this"}')
+    return usable, passed
+
+
+def choose_backend(model: Any, device: str, precision: str) -> Tuple[str, str]:
+    """The ``auto`` rule: ``(backend name, reason)``; ``BackendUnavailableError`` if none fits."""
+    usable, passed = candidates(model, device, precision)
+    if not usable:
+        raise BackendUnavailableError(f'backend auto: nothing runs {kind_of(model)} models at '
+                                      f'{precision} on {device} here ({"; ".join(passed)})')
+    order = PREFERENCE.get((device_class(device), precision), ())
+    reason = (f'the only backend that reads {kind_of(model)} models' if usable[0] not in order else
+              f'first usable of {list(order)} for {precision} on {device}')
+    if passed:
+        reason += f' (passed over: {"; ".join(passed)})'
+    return usable[0], reason
+
+
+def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
+                   precision: str = 'fp32', threads: Optional[int] = None,
+                   input_size: Optional[Size] = None, **options: Any) -> Backend:
+    """Build a backend by name, importing only its runtime.
+
+    Args:
+        name: One of :data:`BACKENDS`.
+        model: A ``BiSeNetV2`` module, a checkpoint path, an ``.onnx`` file, an OpenVINO IR or
+            an engine file (what each backend reads is in :data:`REGISTRY`).
+        device: ``'cpu'``, ``'cuda[:i]'``, ``'gpu[:i]'`` (OpenVINO's Intel GPU) or ``'auto'``.
+        precision: One of :data:`PRECISIONS`.
+        threads: CPU threads for the runtime's session (``None``: its default). torch's thread
+            pool is per process: set it at the entry point, not here.
+        input_size: ``(H, W)`` the network will see, when fixed (export-based backends).
+        options: Backend-specific keyword options.
+    """
+    if name != 'auto':
+        check_name(name)
+    if precision not in PRECISIONS:
+        raise ValueError(f'unknown precision {precision!r}; expected one of {PRECISIONS}')
+    device = resolve_device(device)
+    common = dict(device=device, precision=precision, threads=threads, input_size=input_size)
+    if name != 'auto':
+        return REGISTRY[name].load()(model, **common, **options)
+    order, _ = candidates(model, device, precision)
+    chosen, reason = choose_backend(model, device, precision)
+    LOG.info('backend auto -> %s (%s)', chosen, reason)
+    for i, candidate in enumerate(order):
+        try:
+            cls = REGISTRY[candidate].load()
+            return cls(model, **common, **_accepted(cls, options, candidate))
+        except (BackendUnavailableError, ImportError, OSError, RuntimeError) as exc:
+            if i == len(order) - 1:
+                raise
+            LOG.warning('backend auto: %s failed to initialise (%s: %s); falling back to %s',
+                        candidate, type(exc).__name__, exc, order[i + 1])
+    raise AssertionError('unreachable')
+
+
+def _accepted(cls: type, options: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """``options`` less those ``cls`` does not take (``auto`` may try several backends)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return options
+    dropped = sorted(k for k in options if k not in params)
+    if dropped:
+        LOG.info('backend auto: %s does not take %s; ignored', name, dropped)
+    return {k: v for k, v in options.items() if k in params}

@@ -1,0 +1,100 @@
+"""The package's import graph (read from the source with ``ast``): no circle through the packages
+that make and run models,
+``export/`` (makes artifacts) never imports ``inference/`` (runs them), no backend imports
+another backend, and ``torch``/runtimes are imported inside functions only where required."""
+
+import ast
+from pathlib import Path
+from typing import Dict, Set
+
+import pytest
+
+import bisenet_ros
+
+ROOT = Path(bisenet_ros.__file__).resolve().parent
+BACKENDS_DIR = ROOT / 'inference' / 'backends'
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _imports(path: Path) -> Set[str]:
+    """Every bisenet_ros module ``path`` imports, at any depth (function bodies included)."""
+    name = _module_name(path)
+    package = name if path.name == '__init__.py' else name.rsplit('.', 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith('bisenet_ros'))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')
+                base = base[:len(base) - node.level + 1]
+                target = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ''
+            if target.startswith('bisenet_ros'):
+                found.add(target)
+                found.update(f'{target}.{a.name}' for a in node.names)
+    known = {_module_name(p) for p in ROOT.rglob('*.py')}
+    return {m for m in found if m in known and m != name}
+
+
+def _graph() -> Dict[str, Set[str]]:
+    return {_module_name(p): _imports(p) for p in ROOT.rglob('*.py')}
+
+
+def _package(module: str) -> str:
+    parts = module.split('.')
+    return '.'.join(parts[:2])
+
+
+def _package_edges() -> Dict[str, Set[str]]:
+    edges: Dict[str, Set[str]] = {}
+    for module, targets in _graph().items():
+        for target in targets:
+            a, b = _package(module), _package(target)
+            if a != b:
+                edges.setdefault(a, set()).add(b)
+    return edges
+
+
+def _reachable(edges: Dict[str, Set[str]], start: str) -> Set[str]:
+    seen: Set[str] = set()
+    todo = list(edges.get(start, ()))
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges.get(node, ()))
+    return seen
+
+
+@pytest.mark.parametrize('package', ['export', 'inference', 'model', 'preprocess', 'labels'])
+def test_no_import_circle_through_the_model_packages(package):
+    """What makes and runs models sits below everything else: nothing it imports imports it
+    back. (Circles among bags/ros/training/evaluation are the ``ros/`` rooms step's.)"""
+    edges = _package_edges()
+    name = f'bisenet_ros.{package}'
+    assert name not in _reachable(edges, name), f'{name} imports itself through ' + \
+        str(sorted(n for n in _reachable(edges, name) if name in _reachable(edges, n)))
+    assert 'bisenet_ros.export' in edges and 'bisenet_ros.inference' in edges  # graph is real
+
+
+def test_export_never_imports_inference():
+    bad = {m: sorted(t for t in ts if t.startswith('bisenet_ros.inference'))
+           for m, ts in _graph().items() if m.startswith('bisenet_ros.export')}
+    assert not any(bad.values()), bad
+
+
+def test_no_backend_imports_another_backend():
+    backends = {_module_name(p) for p in BACKENDS_DIR.glob('*_backend.py')}
+    assert {'bisenet_ros.inference.backends.openvino_backend',
+            'bisenet_ros.inference.backends.torch_backend'} <= backends
+    graph = _graph()
+    for module in backends:
+        assert not graph[module] & (backends - {module}), (module, graph[module] & backends)
+    registry = graph['bisenet_ros.inference.backends.registry']
+    assert not registry & backends  # the registry imports them by name, when asked

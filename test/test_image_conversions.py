@@ -80,6 +80,14 @@ def test_yuv422_uniform_colour(encoding):
     assert np.abs(color.astype(float) - expected).max() <= 2
 
 
+@pytest.mark.parametrize('encoding', ['yuv422', 'yuv422_yuy2'])
+def test_yuv422_odd_width_is_a_conversion_error(encoding):
+    # OpenCV raised cv2.error here (found by test_fuzz_conversions)
+    raw = np.zeros((4, 5, 2), np.uint8)
+    with pytest.raises(ConversionError, match='width must be even'):
+        image_to_color(make_msg(raw, encoding))
+
+
 @pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
 def test_bayer_patterns_demosaic_to_the_right_colour(pattern):
     rgb = np.array([200, 100, 30])  # a uniform scene

@@ -132,6 +132,9 @@ def image_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
         raise ConversionError(f"image {msg.width}x{msg.height}: encoding '32FC1' (float) "
                               'cannot be segmented; expected a colour, mono, YUV or Bayer image')
     if encoding in YUV_ENCODINGS:
+        if pixels.shape[1] % 2:
+            raise ConversionError(f"image {msg.width}x{msg.height}: encoding '{encoding}' packs "
+                                  'two pixels per 4 bytes, so the width must be even')
         import cv2
         return cv2.cvtColor(pixels, getattr(cv2, YUV_ENCODINGS[encoding])), True
     if encoding.startswith('bayer_'):

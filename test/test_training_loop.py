@@ -120,3 +120,46 @@ def test_fine_tuning_starts_from_a_checkpoint_with_another_class_count(toy, tmp_
     own, theirs = model.state_dict(), source.state_dict()
     assert torch.equal(own['detail.S1.0.conv.weight'], theirs['detail.S1.0.conv.weight'])
     assert own['head.conv_out.1.weight'].shape[0] == 3  # toy classifier, fresh
+
+
+def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(toy, tmp_path):
+    from bisenet_ros.model.checkpoint import read_checkpoint
+    from bisenet_ros.tools.train import continue_point
+    from bisenet_ros.training.export import export_train_state
+    from bisenet_ros.training.schedule import lr_factor
+    config = _config(toy, tmp_path / 'run', iterations=4, batch_size=2)
+    Trainer(config).fit(stop_after=2)
+    packaged = export_train_state(tmp_path / 'run' / 'last.pt', tmp_path / 'model.pt')
+    other = export_train_state(tmp_path / 'run' / 'last.pt', tmp_path / 'other.pt')
+    # the machine kept the state: resume exactly
+    assert continue_point(config, str(packaged)) == (str(tmp_path / 'run' / 'last.pt'), None)
+    # the state is gone: warm start from the model this run packaged, at its iteration
+    (tmp_path / 'run' / 'last.pt').unlink()
+    assert continue_point(config, str(packaged)) == (None, str(packaged))
+    elsewhere = dict(config, output_dir=str(tmp_path / 'another_run'))
+    assert continue_point(elsewhere, str(other)) == (None, None)
+    trainer = Trainer(config, warm_start=str(packaged))
+    assert trainer.iteration == 2
+    weights, _ = read_checkpoint(packaged)
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
+    assert not trainer.optimizer.state  # rebuilt: no momentum yet
+    trainer.fit()
+    with (tmp_path / 'run' / 'train_log.csv').open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r['iteration']) for r in rows] == [1, 2, 3, 4]
+    t = config['train']
+    expected = t['lr'] * lr_factor(2, 4, warmup_iterations=t['warmup_iterations'],
+                                   warmup_ratio=t['warmup_ratio'], power=t['poly_power'])
+    assert float(rows[2]['lr']) == pytest.approx(expected)
+    final, info = read_checkpoint(tmp_path / 'run' / 'final.pt')
+    assert info.meta['iterations'] == 4
+
+
+def test_warm_start_refuses_a_checkpoint_past_the_end_of_the_run(toy, tmp_path):
+    from bisenet_ros.training.export import export_train_state
+    Trainer(_config(toy, tmp_path / 'run', iterations=3, batch_size=2)).fit(stop_after=3)
+    packaged = export_train_state(tmp_path / 'run' / 'last.pt', tmp_path / 'model.pt')
+    with pytest.raises(ValueError, match=r'iterations=3.*\[0, 3\)'):
+        Trainer(_config(toy, tmp_path / 'run2', iterations=3, batch_size=2),
+                warm_start=str(packaged))

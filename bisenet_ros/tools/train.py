@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +49,21 @@ def overrides_from(args: argparse.Namespace) -> List[str]:
     return out
 
 
+def continue_point(config: Dict[str, Any], checkpoint: str
+                   ) -> Tuple[Optional[str], Optional[str]]:
+    """``(resume, warm_start)`` for ``--continue-from CHECKPOINT``: ``<output_dir>/last.pt``
+    when present, else ``CHECKPOINT`` when this run wrote it, else neither (from scratch)."""
+    from pathlib import Path
+
+    from ..training.export import made_by_run
+    last = Path(config['output_dir']) / 'last.pt'
+    if last.is_file():
+        return str(last), None
+    if made_by_run(checkpoint, config):
+        return None, checkpoint
+    return None, None
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -60,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if resume == 'auto':
         resume = str(Path(config['output_dir']) / 'last.pt')
     if args.continue_from and not (resume or warm_start):
-        from ..training.export import made_by_run
-        last = Path(config['output_dir']) / 'last.pt'
-        if last.is_file():
-            resume = str(last)
-        elif made_by_run(args.continue_from, config):
-            warm_start = args.continue_from
+        resume, warm_start = continue_point(config, args.continue_from)
     program = ['python', '-m', 'bisenet_ros.tools.train'] \
         if sys.argv[0].endswith('train.py') else ['bisenet']
     command = ' '.join(shlex.quote(a) for a in program + sys.argv[1:])

@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                         help='setting whose loss curve is compared with fp32')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per setting')
-    parser.add_argument('--rounds', type=int, default=4)
+    parser.add_argument('--rounds', type=int, default=4, help='0 skips the speed phase')
     parser.add_argument('--steps', type=int, default=6, help='timed steps per setting and round')
     parser.add_argument('--curve-steps', type=int, default=300, help='0 skips the curves')
     parser.add_argument('--json', help='write the results here')
@@ -181,13 +181,18 @@ def main(argv=None) -> int:
         parser.error(f'settings must include fp32 and come from {list(SETTINGS)}; got {unknown}')
     from bisenet_ros.training.precision import cpu_flags, native_bf16
     results = {'cpu_native_bf16': native_bf16(cpu_flags()),
-               'config': args.config, 'threads': args.threads,
-               'speed': speed_phase(args, names)}
+               'config': args.config, 'threads': args.threads}
+
+    def save() -> None:  # after each phase, so a cut-short run keeps what it measured
+        if args.json:
+            with open(args.json, 'w') as handle:
+                json.dump(results, handle, indent=1)
+    if args.rounds:
+        results['speed'] = speed_phase(args, names)
+        save()
     if args.curve_steps:
         results['curves'] = curve_phase(args, args.fast)
-    if args.json:
-        with open(args.json, 'w') as handle:
-            json.dump(results, handle, indent=1)
+        save()
     return 0
 
 

@@ -66,7 +66,7 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
         assert _ort_dirs(node_tmp) == []  # no model yet
 
         transition('configure')
-        assert len(_ort_dirs(node_tmp)) == 1  # the model is loaded...
+        assert 'backend onnxruntime' in launch.log(), launch.log()  # the model is loaded...
         assert probe.node.count_subscribers(f'{TOPIC}/compressed') == 0  # ...but not serving
         out = ros2(['param', 'get', NODE, 'compressed'], env)
         assert 'Boolean value is: True' in out.stdout, out.stdout + out.stderr  # from 'yes'
@@ -84,6 +84,7 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
             return probe.wait_for(lambda: bool(probe.received[MASK]), 1.0)
         assert _poll(masks_after_publishing, 120), launch.log()[-3000:]
         assert probe.received[MASK][0].header.frame_id == 'lifecycle_camera'
+        assert len(_ort_dirs(node_tmp)) == 1  # the runtime's files, made on the first frame
 
         transition('deactivate')
         assert probe.wait_for(lambda: probe.node.count_subscribers(f'{TOPIC}/compressed') == 0

@@ -36,6 +36,8 @@ def test_overrides_parse_yaml_values_and_win(tmp_path):
     ('train.crop=[1]', 'train.crop must be'),
     ('train.scale_range=[2, 1]', 'scale_range'),
     ('train.device=tpu', 'train.device'),
+    ('train.class_weights=[1, -2]', 'train.class_weights must be null'),
+    ('train.class_weights=median', 'train.class_weights must be null'),
     ('noequals', 'section.key=value'),
 ])
 def test_bad_values_are_named(override, message):

@@ -3,10 +3,11 @@ and a resumed run continues exactly like an uninterrupted one."""
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
-from bisenet_ros.training.config import DEFAULTS, merge
+from bisenet_ros.training.config import ConfigError, DEFAULTS, merge
 from bisenet_ros.training.sampler import IterationBatchSampler
 from bisenet_ros.training.state import load_train_state
 from bisenet_ros.training.synthetic import write_toy_dataset
@@ -98,6 +99,21 @@ def test_cpu_bf16_autocast_step(toy, tmp_path):
     labels = torch.randint(0, 3, (2, 32, 32))
     losses = trainer.step(images, labels)
     assert trainer.bf16 and all(v == v and v > 0 for v in losses)
+
+
+def test_enet_class_weights_come_from_the_train_labels(toy, tmp_path):
+    trainer = Trainer(_config(toy, tmp_path / 'run', iterations=1, batch_size=2,
+                              class_weights='enet'))
+    n = trainer.label_set.num_classes
+    labels = np.concatenate([trainer.train_set.load(i)[1].ravel()
+                             for i in range(len(trainer.train_set))])
+    counts = np.bincount(labels[labels < n], minlength=n)
+    expected = 1.0 / np.log(1.02 + counts / counts.sum())
+    assert trainer.criterion.class_weights.numpy() == pytest.approx(expected, rel=1e-5)
+    losses = trainer.step(torch.randn(2, 3, 32, 32), torch.randint(0, n, (2, 32, 32)))
+    assert all(v == v and v > 0 for v in losses)
+    with pytest.raises(ConfigError, match=f'has 2 entries, the label set .* has {n} classes'):
+        Trainer(_config(toy, tmp_path / 'run2', iterations=1, class_weights=[1.0, 2.0]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bisenet_ros.training.loss import OhemCrossEntropy
+from bisenet_ros.training.loss import enet_class_weights, OhemCrossEntropy
 
 
 def _logits_with_true_prob(probs, num_classes=3):
@@ -62,3 +63,39 @@ def test_rejects_bad_arguments():
         OhemCrossEntropy(0.0)
     with pytest.raises(ValueError, match='min_kept_divisor'):
         OhemCrossEntropy(0.7, min_kept_divisor=0)
+
+
+def test_class_weights_average_hard_pixels_by_their_class_weight():
+    # pixel i has true class labels[i] with probability probs[i]; all below 0.7: all hard
+    logits = _logits_with_true_prob([0.1, 0.2, 0.3, 0.4])
+    labels = torch.zeros(1, 1, 4, dtype=torch.long)
+    labels[0, 0, 2:] = 1  # pixels 2, 3 are class 1: their true-class prob is (1-p)/2
+    per_pixel = F.cross_entropy(logits, labels, reduction='none').view(-1)
+    weights = torch.tensor([1.0, 3.0, 1.0])
+    w = weights[labels.view(-1)]
+    hard = per_pixel > -math.log(0.7)
+    expected = (per_pixel[hard] * w[hard]).sum() / w[hard].sum()
+    loss = OhemCrossEntropy(0.7, class_weights=weights.tolist())(logits, labels)
+    assert hard.sum() == 4
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.item() != pytest.approx(per_pixel.mean().item(), rel=1e-3)  # weights matter
+    equal = OhemCrossEntropy(0.7, class_weights=[2.0, 2.0, 2.0])(logits, labels)
+    assert equal.item() == pytest.approx(OhemCrossEntropy(0.7)(logits, labels).item(), rel=1e-6)
+
+
+def test_class_weights_are_checked():
+    with pytest.raises(ValueError, match='finite positive'):
+        OhemCrossEntropy(class_weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match='2 entries, the logits have 3 classes'):
+        OhemCrossEntropy(class_weights=[1.0, 1.0])(_logits_with_true_prob([0.1]),
+                                                   torch.zeros(1, 1, 1, dtype=torch.long))
+
+
+def test_enet_weights_favour_rare_classes():
+    weights = enet_class_weights([900, 90, 10, 0])
+    assert weights.dtype == np.float32
+    assert list(np.argsort(weights)) == [0, 1, 2, 3]  # rarer class, larger weight
+    assert weights[3] == pytest.approx(1 / math.log(1.02))
+    assert weights[0] == pytest.approx(1 / math.log(1.02 + 0.9))
+    with pytest.raises(ValueError, match='positive sum'):
+        enet_class_weights([0, 0])

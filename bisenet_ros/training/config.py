@@ -45,6 +45,7 @@ DEFAULTS: Dict[str, Any] = {
         'ohem_thresh': 0.7,
         'ohem_min_kept_divisor': 16,
         'aux_weight': 1.0,
+        'class_weights': None,     # loss weight per class: null (all 1), enet, or a list
         'rare_classes': [],        # class names that crops favour (see rare_crop_prob)
         'rare_crop_prob': 0.0,     # share of crops placed around a rare-class pixel
         'amp': True,               # float16 autocast + GradScaler on CUDA
@@ -153,6 +154,13 @@ def validate(config: Mapping[str, Any]) -> None:
                           f"{t['rare_classes']!r}")
     if not 0.0 <= float(t['rare_crop_prob']) <= 1.0:
         raise ConfigError(f"train.rare_crop_prob must be in [0, 1], got {t['rare_crop_prob']!r}")
+    weights = t['class_weights']
+    if not (weights is None or weights == 'enet' or (
+            isinstance(weights, list) and weights
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
+                    for w in weights))):
+        raise ConfigError(f"train.class_weights must be null, 'enet' or a list of positive "
+                          f"numbers (one per class), got {weights!r}")
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:
         raise ConfigError(f"val.every must be an integer >= 0, got {config['val']['every']!r}")
 

@@ -15,13 +15,13 @@ import torch
 from ..labels import LabelSet
 from ..model.factory import build_model
 from . import distributed as ddp
-from .config import save_config
+from .config import ConfigError, save_config
 from .datasets import build_dataset, SegmentationDataset
 from .evaluate import evaluate_dataset
 from .export import export_model
 from .logs import MetricsLog, Progress
 from .precision import resolve_cpu_precision
-from .loss import OhemCrossEntropy
+from .loss import enet_class_weights, OhemCrossEntropy
 from .sampler import IterationBatchSampler, Key
 from .schedule import apply_lr, lr_factor, parameter_groups
 from .state import load_train_state, save_train_state, set_rng_state, unwrap
@@ -136,7 +136,9 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
-        self.criterion = OhemCrossEntropy(float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']))
+        self.criterion = OhemCrossEntropy(
+            float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']),
+            class_weights=self._class_weights(t['class_weights'])).to(self.device)
         self.iteration, self.best_miou, self.last_miou = 0, -1.0, float('nan')
         if resume and warm_start:
             raise ValueError('give either resume (a training state) or warm_start (a project '
@@ -154,6 +156,28 @@ class Trainer:
             model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         #: what step() calls: the model, or its torch.compile'd twin (same parameters)
         self.forward = torch.compile(self.model) if t['compile'] else self.model
+
+    def _class_weights(self, setting: Any) -> Optional[List[float]]:
+        """The loss weight of each class from ``train.class_weights`` (None: all 1)."""
+        if setting is None:
+            return None
+        num_classes = self.label_set.num_classes
+        if setting == 'enet':
+            counts = np.zeros(num_classes, dtype=np.int64)
+            for index in range(len(self.train_set)):
+                label = self.train_set.load(index)[1]
+                counts += np.bincount(label[label < num_classes].ravel(),
+                                      minlength=num_classes)[:num_classes]
+            weights = [float(w) for w in enet_class_weights(counts)]
+        else:
+            weights = [float(w) for w in setting]
+        if len(weights) != num_classes:
+            raise ConfigError(f'train.class_weights has {len(weights)} entries, the label set '
+                              f'{self.label_set.name} has {num_classes} classes')
+        LOGGER.info('class weights (%s): %s', setting if isinstance(setting, str) else 'config',
+                    ', '.join(f'{name} {w:.2f}'
+                              for name, w in zip(self.label_set.class_names, weights)))
+        return weights
 
     def _resume(self, path: str, model: torch.nn.Module) -> None:
         state = load_train_state(path)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
+from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
-from bisenet_ros.ros.image_conversions import image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.ros.node_process import NodeProcess
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 DOMAIN = 40 + os.getpid() % 10
 H, W = 48, 64

@@ -16,11 +16,11 @@ import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from bisenet_ros.image_conversions import fill_image, image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.labels import load_label_set
-from bisenet_ros.ros.image_conversions import fill_image, image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.ros.node_process import NodeProcess
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 DOMAIN = 10 + os.getpid() % 20
 H, W = 96, 128

@@ -135,6 +135,7 @@ def _confusion(preds, truths, n=11, ignore=11):
     return matrix.tolist()
 
 
+@pytest.mark.slow
 def test_cli_two_models_exact_and_agreement(tmp_path):
     """eval-bag with two real checkpoints: each confusion matrix equals the one computed from
     the same models' predictions beforehand, and agreement is B scored against A."""

@@ -7,6 +7,7 @@ import ``ros/``, and nothing in the package imports the test tooling (``test/ros
 """
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Set
 
@@ -41,8 +42,12 @@ def _imports(path: Path) -> Set[str]:
             if target.startswith('bisenet_ros'):
                 found.add(target)
                 found.update(f'{target}.{a.name}' for a in node.names)
-    known = {_module_name(p) for p in ROOT.rglob('*.py')}
-    return {m for m in found if m in known and m != name}
+    return {m for m in found if m in _known_modules() and m != name}
+
+
+@lru_cache(maxsize=None)
+def _known_modules() -> Set[str]:
+    return {_module_name(p) for p in ROOT.rglob('*.py')}
 
 
 def _top_level_imports(path: Path) -> Set[str]:
@@ -56,7 +61,9 @@ def _top_level_imports(path: Path) -> Set[str]:
     return found
 
 
+@lru_cache(maxsize=None)
 def _graph() -> Dict[str, Set[str]]:
+    """Module -> the bisenet_ros modules it imports (read once per session; do not mutate)."""
     return {_module_name(p): _imports(p) for p in ROOT.rglob('*.py')}
 
 

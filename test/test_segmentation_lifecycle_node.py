@@ -33,7 +33,7 @@ def _poll(predicate, timeout):
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.2)
+        time.sleep(0.2)  # between ros2 CLI calls: their output is the only signal there is
     return predicate()
 
 

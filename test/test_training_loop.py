@@ -45,6 +45,7 @@ def test_a_few_iterations_lower_the_loss_on_a_fixed_batch(toy, tmp_path):
     assert sum(losses[-2:]) / 2 < 0.9 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_overfitting_a_handful_of_frames_reaches_a_high_miou(toy, tmp_path):
     toy = dict(toy, val_images=toy['train_images'], val_labels=toy['train_labels'])
     trainer = Trainer(_config(toy, tmp_path / 'run', iterations=OVERFIT_ITERATIONS, lr=0.01,

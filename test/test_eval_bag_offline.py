@@ -222,6 +222,7 @@ def test_accept_reject_gates():
 
 
 @pytest.mark.parametrize('other', ['onnxruntime', 'openvino'])
+@pytest.mark.slow
 def test_cli_same_model_two_backends_agree(tmp_path, other):
     """The accept/reject use case: one model on two runtimes, agreement near 100%."""
     data = _frames_and_truth(1)

@@ -54,6 +54,7 @@ def test_overfitting_a_handful_of_frames_reaches_a_high_miou(toy, tmp_path):
     assert trainer.last_miou > 0.7, trainer.last_miou  # 3 classes: chance is ~0.2
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(toy, tmp_path):
     config = _config(toy, tmp_path / 'full', iterations=4, hflip=0.5, brightness=0.3,
                      batch_size=2)
@@ -123,6 +124,7 @@ def test_fine_tuning_starts_from_a_checkpoint_with_another_class_count(toy, tmp_
     assert own['head.conv_out.1.weight'].shape[0] == 3  # toy classifier, fresh
 
 
+@pytest.mark.slow
 def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(toy, tmp_path):
     from bisenet_ros.model.checkpoint import read_checkpoint
     from bisenet_ros.tools.train import continue_point

@@ -57,12 +57,12 @@ def main() -> int:
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split('x'))
     os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(PROFILE)  # before any DDS participant
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / 'test')]  # the package; the test tooling
+    from bisenet_ros.image_conversions import fill_image
     from bisenet_ros.inference import Segmenter
     from bisenet_ros.resources import default_model_path
-    from bisenet_ros.ros.image_conversions import fill_image
-    from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-        write_random_checkpoint
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import pattern_image, Probe, write_random_checkpoint
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import sys
-from typing import List
+from typing import List, Optional
 
 PACKAGE_NAME = 'bisenet_ros'
 
@@ -48,6 +48,27 @@ def find_config_file(relative: str) -> Path:
         searched.append(str(path))
     raise FileNotFoundError(f"config file '{relative}' not found; searched: "
                             + ', '.join(searched))
+
+
+#: Fast DDS profile for camera images between processes (``config/``): an 8 MiB shared-memory
+#: segment. Without it, messages over ~0.5 MB fall back to fragmented UDP and best-effort
+#: subscribers lose most of them (the file's comment has the measurements).
+FASTDDS_PROFILE = 'fastdds_large_images.xml'
+
+
+def large_message_profile() -> Optional[Path]:
+    """Path of :data:`FASTDDS_PROFILE` for the processes of a replay, unless the user already
+    chose a profile (``FASTDDS_DEFAULT_PROFILES_FILE``) or another RMW than Fast DDS (then
+    ``None``).
+
+    Raises:
+        FileNotFoundError: the package's ``config/`` is not installed (names where it looked).
+    """
+    if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+        return None
+    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp') != 'rmw_fastrtps_cpp':
+        return None
+    return find_config_file(FASTDDS_PROFILE).resolve()
 
 
 #: File name of the default model shipped inside the package (``bisenet_ros/data/``).

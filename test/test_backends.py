@@ -23,7 +23,7 @@ def reference_model(reference_fixture):
     return load_model(reference_fixture / 'city19_seed0.pth')
 
 
-@pytest.mark.parametrize('name', ['torch', 'onnxruntime'])
+@pytest.mark.parametrize('name', ['torch', pytest.param('onnxruntime', marks=pytest.mark.slow)])
 def test_backend_matches_the_reference_fixture(name, reference_fixture, reference_model):
     x = np.load(reference_fixture / 'input_256x512.npy')
     ref = np.load(reference_fixture / 'logits_eval.npy')
@@ -178,6 +178,7 @@ def test_int8_quantizes_only_the_compute_heavy_convolutions(tmp_path, trained_mo
             assert seg.segment(frames[0]).labels.shape == frames[0].shape[:2]
 
 
+@pytest.mark.slow
 def test_onnxruntime_labels_alone_match_the_full_graph(reference_model):
     """Labels alone run on a pruned graph (no softmax head) and equal the full graph's."""
     x = np.random.default_rng(1).normal(size=(2, 3, 64, 96)).astype(np.float32)

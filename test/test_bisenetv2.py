@@ -78,7 +78,8 @@ def test_parameter_counts_match_paper_implementation():
         assert sum(p.numel() for p in boosted.parameters()) == 5_186_096 + 2389 * n
 
 
-@pytest.mark.parametrize('size', [(360, 480), pytest.param((720, 1280), marks=pytest.mark.slow),
+@pytest.mark.parametrize('size', [pytest.param((360, 480), marks=pytest.mark.slow),
+                                  pytest.param((720, 1280), marks=pytest.mark.slow),
                                   (97, 131), (1, 1), (33, 64)])
 @pytest.mark.parametrize('policy', ['pad', 'resize'])
 def test_any_input_size_returns_logits_at_input_size(size, policy):

@@ -135,6 +135,7 @@ def _confusion(preds, truths, n=11, ignore=11):
     return matrix.tolist()
 
 
+@pytest.mark.slow
 def test_cli_two_models_exact_and_agreement(tmp_path):
     """eval-bag with two real checkpoints: each confusion matrix equals the one computed from
     the same models' predictions beforehand, and agreement is B scored against A."""
@@ -221,6 +222,7 @@ def test_accept_reject_gates():
 
 
 @pytest.mark.parametrize('other', ['onnxruntime', 'openvino'])
+@pytest.mark.slow
 def test_cli_same_model_two_backends_agree(tmp_path, other):
     """The accept/reject use case: one model on two runtimes, agreement near 100%."""
     data = _frames_and_truth(1)

@@ -63,6 +63,7 @@ def test_evaluation_of_a_constant_model_gives_the_class_share(toy):
     assert matrix.scores().pixel_accuracy == pytest.approx(float((labels == 0).mean()))
 
 
+@pytest.mark.slow
 def test_train_export_and_evaluate_cli(toy, tmp_path, capsys):
     config = merge(DEFAULTS, {
         'dataset': toy, 'output_dir': str(tmp_path / 'run'),

@@ -9,7 +9,7 @@ from bisenet_ros.bags.messages import MessageError
 from bisenet_ros.bags.reader import BagError, BagReader
 from bisenet_ros.evaluation.bag_frames import BagFrames, resolve_image_topic, \
     resolve_label_topic
-from bisenet_ros.ros.image_conversions import ConversionError
+from bisenet_ros.image_conversions import ConversionError
 
 CLEAN_ERRORS = (BagError, MessageError, ConversionError)
 

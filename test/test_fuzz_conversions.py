@@ -5,8 +5,8 @@ from types import SimpleNamespace
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
 
-from bisenet_ros.ros.image_conversions import (compressed_to_color, ConversionError,
-                                               image_to_color, supported_encodings)
+from bisenet_ros.image_conversions import (compressed_to_color, ConversionError,
+                                           image_to_color, supported_encodings)
 
 ENCODINGS = st.one_of(st.sampled_from(supported_encodings()),
                       st.sampled_from(['', 'jpeg', 'bgr8 ', 'BGR8', '16SC3', 'bayer_xyz8',

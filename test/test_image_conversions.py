@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bisenet_ros.ros.image_conversions import (array_to_image_fields, compressed_to_color,
-                                               confidence_to_mono8,
-                                               ConversionError, fill_image, image_to_array,
-                                               image_to_color)
+from bisenet_ros.image_conversions import (array_to_image_fields, compressed_to_color,
+                                           confidence_to_mono8,
+                                           ConversionError, fill_image, image_to_array,
+                                           image_to_color)
 
 RNG = np.random.default_rng(0)
 H, W = 6, 10

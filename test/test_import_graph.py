@@ -1,9 +1,13 @@
-"""The package's import graph (read from the source with ``ast``): no circle through the packages
-that make and run models,
-``export/`` (makes artifacts) never imports ``inference/`` (runs them), no backend imports
-another backend, and ``torch``/runtimes are imported inside functions only where required."""
+"""The package's import graph (read from the source with ``ast``).
+
+No circle through the model packages, the conversions or the ROS layer; ``export/`` (makes
+artifacts) never imports ``inference/`` (runs them); no backend imports another backend; and the
+rooms of the ROS layer: only ``ros/`` imports rclpy, only ``ros/`` and the command-line tools
+import ``ros/``, and nothing in the package imports the test tooling (``test/ros_harness.py``).
+"""
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Set
 
@@ -38,11 +42,28 @@ def _imports(path: Path) -> Set[str]:
             if target.startswith('bisenet_ros'):
                 found.add(target)
                 found.update(f'{target}.{a.name}' for a in node.names)
-    known = {_module_name(p) for p in ROOT.rglob('*.py')}
-    return {m for m in found if m in known and m != name}
+    return {m for m in found if m in _known_modules() and m != name}
 
 
+@lru_cache(maxsize=None)
+def _known_modules() -> Set[str]:
+    return {_module_name(p) for p in ROOT.rglob('*.py')}
+
+
+def _top_level_imports(path: Path) -> Set[str]:
+    """First component of every absolute import in ``path`` (``rclpy``, ``numpy``, ...)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split('.')[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split('.')[0])
+    return found
+
+
+@lru_cache(maxsize=None)
 def _graph() -> Dict[str, Set[str]]:
+    """Module -> the bisenet_ros modules it imports (read once per session; do not mutate)."""
     return {_module_name(p): _imports(p) for p in ROOT.rglob('*.py')}
 
 
@@ -72,10 +93,11 @@ def _reachable(edges: Dict[str, Set[str]], start: str) -> Set[str]:
     return seen
 
 
-@pytest.mark.parametrize('package', ['export', 'inference', 'model', 'preprocess', 'labels'])
-def test_no_import_circle_through_the_model_packages(package):
-    """What makes and runs models sits below everything else: nothing it imports imports it
-    back. (Circles among bags/ros/training/evaluation are the ``ros/`` rooms step's.)"""
+@pytest.mark.parametrize('package', ['export', 'inference', 'model', 'preprocess', 'labels',
+                                     'image_conversions', 'ros'])
+def test_no_import_circle_between_subpackages(package):
+    """Nothing a subpackage imports imports it back. (Still a circle, not of the ROS layer:
+    bags/datasets.py -> training -> evaluation -> bags.)"""
     edges = _package_edges()
     name = f'bisenet_ros.{package}'
     assert name not in _reachable(edges, name), f'{name} imports itself through ' + \
@@ -98,3 +120,40 @@ def test_no_backend_imports_another_backend():
         assert not graph[module] & (backends - {module}), (module, graph[module] & backends)
     registry = graph['bisenet_ros.inference.backends.registry']
     assert not registry & backends  # the registry imports them by name, when asked
+
+
+def _in(module: str, *packages: str) -> bool:
+    return any(module == f'bisenet_ros.{p}' or module.startswith(f'bisenet_ros.{p}.')
+               for p in packages)
+
+
+#: ROS client libraries and message packages: what the ROS layer, and only it, imports.
+ROS_IMPORTS = {'rclpy', 'rcl_interfaces', 'builtin_interfaces', 'std_msgs', 'sensor_msgs',
+               'diagnostic_msgs', 'vision_msgs', 'launch', 'launch_ros'}
+
+
+def test_only_the_ros_layer_imports_rclpy():
+    modules = {_module_name(p): _top_level_imports(p) for p in ROOT.rglob('*.py')}
+    assert ROS_IMPORTS & modules['bisenet_ros.ros.segmentation_node']  # the check is real
+    outside = {m: sorted(found & ROS_IMPORTS) for m, found in modules.items()
+               if not _in(m, 'ros')}
+    assert not any(outside.values()), outside
+
+
+def test_only_the_ros_layer_and_the_tools_import_it():
+    """``bags/``, the conversions, ``evaluation/`` and the rest work without ``ros/``."""
+    graph = _graph()
+    assert 'bisenet_ros.image_conversions' in graph['bisenet_ros.bags.messages']
+    assert any(_in(t, 'ros') for t in graph['bisenet_ros.tools.eval_bag'])  # the check is real
+    bad = {m: sorted(t for t in ts if _in(t, 'ros')) for m, ts in graph.items()
+           if not _in(m, 'ros', 'tools')}
+    assert not any(bad.values()), bad
+
+
+def test_nothing_in_the_package_imports_the_test_tooling():
+    harness = ROOT.parent / 'test' / 'ros_harness.py'
+    assert 'Probe' in harness.read_text()  # the tooling lives in test/, outside the package
+    assert not (ROOT / 'ros' / 'node_harness.py').exists()
+    bad = {_module_name(p): sorted(_top_level_imports(p) & {'ros_harness', 'conftest', 'test'})
+           for p in ROOT.rglob('*.py')}
+    assert not any(bad.values()), bad

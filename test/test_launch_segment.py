@@ -18,9 +18,9 @@ import pytest
 from sensor_msgs.msg import Image
 
 from bisenet_ros.inference.backends.registry import BACKENDS
-from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
-    ros2, write_random_checkpoint
 from conftest import require_ros2_cli
+from ros_harness import LaunchProcess, overlay_env, pattern_image, Probe, ros2, \
+    write_random_checkpoint
 
 #: colcon builds and `ros2` CLI start-ups take minutes: left out of `pytest -m "not slow"`
 pytestmark = pytest.mark.slow

@@ -23,6 +23,7 @@ def test_kinds_by_suffix_and_type(reference_model):
         kind_of(42)
 
 
+@pytest.mark.slow
 def test_onnx_and_quantized_onnx_report_size_precision_and_label_set(tmp_path, reference_model):
     from bisenet_ros.export.onnx_export import export_onnx
     from bisenet_ros.export.quantize import quantize_int8

@@ -15,10 +15,10 @@ from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, ReliabilityPoli
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
-from bisenet_ros.ros.image_conversions import confidence_to_mono8, fill_image, image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.image_conversions import confidence_to_mono8, fill_image, image_to_array
+from bisenet_ros.ros.node_process import NodeProcess
 from bisenet_ros.ros.point_cloud import point_dtype
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 try:
     from vision_msgs.msg import LabelInfo

@@ -44,6 +44,7 @@ def test_all_outputs_dynamic_batch_and_metadata(model, tmp_path):
     assert conf.shape == (3, 64, 96) and 0 < conf.min() and conf.max() <= 1
 
 
+@pytest.mark.slow
 def test_int32_labels_fixed_batch_and_fp16(model, tmp_path):
     path = export_onnx(model, tmp_path / 'l.onnx', (32, 64), batch=2, outputs=('labels',),
                        labels_dtype='int32')
@@ -87,6 +88,7 @@ def test_bad_export_options_are_rejected(model, tmp_path, outputs, dtype, match)
         export_onnx(model, tmp_path / 'x.onnx', (32, 32), outputs=outputs, labels_dtype=dtype)
 
 
+@pytest.mark.slow
 def test_export_tool_writes_checks_and_verifies(model, tmp_path, capsys):
     from bisenet_ros.cli import SUBCOMMANDS
     from bisenet_ros.tools import export
@@ -108,6 +110,7 @@ def test_export_tool_writes_checks_and_verifies(model, tmp_path, capsys):
                                       str(out), '--int8']))
 
 
+@pytest.mark.slow
 def test_export_tool_int8_writes_a_quantized_file_and_verifies_it(model, tmp_path, capsys):
     import cv2
 

@@ -114,6 +114,7 @@ def test_int8_qdq_file_and_bf16_agree_with_torch_fp32_on_camvid(tmp_path, traine
     assert bf16_agreement >= 0.99
 
 
+@pytest.mark.slow
 def test_int8_from_a_module_quantizes_on_calibration_images(trained_model, camvid_frames):
     with OpenVINOBackend(trained_model, precision='int8', input_size=(64, 128),
                          calibration_images=camvid_frames['calibration'][:2]) as ov:

@@ -12,9 +12,9 @@ import pytest
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from bisenet_ros.ros.node_harness import LaunchProcess, overlay_env, pattern_image, Probe, \
-    ros2, write_random_checkpoint
 from conftest import require_ros2_cli
+from ros_harness import LaunchProcess, overlay_env, pattern_image, Probe, ros2, \
+    write_random_checkpoint
 
 #: colcon builds and `ros2` CLI start-ups take minutes: left out of `pytest -m "not slow"`
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def _poll(predicate, timeout):
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.2)
+        time.sleep(0.2)  # between ros2 CLI calls: their output is the only signal there is
     return predicate()
 
 

@@ -17,10 +17,10 @@ import pytest
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
+from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
-from bisenet_ros.ros.image_conversions import image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.ros.node_process import NodeProcess
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 DOMAIN = 70 + os.getpid() % 20
 H, W = 64, 96
@@ -118,8 +118,9 @@ def test_two_cameras_share_one_inference_call_and_keep_their_namespaces(probe, s
                           and probe.node.count_publishers('/segmentation/cam_right/mask'), 20)
     info = CameraInfo(width=W, height=H, distortion_model='plumb_bob')
     info.k = [50.0, 0.0, W / 2, 0.0, 50.0, H / 2, 0.0, 0.0, 1.0]
-    probe.publisher(CameraInfo, '/cam_left/camera_info').publish(info)
-    time.sleep(0.5)  # the node keeps the latest camera_info
+    info_pub = probe.publisher(CameraInfo, '/cam_left/camera_info')
+    assert probe.wait_for_subscribers('/cam_left/camera_info', timeout=20)  # else it is lost
+    info_pub.publish(info)  # kept by the node; cam_right's round trip below comes after it
     # cam_right becomes an active camera (the node waits batch_wait only for active ones)
     stamp, _ = send(probe, 'cam_right', pattern_image(H, W, seed=2))
     assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in

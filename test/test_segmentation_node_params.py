@@ -13,10 +13,10 @@ import pytest
 from sensor_msgs.msg import Image
 import yaml
 
+from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
-from bisenet_ros.ros.image_conversions import image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.ros.node_process import NodeProcess
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 DOMAIN = 50 + os.getpid() % 20
 H, W = 64, 96
@@ -81,10 +81,15 @@ def round_trip(probe, image, names=('mask',), timeout=60.0):
     stamp = stamp_ns(msg)
     probe.publisher(Image, IN).publish(msg)
 
-    def arrived(name):
-        return any(stamp_ns(m) == stamp for m in probe.received[f'{OUT}/{name}'])
+    def arrived(name, at=stamp):
+        return any(stamp_ns(m) == at for m in probe.received[f'{OUT}/{name}'])
     assert probe.wait_for(lambda: arrived('mask'), timeout), 'no mask'
-    time.sleep(0.3)  # the other outputs of the same frame are published right after the mask
+    # The node publishes every output of a frame before it takes the next: once a later
+    # frame's mask is here, an output of this frame that has not come was not published.
+    later = probe.image_msg(image, 'bgr8')
+    probe.publisher(Image, IN).publish(later)
+    assert probe.wait_for(lambda: all(arrived(name) for name in names)
+                          or arrived('mask', stamp_ns(later)), timeout), 'no later mask'
     return {name: next((image_to_array(m) for m in probe.received[f'{OUT}/{name}']
                         if stamp_ns(m) == stamp), None) for name in names}
 

@@ -46,6 +46,8 @@ def test_batch_wait_waits_for_an_active_second_camera():
     taker = threading.Thread(target=lambda: result.extend(slots.take(timeout=30,
                                                                      batch_wait=10.0)))
     taker.start()
+    # LatestFrameSlots shows no sign that take() is waiting; a put before it does gives the
+    # same result, so this sleep only makes the test exercise the wake-up, never flaky.
     time.sleep(0.2)
     slots.put(1, 'right')
     taker.join(30)
@@ -65,7 +67,7 @@ def test_close_wakes_a_waiting_take():
     result = []
     taker = threading.Thread(target=lambda: result.append(slots.take()))
     taker.start()
-    time.sleep(0.1)
+    time.sleep(0.1)  # as above: a close before take() starts gives the same result
     slots.close()
     taker.join(10)
     assert not taker.is_alive() and result == [[]]

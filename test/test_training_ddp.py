@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from bisenet_ros.training.synthetic import write_toy_dataset
@@ -15,6 +16,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_writes_logs_and_final_checkpoint(tmp_path):
     spec = write_toy_dataset(tmp_path / 'data', train=4, val=2, size=(32, 64))
     config = {

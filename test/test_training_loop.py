@@ -46,6 +46,7 @@ def test_a_few_iterations_lower_the_loss_on_a_fixed_batch(toy, tmp_path):
     assert sum(losses[-2:]) / 2 < 0.9 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_overfitting_a_handful_of_frames_reaches_a_high_miou(toy, tmp_path):
     toy = dict(toy, val_images=toy['train_images'], val_labels=toy['train_labels'])
     trainer = Trainer(_config(toy, tmp_path / 'run', iterations=OVERFIT_ITERATIONS, lr=0.01,
@@ -54,6 +55,7 @@ def test_overfitting_a_handful_of_frames_reaches_a_high_miou(toy, tmp_path):
     assert trainer.last_miou > 0.7, trainer.last_miou  # 3 classes: chance is ~0.2
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(toy, tmp_path):
     config = _config(toy, tmp_path / 'full', iterations=4, hflip=0.5, brightness=0.3,
                      batch_size=2)
@@ -138,6 +140,7 @@ def test_fine_tuning_starts_from_a_checkpoint_with_another_class_count(toy, tmp_
     assert own['head.conv_out.1.weight'].shape[0] == 3  # toy classifier, fresh
 
 
+@pytest.mark.slow
 def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(toy, tmp_path):
     from bisenet_ros.model.checkpoint import read_checkpoint
     from bisenet_ros.tools.train import continue_point

@@ -40,6 +40,7 @@ def test_focused_crops_near_the_border_pad_with_ignore():
     assert crop.shape == (16, 16) and (crop[10:] == IGNORE).all()
 
 
+@pytest.mark.slow
 def test_rare_pixels_share_with_and_without_focused_crops(camvid_dir):
     """Evidence for train.rare_crop_prob: the share of rare-class pixels in 192x256 crops of
     real CamVid frames (printed); focused crops must raise it."""

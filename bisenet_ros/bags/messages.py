@@ -3,7 +3,7 @@
 Messages are (de)serialised with the ``rosbags`` type store (pure Python); the CDR bytes are the
 same ones rclpy publishes and receives (``Publisher.publish(bytes)``, raw subscriptions), so the
 live replay and the offline reader share this one implementation. Pixel conversion is the node's
-own :mod:`bisenet_ros.ros.image_conversions` (plain numpy, no rclpy).
+own :mod:`bisenet_ros.image_conversions` (plain numpy, no rclpy).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..ros import image_conversions as conversions
+from .. import image_conversions as conversions
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
@@ -104,7 +104,7 @@ def header_stamp_ns(raw: bytes) -> int:
 def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
     """sensor_msgs Image or CompressedImage -> BGR ``(H, W, 3)`` uint8 (or ``(H, W)`` labels).
 
-    Uses :mod:`bisenet_ros.ros.image_conversions` (plain numpy; every encoding the node
+    Uses :mod:`bisenet_ros.image_conversions` (plain numpy; every encoding the node
     accepts). ``labels=True`` expects a one-channel map (mono8/8UC1, mono16 for more than 255
     classes, or a PNG) and returns the class ids.
     """

@@ -1,4 +1,13 @@
-"""The ROS 2 layer: the only subpackage that imports rclpy (``segmentation_node``).
+"""The ROS 2 layer: the node code, the only subpackage that imports rclpy.
 
-``image_conversions`` and ``params`` are plain Python so they can be tested without ROS.
+* The node: ``segmentation_node`` (plain and lifecycle), its publishers, subscriptions and
+  model (``camera_io``, ``depth_input``, ``model_holder``) and its plain-Python parts, testable
+  without ROS (``params``, ``frame_slots``, ``node_stats``, ``stamp_buffer``, ``point_cloud``,
+  ``launch_args``).
+* Endpoints that talk to a node: ``spin_thread`` (a node in its own context and executor thread;
+  a callback's exception reaches the waiter), ``replay`` (bag evaluation over DDS) and
+  ``node_process`` (the node in a child process, for ``eval-bag --start-node``).
+
+Message conversions shared with ``bags/`` live outside, in :mod:`bisenet_ros.image_conversions`;
+test tooling lives in ``test/ros_harness.py``, outside the package.
 """

@@ -17,7 +17,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from .image_conversions import confidence_to_mono8, fill_image
+from ..image_conversions import confidence_to_mono8, fill_image
 
 #: Output name -> (parameter switching it, message type).
 OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask', Image),

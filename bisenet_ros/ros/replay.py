@@ -14,68 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import logging
-import os
-from pathlib import Path
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ..bags.messages import header_stamp_ns
-from .polling import wait_until
+from .spin_thread import SpinThread
 
 LOG = logging.getLogger(__name__)
-
-
-#: Fast DDS profile with an 8 MB shared-memory segment: without it, images above ~0.5 MB fall
-#: back to fragmented UDP and best-effort subscribers lose most of them (ENVIRONMENT.md).
-LARGE_MESSAGE_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_big</transport_id>
-        <type>SHM</type>
-        <segment_size>8388608</segment_size>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>udp_big_buffers</transport_id>
-        <type>UDPv4</type>
-        <sendBufferSize>4194304</sendBufferSize>
-        <receiveBufferSize>4194304</receiveBufferSize>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="bisenet_large_messages" is_default_profile="true">
-      <rtps>
-        <useBuiltinTransports>false</useBuiltinTransports>
-        <userTransports>
-          <transport_id>shm_big</transport_id>
-          <transport_id>udp_big_buffers</transport_id>
-        </userTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
-
-
-def large_message_profile(directory: Path) -> Optional[Path]:
-    """Write :data:`LARGE_MESSAGE_PROFILE` into ``directory`` and return its path, unless the
-    user already chose a profile or another RMW than Fast DDS (then ``None``)."""
-    if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE'):
-        return None
-    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp') != 'rmw_fastrtps_cpp':
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / 'fastdds_large_messages.xml'
-    path.write_text(LARGE_MESSAGE_PROFILE)
-    return path.resolve()
 
 
 class ReplayError(RuntimeError):
@@ -104,35 +52,28 @@ class ReplayRecord:
 
 
 class _Endpoint:
-    """An rclpy node in its own context with an executor thread; raw CDR in and out."""
+    """Raw CDR in and out on the node of a :class:`SpinThread` (its own context and thread)."""
 
     def __init__(self, image_topic: str, mask_topic: str, publish: bool, record_images: bool,
                  node_name: str, domain_id: Optional[int]) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(node_name, context=self.context)
-        self.lock = threading.Lock()
+        self.spin = SpinThread(node_name, domain_id)
+        self.lock = self.spin.lock
         self.record = ReplayRecord()
         self.answered: Set[int] = set()  # stamps with a mask, kept for cheap polling
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.mask_sub = self.node.create_subscription(Image, mask_topic, self._on_mask, qos,
-                                                      raw=True)
-        self.publisher = self.node.create_publisher(Image, image_topic, QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.RELIABLE)) if publish else None
-        if record_images:
-            best_effort = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-            self.node.create_subscription(Image, image_topic, self._on_image, best_effort,
-                                          raw=True)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
         try:
-            self.executor.spin()
-        except Exception:  # the context was shut down
-            pass
+            node = self.spin.node
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            self.mask_sub = node.create_subscription(Image, mask_topic, self._on_mask, qos,
+                                                     raw=True)
+            self.publisher = node.create_publisher(Image, image_topic, QoSProfile(
+                depth=10, reliability=ReliabilityPolicy.RELIABLE)) if publish else None
+            if record_images:
+                best_effort = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+                node.create_subscription(Image, image_topic, self._on_image, best_effort,
+                                         raw=True)
+        except BaseException:
+            self.spin.close()
+            raise
 
     def _on_mask(self, raw: bytes) -> None:
         now = time.monotonic()
@@ -147,13 +88,11 @@ class _Endpoint:
             self.record.images.setdefault(header_stamp_ns(raw), now)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        return wait_until(predicate, timeout_s, self.lock)
+        """:meth:`SpinThread.wait_for`: raises a callback's exception instead of timing out."""
+        return self.spin.wait_for(predicate, timeout_s)
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        self.spin.close()
 
 
 def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
@@ -209,7 +148,8 @@ def replay(frames: Sequence[Any], image_topic: str = '/camera/image_raw',
                 shift += max(0.0, time.monotonic() - due)  # late: later frames move too
             delay = start + shift + frame.offset_s / rate_scale - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(delay)  # the recorded frame spacing: the rate is what is replayed
+            endpoint.spin.check()  # a failed callback ends the replay now, with its error
             pub.publish(frame.cdr)
             with endpoint.lock:
                 endpoint.record.sent[frame.stamp_ns] = time.monotonic()
@@ -271,14 +211,15 @@ def listen(image_topic: str = '/camera/image_raw', mask_topic: str = '/segmentat
                               ' s; start `ros2 bag play <bag>` on the same ROS_DOMAIN_ID')
         start = time.monotonic()
         endpoint.record.started_s = start
+
+        def idle() -> bool:  # called with the endpoint lock held
+            last = max(list(endpoint.record.images.values())
+                       + [m.time_s for m in endpoint.record.masks])
+            return time.monotonic() - last > idle_timeout_s
+
         try:
-            while max_duration_s is None or time.monotonic() - start < max_duration_s:
-                time.sleep(0.1)
-                with endpoint.lock:
-                    last = max(list(endpoint.record.images.values())
-                               + [m.time_s for m in endpoint.record.masks])
-                if time.monotonic() - last > idle_timeout_s:
-                    break
+            endpoint.wait_for(idle, float('inf') if max_duration_s is None
+                              else max(0.0, max_duration_s))
         except KeyboardInterrupt:
             LOG.info('stopped listening (Ctrl-C)')
         endpoint.record.finished_s = time.monotonic()

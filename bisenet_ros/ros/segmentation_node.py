@@ -32,9 +32,9 @@ from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
 
+from ..image_conversions import compressed_to_color, ConversionError, image_to_color
 from .camera_io import CameraIO, camera_names
 from .frame_slots import Frame, LatestFrameSlots
-from .image_conversions import compressed_to_color, ConversionError, image_to_color
 from .model_holder import ModelHolder
 from .node_stats import CameraStats, diagnostic_status
 from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS

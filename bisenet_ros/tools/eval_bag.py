@@ -210,6 +210,7 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
     from ..evaluation.offline import frame_accounting
     from ..evaluation.outputs import write_outputs
     from ..evaluation.progress import progress_bar
+    from ..resources import large_message_profile
     from ..ros import replay as ros_replay
     model = _models(args)[0] if (args.start_node or args.model) else None
     label_set = _live_label_set(args, model)
@@ -219,13 +220,13 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
     if not frames:
         raise ValueError(f'bag {args.bag}: no images on {bag_frames.image_topic}')
     out_dir = output_dir(args)
-    profile = ros_replay.large_message_profile(out_dir)
+    profile = large_message_profile()
     if profile is not None:
         os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
     image_topic = args.image_topic.removesuffix('/compressed')
     domain_id, node = None, None
     if args.start_node:
-        from ..ros.node_harness import NodeProcess
+        from ..ros.node_process import NodeProcess
         domain_id = random.randint(120, 199)  # private: a robot's own camera cannot interfere
         params = {'model_path': str(Path(model).resolve()), 'image_topics': [image_topic],
                   'publish_color_mask': False, 'publish_overlay': False,
@@ -289,12 +290,16 @@ def run(args: argparse.Namespace) -> int:
         print(f'  REJECT: {failure}')
     dropped = result['report']['frames'].get('dropped_share') or 0.0
     if dropped > 0.2:
-        profile = output_dir(args).resolve() / 'fastdds_large_messages.xml'
+        from ..resources import FASTDDS_PROFILE, find_config_file
+        try:
+            profile: Optional[Path] = find_config_file(FASTDDS_PROFILE)
+        except FileNotFoundError:
+            profile = None
         print(f'  {100 * dropped:.0f}% of the frames got no mask. A node slower than the replay '
               'drops frames (try --max-in-flight 1 or --rate-scale 0.5); images over ~0.5 MB '
               'may also be lost between processes unless the node runs with '
               'FASTDDS_DEFAULT_PROFILES_FILE set to a large shared-memory profile'
-              + (f' such as {profile}' if profile.is_file() else ''))
+              + (f' such as {profile}' if profile else ''))
     return 3 if failures else 0
 
 

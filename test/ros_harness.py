@@ -1,104 +1,31 @@
-"""Run the segmentation node in a child process and talk to it, as a user's graph would.
+"""Test tooling for the ROS layer: talk to the node as a user's graph would (not shipped).
 
-Used by the node tests and ``benchmarks/bench_node_latency.py``: :class:`NodeProcess` starts
-``python -m bisenet_ros.ros.segmentation_node --ros-args -p ...`` with its own environment and
-stops it with SIGINT (the exit code and log are kept); :class:`Probe` is an rclpy node in the
-calling process that publishes images and records every message of the topics it listens to.
+Used by the node tests and ``benchmarks/bench_node_latency.py`` (which puts ``test/`` on
+``sys.path``). The node itself runs in a child process started by the package's
+:class:`bisenet_ros.ros.node_process.NodeProcess` (or by ``ros2 launch``: :class:`LaunchProcess`);
+:class:`Probe` is an rclpy node in the calling process, spun by a
+:class:`bisenet_ros.ros.spin_thread.SpinThread`, that publishes images and records every message
+of the topics it listens to. A callback of the probe that raises fails the test that waits, with
+that exception.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from .image_conversions import fill_image
-from .polling import wait_until
-
-
-def ros_env(domain_id: int, fastdds_profile: Optional[str] = None) -> Dict[str, str]:
-    """Environment for a child on ``domain_id``, traffic kept on this machine."""
-    env = dict(os.environ)
-    env['ROS_DOMAIN_ID'] = str(domain_id)
-    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='bisenet_node_log_'))
-    env['PYTHONUNBUFFERED'] = '1'
-    # The child imports this very copy of the package, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
-    env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in env.get('PYTHONPATH', '')
-                                                  .split(os.pathsep) if p])
-    if fastdds_profile:
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile)
-    return env
-
-
-class NodeProcess:
-    """The node in a child process; use as a context manager or call :meth:`stop`."""
-
-    def __init__(self, params: Mapping[str, Any], domain_id: int,
-                 extra_args: Sequence[str] = (), fastdds_profile: Optional[str] = None,
-                 log_path: Optional[Path] = None,
-                 env: Optional[Mapping[str, str]] = None) -> None:
-        cmd = [sys.executable, '-m', 'bisenet_ros.ros.segmentation_node', '--ros-args']
-        for name, value in params.items():
-            cmd += ['-p', f'{name}:={json.dumps(value)}']
-        cmd += list(extra_args)
-        self.command = cmd
-        self.log_path = Path(log_path or tempfile.mkstemp(prefix='segmentation_node_',
-                                                          suffix='.log')[1])
-        self._log = open(self.log_path, 'wb')
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(ros_env(domain_id, fastdds_profile),
-                                              **(env or {})))
-        self.returncode: Optional[int] = None
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0, repeat: int = 1,
-             interval: float = 0.01) -> int:
-        """Send ``sig`` (``repeat`` times, ``interval`` s apart), wait; kill after ``timeout``.
-
-        Returns the exit code.
-        """
-        if self.proc.poll() is None:
-            for i in range(repeat):
-                if i:
-                    time.sleep(interval)
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.returncode = self.proc.returncode
-        self._log.close()
-        return self.returncode
-
-    def __enter__(self) -> 'NodeProcess':
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+from bisenet_ros.image_conversions import fill_image
+from bisenet_ros.ros.node_process import ros_env
+from bisenet_ros.ros.spin_thread import SpinThread
 
 
 def overlay_env(domain_id: int, prefix: Path) -> Dict[str, str]:
@@ -166,23 +93,11 @@ class Probe:
     """An rclpy node (own context, own executor thread) that publishes and records messages."""
 
     def __init__(self, domain_id: int, name: str = 'segmentation_probe') -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(name, context=self.context)
+        self.spin = SpinThread(name, domain_id)
+        self.node = self.spin.node
         self.received: Dict[str, List[Any]] = {}
         self.receive_times: Dict[str, List[float]] = {}
-        self._lock = threading.Lock()
         self._publishers: Dict[str, Any] = {}
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except Exception:  # context shut down
-            pass
 
     def subscribe(self, msg_type: Any, topic: str, latched: bool = False,
                   on_message: Optional[Callable[[Any], None]] = None,
@@ -197,7 +112,7 @@ class Probe:
 
         def callback(msg: Any) -> None:
             now = time.monotonic()
-            with self._lock:
+            with self.spin.lock:
                 self.received[topic].append(msg)
                 self.receive_times[topic].append(now)
             if on_message is not None:
@@ -222,8 +137,9 @@ class Probe:
         return msg
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Poll ``predicate`` until true or ``timeout`` seconds passed."""
-        return wait_until(predicate, timeout, self._lock, poll_s=0.02)
+        """Wait until ``predicate()`` is true or ``timeout`` seconds passed (re-checked after
+        every message); raises what a callback of the probe raised."""
+        return self.spin.wait_for(predicate, timeout)
 
     def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
         pub = self._publishers[topic]
@@ -256,20 +172,14 @@ class Probe:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f'service {name} not available after {timeout} s')
             future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if not future.done():
+            if not self.wait_for(future.done, timeout):
                 raise TimeoutError(f'service {name} did not answer in {timeout} s')
             return future.result()
         finally:
             self.node.destroy_client(client)
 
     def close(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
+        self.spin.close()
 
 
 def write_random_checkpoint(path: Path, seed: int = 0, num_classes: int = 11) -> Path:
@@ -280,8 +190,8 @@ def write_random_checkpoint(path: Path, seed: int = 0, num_classes: int = 11) ->
     everywhere). For tests and benchmarks only: the predictions mean nothing. Imports torch.
     """
     import torch
-    from ..labels import load_label_set
-    from ..model import build_model, save_checkpoint
+    from bisenet_ros.labels import load_label_set
+    from bisenet_ros.model import build_model, save_checkpoint
     generator = torch.Generator().manual_seed(seed)
     model = build_model('bisenetv2', num_classes=num_classes).eval()
     with torch.no_grad():
@@ -296,7 +206,7 @@ def write_random_checkpoint(path: Path, seed: int = 0, num_classes: int = 11) ->
                 module.bias.zero_()
     label_set = load_label_set('camvid')
     if label_set.num_classes != num_classes:
-        from ..labels import LabelSet
+        from bisenet_ros.labels import LabelSet
         label_set = LabelSet.generic(num_classes)
     save_checkpoint(path, model, label_set)
     return Path(path)

@@ -42,6 +42,7 @@ class CameraStats:
         self.published = 0
         self.rejected = 0
         self.skipped_no_subscribers = 0
+        self.dropped_no_model = 0
         self.last_reject_reason = ''
         self.last_input_time: Optional[float] = None
 
@@ -63,6 +64,11 @@ class CameraStats:
             self.rejected += 1
             self._window.rejected += 1
             self.last_reject_reason = reason
+
+    def frame_dropped(self) -> None:
+        """Dropped because no model is serving."""
+        with self._lock:
+            self.dropped_no_model += 1
 
     def frame_skipped(self) -> None:
         """Processed nothing because no output has a subscriber."""
@@ -88,7 +94,8 @@ class CameraStats:
         values += [('input_age_ms', '' if mean_age is None else f'{1000 * mean_age:.1f}'),
                    ('input_age_max_ms', f'{1000 * w.age_max:.1f}' if w.age_count else ''),
                    ('frames_received', str(received_total)), ('frames_published', str(published)),
-                   ('frames_dropped', str(dropped_total)), ('frames_rejected', str(rejected)),
+                   ('frames_dropped', str(dropped_total + self.dropped_no_model)),
+                   ('frames_rejected', str(rejected)),
                    ('frames_skipped_no_subscribers', str(self.skipped_no_subscribers))]
         idle = now - self.last_input_time if self.last_input_time is not None else None
         level, message = OK, 'segmenting'

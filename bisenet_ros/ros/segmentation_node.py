@@ -35,7 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from .camera_io import CameraIO, camera_names
 from .frame_slots import Frame, LatestFrameSlots
 from .image_conversions import compressed_to_color, ConversionError, image_to_color
-from .model_holder import ModelHolder
+from .model_holder import ModelHolder, precheck
 from .node_stats import CameraStats, diagnostic_status
 from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
 
@@ -55,7 +55,13 @@ class _Segmentation:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.params = NodeParams.from_values(
             {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
-        self.model = ModelHolder(self.get_logger())
+        self.model = ModelHolder(self.get_logger(), self._on_reloaded)
+        #: The parameters whose model settings serve (or, before any model loaded, were set
+        #: at start): a failed reload puts the parameters back to these.
+        self._settled = self.params
+        self._revert: Optional[tuple] = None  # (failed params, params to put back)
+        self._reverting = False
+        self._revert_trigger = self.create_guard_condition(self._revert_failed_reload)
         self._configured = False
         self.cameras: List[CameraIO] = []
         self._worker: Optional[threading.Thread] = None
@@ -65,6 +71,7 @@ class _Segmentation:
     def _configure(self) -> Optional[str]:
         """Load the model; returns the error (the node still runs without a model)."""
         self._configured = True
+        self._settled = self.params
         return self.model.load(self.params)
 
     def _activate(self) -> None:
@@ -118,6 +125,8 @@ class _Segmentation:
 
     # Parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, changed: List[Any]) -> SetParametersResult:
+        """Validate and apply a change; a model change is only checked here (path, kind,
+        label set: milliseconds) and then loaded on the model's loader thread."""
         ours = {param.name: param.value for param in changed if param.name in SPEC_BY_NAME}
         if not ours:
             return SetParametersResult(successful=True)
@@ -126,15 +135,58 @@ class _Segmentation:
                 new = self.params.with_changes(ours)
             except ParamError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-            if self._configured and reload_needed(self.params, new):
-                error = self.model.load(new)
+            if self._configured and not self._reverting and reload_needed(self.params, new):
+                error = precheck(new)
                 if error is not None:
+                    serving = self.model.serving
+                    if serving is not None:
+                        error += f'; still serving {serving.model_path}'
+                    self.get_logger().error(error)
                     return SetParametersResult(successful=False, reason=error)
-                self.model.publish_metadata()
+                self._revert = None
+                self.model.request(new)
             if new.max_rate != self.params.max_rate and self._worker is not None:
                 self.slots.reset_rate()
             self.params = new
         return SetParametersResult(successful=True)
+
+    def _on_reloaded(self, p: NodeParams, error: Optional[str]) -> None:
+        """Loader thread: the reload to ``p`` finished. After a failure, the model parameters
+        are put back to the serving model's values (on the executor, see
+        :meth:`_revert_failed_reload`), so ``ros2 param get`` never names a model that is not
+        serving."""
+        with self._params_lock:
+            if error is None:
+                self._settled = p
+                return
+            if reload_needed(self.params, p):
+                return  # a newer reload was asked for since
+            self._revert = (p, self._settled)
+        self._revert_trigger.trigger()
+
+    def _revert_failed_reload(self) -> None:
+        """Executor thread: set the model parameters back after a failed reload. The
+        parameter callback sees ``_reverting`` and applies the values without a reload."""
+        with self._params_lock:
+            revert, self._revert = self._revert, None
+            if revert is None or reload_needed(self.params, revert[0]):
+                return
+            values = {s.name: getattr(revert[1], s.name) for s in SPECS if s.applies == 'reload'}
+        from rclpy.parameter import Parameter
+        self._reverting = True
+        try:
+            results = self.set_parameters(
+                [Parameter(k, value=list(v) if isinstance(v, tuple) else v)
+                 for k, v in values.items()])
+        finally:
+            self._reverting = False
+        failed = [r.reason for r in results if not r.successful]
+        if failed:
+            self.get_logger().error(f'could not set the model parameters back: {failed}')
+        else:
+            self.get_logger().warning(
+                f'model reload failed; parameters set back to the serving model '
+                f'{revert[1].model_path} (see /diagnostics for the reason)')
 
     # Input ------------------------------------------------------------------------------------
     def _on_frame(self, index: int, msg: Any) -> None:
@@ -184,6 +236,8 @@ class _Segmentation:
         if segmenter is None:
             self.get_logger().warning(f'no model loaded ({self.model.error}); frames dropped',
                                       throttle_duration_sec=5.0)
+            for frame, *_ in work:
+                self.stats[frame.camera].frame_dropped()
             return
         try:
             for is_bgr in (True, False):

@@ -26,15 +26,54 @@ def test_all_waiting_cameras_are_taken_together():
 
 
 def test_rate_cap_holds_a_frame_until_it_is_due():
-    slots = LatestFrameSlots(1)
+    slots = LatestFrameSlots(1, max_rate=0.5)
     slots.put(0, 'first')
-    assert [f.msg for f in slots.take(max_rate=0.5, timeout=0)] == ['first']
+    assert [f.msg for f in slots.take(timeout=0)] == ['first']
     slots.put(0, 'second')  # due only a second (half a period) later at the earliest
-    assert slots.take(max_rate=0.5, timeout=0.05) == []
+    assert slots.take(timeout=0.05) == []
     slots.put(0, 'third')
     assert slots.dropped == [1]
-    slots.reset_rate()  # e.g. max_rate changed
-    assert [f.msg for f in slots.take(max_rate=0.5, timeout=0)] == ['third']
+    slots.set_rate(0.0)  # the cap is lifted: due at once
+    assert [f.msg for f in slots.take(timeout=0)] == ['third']
+
+
+def taker(slots, **kwargs):
+    """A thread running ``slots.take(**kwargs)``; its result lands in the returned list."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(slots.take(**kwargs)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize('slow', [0.02, 1e-300, 5e-324])
+def test_lifting_the_cap_wakes_the_waiting_take_and_keeps_no_old_period(slow):
+    """max_rate slow -> 0: the waiting take returns at once and so does every later one
+    (was: a 25 s stall from 0.02, and a camera stopped for good from 1e-300)."""
+    slots = LatestFrameSlots(1, max_rate=slow)
+    slots.put(0, 'first')
+    assert [f.msg for f in slots.take(timeout=0)] == ['first']
+    slots.put(0, 'second')
+    thread, result = taker(slots, timeout=None)  # waits: 'second' is due in 1/slow s
+    assert not slots.take(timeout=0.05)  # (proves it is not due yet)
+    slots.set_rate(0.0)
+    thread.join(30)
+    assert not thread.is_alive() and [f.msg for f in result[0]] == ['second']
+    for name in ('third', 'fourth', 'fifth'):
+        slots.put(0, name)
+        assert [f.msg for f in slots.take(timeout=0)] == [name]
+
+
+def test_a_lower_cap_applies_to_the_next_frame_and_a_higher_one_wakes_the_waiter():
+    slots = LatestFrameSlots(1)
+    slots.put(0, 'first')
+    assert slots.take(timeout=0)
+    slots.set_rate(1e-3)  # 1000 s from the last frame taken
+    slots.put(0, 'second')
+    assert slots.take(timeout=0.05) == []
+    thread, result = taker(slots, timeout=None)
+    slots.set_rate(1e6)  # due 1 us after the last frame taken: now
+    thread.join(30)
+    assert not thread.is_alive() and [f.msg for f in result[0]] == ['second']
 
 
 def test_batch_wait_waits_for_an_active_second_camera():

@@ -3,7 +3,10 @@
 One slot per camera holds only the newest message; a message that is replaced before the worker
 takes it is counted as dropped. :meth:`LatestFrameSlots.take` blocks until at least one camera
 has a frame it may process under the rate cap, and returns every such frame at once so that the
-worker can batch them into one inference call. Plain Python (no rclpy).
+worker can batch them into one inference call. The rate cap lives here, not in the waiting call:
+:meth:`LatestFrameSlots.set_rate` re-plans every camera from its last frame taken and wakes a
+waiting :meth:`~LatestFrameSlots.take`, so a change applies at once in both directions.
+Plain Python (no rclpy).
 """
 
 from __future__ import annotations
@@ -30,14 +33,21 @@ class Frame:
 
 
 class LatestFrameSlots:
-    """Per-camera single-slot buffers with counters and a per-camera rate cap."""
+    """Per-camera single-slot buffers with counters and a per-camera rate cap.
 
-    def __init__(self, cameras: int) -> None:
+    Args:
+        cameras: Number of cameras (slots).
+        max_rate: Most frames per second per camera (0: no cap); see :meth:`set_rate`.
+    """
+
+    def __init__(self, cameras: int, max_rate: float = 0.0) -> None:
         if cameras < 1:
             raise ValueError(f'need at least one camera, got {cameras}')
         self._cond = threading.Condition()
         self._slots: List[Optional[Frame]] = [None] * cameras
+        self._period = _period(max_rate)
         self._next_allowed = [0.0] * cameras
+        self._last_taken: List[Optional[float]] = [None] * cameras
         self._last_put = [-1e9] * cameras
         self._closed = False
         #: Messages stored per camera.
@@ -61,13 +71,13 @@ class LatestFrameSlots:
             self.received[camera] += 1
             self._cond.notify()
 
-    def take(self, max_rate: float = 0.0, timeout: Optional[float] = None,
-             batch_wait: float = 0.0) -> List[Frame]:
+    def take(self, timeout: Optional[float] = None, batch_wait: float = 0.0) -> List[Frame]:
         """Wait for frames that may be processed now and take them out of their slots.
 
+        A camera that is not yet due under the rate cap keeps its slot (newer messages still
+        replace it) until it is.
+
         Args:
-            max_rate: Most frames per second per camera (0: no cap). A camera that is not yet
-                due keeps its slot (newer messages still replace it) until it is.
             timeout: Seconds to wait at most; ``None`` waits until a frame or :meth:`close`.
             batch_wait: Once one camera has a frame, wait up to this many seconds for the other
                 due cameras that are active (sent a frame within the last ``1 + 2 * batch_wait``
@@ -77,7 +87,6 @@ class LatestFrameSlots:
             The due frames in camera order; empty on timeout or after :meth:`close`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        period = 1.0 / max_rate if max_rate > 0 else 0.0
         batch_deadline: Optional[float] = None
         with self._cond:
             while not self._closed:
@@ -93,7 +102,7 @@ class LatestFrameSlots:
                         self._cond.wait(batch_deadline - now)
                         continue
                 if due:
-                    return self._pop(due, now, period)
+                    return self._pop(due, now)
                 wait = None if deadline is None else deadline - now
                 if waiting:
                     soonest = min(self._next_allowed[i] for i in waiting) - now
@@ -102,24 +111,32 @@ class LatestFrameSlots:
                     if deadline is not None and now >= deadline:
                         return []
                     continue
-                self._cond.wait(wait)
+                self._cond.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))
         return []
 
-    def _pop(self, due: List[int], now: float, period: float) -> List[Frame]:
+    def _pop(self, due: List[int], now: float) -> List[Frame]:
         frames = []
+        period = self._period
         for i in due:
             frames.append(self._slots[i])
             self._slots[i] = None
             self.taken[i] += 1
+            self._last_taken[i] = now
             # Keeps the long-run rate at max_rate with jittery input while never letting two
             # frames of one camera come less than half a period apart.
             self._next_allowed[i] = max(self._next_allowed[i] + period, now + 0.5 * period)
         return frames  # type: ignore[return-value]
 
-    def reset_rate(self) -> None:
-        """Forget the rate-cap schedule (after ``max_rate`` changes)."""
+    def set_rate(self, max_rate: float) -> None:
+        """Cap each camera at ``max_rate`` frames per second (0: no cap) from now on.
+
+        Each camera's next frame is due one new period after its last frame taken (at once
+        when none was taken, or without a cap); a waiting :meth:`take` re-plans with it.
+        """
         with self._cond:
-            self._next_allowed = [0.0] * len(self._slots)
+            self._period = _period(max_rate)
+            self._next_allowed = [0.0 if t is None else t + self._period
+                                  for t in self._last_taken]
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -127,3 +144,10 @@ class LatestFrameSlots:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+def _period(max_rate: float) -> float:
+    """Seconds between frames of one camera at ``max_rate`` Hz (0: no cap)."""
+    if not max_rate >= 0:
+        raise ValueError(f'max_rate must be >= 0, got {max_rate}')
+    return 1.0 / max_rate if max_rate > 0 else 0.0

@@ -76,7 +76,7 @@ class _Segmentation:
 
     def _activate(self) -> None:
         p = self.params
-        self.slots = LatestFrameSlots(len(p.image_topics))
+        self.slots = LatestFrameSlots(len(p.image_topics), p.max_rate)
         self.stats = [CameraStats(t) for t in p.image_topics]
         names = camera_names(list(p.image_topics))
         group = MutuallyExclusiveCallbackGroup()
@@ -146,7 +146,7 @@ class _Segmentation:
                 self._revert = None
                 self.model.request(new)
             if new.max_rate != self.params.max_rate and self._worker is not None:
-                self.slots.reset_rate()
+                self.slots.set_rate(new.max_rate)
             self.params = new
         return SetParametersResult(successful=True)
 
@@ -197,7 +197,7 @@ class _Segmentation:
     def _work(self) -> None:
         while not self._stop.is_set():
             p = self.params
-            frames = self.slots.take(p.max_rate, timeout=0.2, batch_wait=p.batch_wait)
+            frames = self.slots.take(timeout=0.2, batch_wait=p.batch_wait)
             if not frames:
                 continue
             try:

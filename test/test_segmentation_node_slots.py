@@ -113,3 +113,33 @@ def test_close_wakes_a_waiting_take():
 def test_needs_a_camera():
     with pytest.raises(ValueError, match='at least one camera'):
         LatestFrameSlots(0)
+
+
+def test_a_camera_with_costly_frames_waits_until_the_others_caught_up():
+    """Fair share: a 3 s frame of camera 0 against 50 ms frames of cameras 1 and 2 (batched
+    together): camera 0 comes again only after 1 and 2 used as much worker time; an idle
+    worker serves it at once."""
+    slots = LatestFrameSlots(3)
+    for cam in range(3):
+        slots.put(cam, 'warm-up')
+    assert [f.camera for f in slots.take(timeout=0)] == [0, 1, 2]
+    slots.charge([1, 2], 0.1)
+    slots.charge([0], 3.0)
+    rounds = 0
+    while True:
+        for cam in range(3):
+            slots.put(cam, f'round {rounds}')
+        taken = [f.camera for f in slots.take(timeout=0)]
+        if 0 in taken:
+            break
+        assert taken == [1, 2]  # equal cameras stay batched together
+        slots.charge(taken, 0.1)
+        rounds += 1
+    assert 55 <= rounds <= 60  # 2.95 s of lead / 0.05 s per round
+    assert taken == [0, 1, 2]  # caught up: one round for all
+    slots.charge([0], 3.0)
+    slots.put(0, 'alone')  # ahead again, but nobody else waits: served at once
+    assert [f.msg for f in slots.take(timeout=0)] == ['alone']
+    for cam in range(3):
+        slots.put(cam, 'next')
+    assert [f.camera for f in slots.take(timeout=0)] == [1, 2]

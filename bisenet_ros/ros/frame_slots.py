@@ -6,6 +6,13 @@ has a frame it may process under the rate cap, and returns every such frame at o
 worker can batch them into one inference call. The rate cap lives here, not in the waiting call:
 :meth:`LatestFrameSlots.set_rate` re-plans every camera from its last frame taken and wakes a
 waiting :meth:`~LatestFrameSlots.take`, so a change applies at once in both directions.
+
+Fair share of the worker: the worker reports the seconds each camera's frames took
+(:meth:`LatestFrameSlots.charge`). While a camera that used less worker time has a frame
+waiting, a camera that is ahead of it by more than that camera's last frame waits: a 4K camera
+whose frames take seconds gets its turn after the small cameras caught up, not every round, so
+each active camera gets an equal share of the worker, and an idle worker serves anyone.
+Cameras of equal cost stay within one frame of each other and keep sharing batched calls.
 Plain Python (no rclpy).
 """
 
@@ -15,6 +22,10 @@ from dataclasses import dataclass
 import threading
 import time
 from typing import Any, List, Optional
+
+
+#: Seconds without a new frame after which a camera no longer counts in the fair share.
+IDLE_S = 2.0
 
 
 @dataclass
@@ -48,6 +59,8 @@ class LatestFrameSlots:
         self._period = _period(max_rate)
         self._next_allowed = [0.0] * cameras
         self._last_taken: List[Optional[float]] = [None] * cameras
+        self._used = [0.0] * cameras  # worker seconds charged, relative to the active minimum
+        self._cost = [0.0] * cameras  # seconds of the camera's last frame
         self._last_put = [-1e9] * cameras
         self._closed = False
         #: Messages stored per camera.
@@ -92,7 +105,7 @@ class LatestFrameSlots:
             while not self._closed:
                 now = time.monotonic()
                 waiting = [i for i, f in enumerate(self._slots) if f is not None]
-                due = [i for i in waiting if now >= self._next_allowed[i]]
+                due = self._fair([i for i in waiting if now >= self._next_allowed[i]])
                 if due and batch_wait > 0 and len(self._slots) > 1:
                     batch_deadline = batch_deadline or now + batch_wait
                     missing = [i for i, f in enumerate(self._slots)
@@ -126,6 +139,30 @@ class LatestFrameSlots:
             # frames of one camera come less than half a period apart.
             self._next_allowed[i] = max(self._next_allowed[i] + period, now + 0.5 * period)
         return frames  # type: ignore[return-value]
+
+    def _fair(self, due: List[int]) -> List[int]:
+        """``due`` without the cameras ahead of another due camera by more than its last
+        frame's cost (never empty when ``due`` is not)."""
+        if len(due) < 2:
+            return due
+        floor = min(self._used[i] + self._cost[i] for i in due)
+        return [i for i in due if self._used[i] <= floor]
+
+    def charge(self, cameras: List[int], seconds: float) -> None:
+        """The worker spent ``seconds`` on one call for the frames of ``cameras`` (shared
+        equally). Cameras without a frame for :data:`IDLE_S` stop counting toward the share."""
+        if not cameras:
+            return
+        share = max(float(seconds), 0.0) / len(cameras)
+        with self._cond:
+            now = time.monotonic()
+            for i in cameras:
+                self._used[i] += share
+                self._cost[i] = share
+            active = [i for i, t in enumerate(self._last_put) if now - t < IDLE_S] or cameras
+            base = min(self._used[i] for i in active)
+            self._used = [max(u - base, 0.0) for u in self._used]
+            self._cond.notify_all()
 
     def set_rate(self, max_rate: float) -> None:
         """Cap each camera at ``max_rate`` frames per second (0: no cap) from now on.

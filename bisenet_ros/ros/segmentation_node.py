@@ -1,7 +1,9 @@
 """``segmentation_node``: BiSeNet V2 semantic segmentation of camera images (a thin rclpy layer).
 
 Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
-segments the newest frame of every camera in one batched call on a worker thread, and publishes
+segments the newest frame of every camera on a worker thread (cameras of one size share a
+batched call; each call's outputs go out as soon as it returns; worker time is shared fairly
+between cameras, see :mod:`.work` and :mod:`.frame_slots`), and publishes
 ``<output_prefix>/{mask, color_mask, overlay, confidence, confidence_mono8, camera_info}``
 (one camera) or ``<output_prefix>/<camera>/...`` (several), with ``depth_topic`` the organized
 semantic cloud ``<output_prefix>/points``, the class metadata on the latched
@@ -21,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -38,6 +40,7 @@ from .image_conversions import compressed_to_color, ConversionError, image_to_co
 from .model_holder import ModelHolder, precheck
 from .node_stats import CameraStats, diagnostic_status
 from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+from .work import inference_groups, WorkItem
 
 NODE_NAME = 'segmentation_node'
 
@@ -212,50 +215,56 @@ class _Segmentation:
 
     def _process(self, frames: List[Frame], p: NodeParams) -> None:
         switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
-        work = []
-        for frame in frames:
-            camera = self.cameras[frame.camera]
-            wanted = camera.wanted(switches)
-            if not any(wanted.values()):
-                self.stats[frame.camera].frame_skipped()
-                continue
-            t0 = time.perf_counter()
-            try:
-                frame.msg = camera.deserialize(frame.msg)
-                decode = compressed_to_color if p.compressed else image_to_color
-                image, is_bgr = decode(frame.msg)
-            except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
-                self.stats[frame.camera].frame_rejected(str(exc))
-                self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
-                                          throttle_duration_sec=5.0)
-                continue
-            work.append((frame, image, is_bgr, wanted, time.perf_counter() - t0))
+        work = [item for item in (self._decode(frame, switches, p) for frame in frames)
+                if item is not None]
         if not work:
             return
         segmenter = self.model.acquire()
         if segmenter is None:
             self.get_logger().warning(f'no model loaded ({self.model.error}); frames dropped',
                                       throttle_duration_sec=5.0)
-            for frame, *_ in work:
-                self.stats[frame.camera].frame_dropped()
+            for item in work:
+                self.stats[item.camera].frame_dropped()
             return
         try:
-            for is_bgr in (True, False):
-                group = [w for w in work if w[2] is is_bgr]
-                if group:
-                    self._segment_and_publish(segmenter, group, is_bgr, p)
+            for group in inference_groups(work, segmenter.input_size):
+                t0 = time.perf_counter()
+                self._segment_and_publish(segmenter, group, p)  # published as soon as done
+                self.slots.charge([item.camera for item in group], time.perf_counter() - t0)
         finally:
             self.model.release()
 
-    def _segment_and_publish(self, segmenter: Any, group: List[Any], is_bgr: bool,
+    def _decode(self, frame: Frame, switches: Dict[str, bool],
+                p: NodeParams) -> Optional[WorkItem]:
+        """The frame ready for inference, or None (skipped: nobody listens; or rejected)."""
+        camera = self.cameras[frame.camera]
+        wanted = camera.wanted(switches)
+        if not wanted.any():
+            self.stats[frame.camera].frame_skipped()
+            return None
+        t0 = time.perf_counter()
+        try:
+            frame.msg = camera.deserialize(frame.msg)
+            decode = compressed_to_color if p.compressed else image_to_color
+            image, is_bgr = decode(frame.msg)
+        except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
+            self.stats[frame.camera].frame_rejected(str(exc))
+            self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
+                                      throttle_duration_sec=5.0)
+            return None
+        return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
+
+    def _segment_and_publish(self, segmenter: Any, group: List[WorkItem],
                              p: NodeParams) -> None:
-        def run(items: List[Any]) -> List[Any]:
+        """One inference call for ``group`` (one size and channel order), then its outputs."""
+        is_bgr = group[0].is_bgr
+
+        def run(items: List[WorkItem]) -> List[Any]:
             return segmenter.segment_batch(
-                [w[1] for w in items], bgr=is_bgr,
-                color=any(w[3]['color_mask'] or w[3]['overlay'] for w in items),
-                overlay=any(w[3]['overlay'] for w in items),
-                confidence=any(w[3]['confidence'] or w[3]['confidence_mono8']
-                               or (w[3]['points'] and p.points_confidence) for w in items),
+                [w.image for w in items], bgr=is_bgr,
+                color=any(w.outputs.color for w in items),
+                overlay=any(w.outputs.overlay for w in items),
+                confidence=any(w.outputs.needs_confidence(p.points_confidence) for w in items),
                 overlay_alpha=p.overlay_alpha, confidence_threshold=p.confidence_threshold)
         try:
             results = run(group)
@@ -273,15 +282,16 @@ class _Segmentation:
                 try:
                     pairs.append((item, run([item])[0]))
                 except Exception as one:
-                    self.stats[item[0].camera].frame_rejected(f'{type(one).__name__}: {one}')
-        for (frame, _, _, wanted, decode_s), result in pairs:
+                    self.stats[item.camera].frame_rejected(f'{type(one).__name__}: {one}')
+        for item, result in pairs:
             t0 = time.perf_counter()
-            camera = self.cameras[frame.camera]
-            cloud = self._cloud(camera, frame.msg.header, result, p) if wanted['points'] \
+            camera = self.cameras[item.camera]
+            cloud = self._cloud(camera, item.header, result, p) if item.outputs.points \
                 else None
-            camera.publish(frame.msg.header, result, wanted, is_bgr, cloud)
-            stages = dict(result.timings, decode=decode_s, publish=time.perf_counter() - t0)
-            self.stats[frame.camera].frame_published(stages, self._age(frame.msg.header))
+            camera.publish(item.header, result, item.outputs, is_bgr, cloud)
+            stages = dict(result.timings, decode=item.decode_s,
+                          publish=time.perf_counter() - t0)
+            self.stats[item.camera].frame_published(stages, self._age(item.header))
 
     def _cloud(self, camera: CameraIO, header: Any, result: Any, p: NodeParams) -> Any:
         """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""

@@ -136,6 +136,12 @@ SPECS: Tuple[ParamSpec, ...] = (
               range=(0.1, 3600.0)),
     ParamSpec('warn_input_age', 1.0, 'Input age at publish (s) above which a camera reports '
               'WARN.', range=(0.001, 3600.0)),
+    ParamSpec('future_stamp_tolerance', 1.0, 'Seconds an input stamp may be ahead of the '
+              "node's clock before the camera reports WARN naming the offset (a camera clock "
+              'ahead).', range=(0.0, 86400.0)),
+    ParamSpec('past_stamp_limit', 60.0, 'Seconds an input stamp may be behind the node\'s '
+              'clock before the camera reports WARN naming the offset (a clock behind, a bag '
+              'replayed without use_sim_time).', range=(0.001, 1e9)),
 )
 SPEC_BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in SPECS}
 
@@ -228,6 +234,8 @@ class NodeParams:
     diagnostics_period: float
     stale_timeout: float
     warn_input_age: float
+    future_stamp_tolerance: float
+    past_stamp_limit: float
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> 'NodeParams':

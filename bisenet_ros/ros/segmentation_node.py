@@ -325,7 +325,7 @@ class _Segmentation:
         for i, camera in enumerate(self.cameras):
             level, message, values = self.stats[i].report(
                 self.slots.received[i], self.slots.dropped[i], p.stale_timeout,
-                p.warn_input_age)
+                p.warn_input_age, p.future_stamp_tolerance, p.past_stamp_limit)
             array.status.append(diagnostic_status(f'{NODE_NAME}: {camera.topic}', hardware_id,
                                                   level, message, values))
         self._diag_pub.publish(array)

@@ -148,7 +148,11 @@ class ModelHolder:
                     self.last_reload_error = outcome
                 self._cond.notify_all()
             if not superseded and self._on_reloaded is not None:
-                self._on_reloaded(p, outcome)
+                try:
+                    self._on_reloaded(p, outcome)
+                except Exception as exc:  # e.g. the node is being destroyed: never a traceback
+                    self._logger.warning(f'after the reload of {p.model_path}: '
+                                         f'{type(exc).__name__}: {exc}')
 
     def _build(self, p: NodeParams) -> Tuple[Any, Optional[str]]:
         """A new Segmenter for ``p`` (or None) and the reason it could not be made."""
@@ -191,7 +195,10 @@ class ModelHolder:
         ls = segmenter.label_set
         self._logger.info(f'model {p.model_path}: backend {segmenter.backend_name}, label set '
                           f'{ls.name} ({ls.num_classes} classes)')
-        self.publish_metadata()
+        try:
+            self.publish_metadata()
+        except Exception as exc:  # publishers destroyed meanwhile (shutdown)
+            self._logger.warning(f'class metadata not published: {type(exc).__name__}: {exc}')
         return None
 
     # Serving ---------------------------------------------------------------------------------

@@ -31,17 +31,19 @@ from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
 
 DOMAIN = 110 + os.getpid() % 20
 H, W = 64, 96
-IN = '/cam/image'
-OUT = '/seg'
+IN = '/front/image_raw'
+OUT = '/front_seg'
 
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('models')
-    bad = folder / 'corrupt.pt'
-    bad.write_bytes(b'this is not a checkpoint')
-    return {name: write_random_checkpoint(folder / f'{name}.pt', seed=seed)
-            for name, seed in (('first', 0), ('second', 5), ('third', 9))} | {'bad': bad}
+    """Three random checkpoints and a truncated copy of the first ('bad')."""
+    folder = tmp_path_factory.mktemp('reload_models')
+    found = {name: write_random_checkpoint(folder / f'{name}.pt', seed=seed)
+             for name, seed in (('first', 0), ('second', 5), ('third', 9))}
+    found['bad'] = folder / 'truncated.pt'
+    found['bad'].write_bytes(found['first'].read_bytes()[:100_000])
+    return found
 
 
 @pytest.fixture(scope='module')

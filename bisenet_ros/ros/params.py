@@ -6,7 +6,10 @@ The table is plain Python (testable without ROS); :func:`descriptor` turns a spe
 rclpy itself rejects out-of-range values. Each spec says when a change takes effect:
 
 * ``runtime``: applied to the next frame (rates, switches, alpha, threshold);
-* ``reload``: the model is reloaded; a model that fails to load is rejected, the old one serves;
+* ``reload``: the model is reloaded on a loader thread (see
+  :mod:`~bisenet_ros.ros.model_holder`); a value failing the quick check (file, kind, label set)
+  is rejected, a model that fails to load later leaves the old one serving and the parameters
+  are set back to it;
 * ``startup``: read-only after start (topics, QoS).
 """
 

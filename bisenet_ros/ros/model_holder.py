@@ -53,7 +53,7 @@ def precheck(p: NodeParams) -> Optional[str]:
         if p.label_set:
             from ..labels import load_label_set
             load_label_set(p.label_set)
-    except (OSError, ValueError) as exc:  # LabelSetError is a ValueError
+    except Exception as exc:  # whatever the value, a refusal with the reason, never a crash
         return f"cannot load model '{p.model_path}': {type(exc).__name__}: {exc}"
     return None
 
@@ -104,18 +104,6 @@ class ModelHolder:
                                                 daemon=True)
                 self._loader.start()
             self._cond.notify_all()
-
-    @property
-    def reloading(self) -> Optional[NodeParams]:
-        """The parameters being loaded now (or waiting to be), ``None`` when idle."""
-        with self._cond:
-            return self._pending or self._loading
-
-    def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        """Wait until no reload is loading or waiting; returns whether that happened."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._pending is None and self._loading is None,
-                                       timeout)
 
     def _load_loop(self) -> None:
         while True:

@@ -78,8 +78,8 @@ class CameraStats:
             self.skipped_no_subscribers += 1
 
     def report(self, received_total: int, dropped_total: int, stale_timeout: float,
-               warn_age: float, future_tolerance: float = 1.0,
-               past_limit: float = 60.0) -> Tuple[int, str, List[Tuple[str, str]]]:
+               warn_age: float, future_tolerance: float,
+               past_limit: float) -> Tuple[int, str, List[Tuple[str, str]]]:
         """``(level, message, key/values)`` since the last report; starts a new window.
 
         Ages are the node's clock minus the header stamps (s). WARN levels, first match: frames

@@ -15,6 +15,7 @@ Built-in sets are referred to by name (``'cityscapes'``, ``'camvid'``); anything
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -69,6 +70,9 @@ class LabelSet:
         for key, values in (('mean', self.mean), ('std', self.std)):
             if len(values) != 3:
                 raise LabelSetError(f'{where}: {key} needs 3 values (RGB), got {list(values)}')
+        if not all(math.isfinite(float(v)) for v in (*self.mean, *self.std)):
+            raise LabelSetError(f'{where}: mean and std must be finite, got mean '
+                                f'{list(self.mean)}, std {list(self.std)}')
         if any(s <= 0 for s in self.std):
             raise LabelSetError(f'{where}: std must be positive, got {list(self.std)}')
 

@@ -82,3 +82,19 @@ def test_descriptors_carry_ranges_read_only_and_constraints():
     assert by_name['image_topics'].read_only
     assert 'onnxruntime' in by_name['backend'].additional_constraints
     assert 'reloads the model' in by_name['model_path'].description
+
+
+def test_node_params_fields_are_the_spec_table():
+    """NodeParams is made from SPECS: every spec a field of its default's type (lists as
+    tuples), in table order; nothing is listed twice."""
+    from dataclasses import fields
+    from typing import get_args, get_origin
+    got = [(f.name, f.type) for f in fields(NodeParams)]
+    assert [name for name, _ in got] == [s.name for s in SPECS]
+    for (name, kind), spec in zip(got, SPECS):
+        if isinstance(spec.default, list):
+            assert get_origin(kind) is tuple and get_args(kind)[0] is type(spec.default[0])
+        else:
+            assert kind is type(spec.default), name
+        value = getattr(NodeParams.from_values({}), name)
+        assert isinstance(value, get_origin(kind) or kind), name

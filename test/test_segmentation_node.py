@@ -232,6 +232,33 @@ def test_max_rate_caps_the_output_rate(probe):
         assert probe.set_parameters({'max_rate': 0.0})[0].successful
 
 
+@pytest.mark.parametrize('slow', [1e-300, 0.02])
+def test_lifting_max_rate_lets_frames_through_at_once(probe, slow):
+    """max_rate slow -> 0 while a frame waits: it and every later frame are segmented (was:
+    the camera stopped for good after 1e-300, and stalled 25 s after 0.02)."""
+    assert probe.set_parameters({'max_rate': slow})[0].successful
+    try:
+        send(probe, pattern_image(H, W, seed=1))  # due or not, depending on the last frame
+        waiting = send(probe, pattern_image(H, W, seed=2))  # not due for 1/slow s
+    finally:
+        assert probe.set_parameters({'max_rate': 0.0})[0].successful
+    output(probe, 'mask', waiting, timeout=20)
+    for seed in range(3, 6):
+        output(probe, 'mask', send(probe, pattern_image(H, W, seed=seed)), timeout=20)
+
+
+def test_a_camera_clock_one_hour_ahead_is_a_warning_naming_the_offset(probe):
+    """(was: input_age_ms -3,599,967 with status OK)"""
+    ahead = probe.node.get_clock().now().nanoseconds + 3600 * 1_000_000_000
+    output(probe, 'mask', send(probe, pattern_image(H, W, seed=7), stamp=ahead))
+    start = time.monotonic()
+    level, message, values = diagnostics(probe)[f'segmentation_node: {IN}']
+    while 'in the future' not in message and time.monotonic() - start < 10:
+        level, message, values = diagnostics(probe)[f'segmentation_node: {IN}']
+    assert level == 1 and 'input stamps up to 3599.' in message, message
+    assert 'camera clock is ahead' in message and float(values['input_age_min_ms']) < -3.5e6
+
+
 def test_sigterm_shuts_the_node_down_cleanly(node, probe):
     """Last in this module: stops the shared node (SIGINT is tested in the params module)."""
     assert node.alive()

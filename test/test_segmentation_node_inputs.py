@@ -155,6 +155,25 @@ def test_jpeg_input(probe, segmenter):
     np.testing.assert_array_equal(image_to_array(mask), segmenter.segment(decoded).labels)
 
 
+def test_a_small_camera_is_published_before_a_big_one_of_the_same_round(probe):
+    """Both frames are taken together (batch_wait 3 s); the small camera's call runs first and
+    its mask goes out without waiting for the big frame (was: camera order, after both)."""
+    small_topic = '/segmentation/cam_right/mask'
+    big_topic = '/segmentation/cam_left/mask'
+
+    def arrival(topic, stamp):
+        return next((t for m, t in zip(probe.received[topic], probe.receive_times[topic])
+                     if stamp_ns(m) == stamp), None)
+    # Both cameras active (the node waits batch_wait only for cameras that sent lately).
+    warm = [send(probe, cam, pattern_image(H, W, seed=8))[0] for cam in CAMERAS]
+    assert probe.wait_for(lambda: arrival(big_topic, warm[0]) and arrival(small_topic, warm[1]),
+                          60)
+    big, _ = send(probe, 'cam_left', pattern_image(360, 640, seed=9), '.jpg')  # < 0.5 MB
+    small, _ = send(probe, 'cam_right', pattern_image(H, W, seed=9))
+    assert probe.wait_for(lambda: arrival(small_topic, small) and arrival(big_topic, big), 120)
+    assert arrival(small_topic, small) < arrival(big_topic, big)
+
+
 def test_more_than_255_classes_give_a_mono16_mask(probe, tmp_path):
     model = write_random_checkpoint(tmp_path / 'classes300.pt', seed=1, num_classes=300)
     result = probe.set_parameters({'model_path': str(model)})[0]

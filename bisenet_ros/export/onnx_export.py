@@ -147,6 +147,21 @@ def onnx_io(onnx_path: Union[str, 'os.PathLike[str]']
     return shape, {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
 
 
+def onnx_shapes(path: Union[str, 'os.PathLike[str]']
+                ) -> Tuple[Tuple[Any, ...], Dict[str, Tuple[Any, ...]]]:
+    """Input shape and ``{output name: shape}`` of an ONNX file; a dimension is an int, its
+    symbolic name, or ``None`` when unknown."""
+    import onnx
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def shape(value: Any) -> Tuple[Any, ...]:
+        return tuple(d.dim_value if d.HasField('dim_value')
+                     else (d.dim_param or None) for d in value.type.tensor_type.shape.dim)
+    if not graph.input:
+        raise ValueError(f'model file {path}: the graph has no input')
+    return shape(graph.input[0]), {o.name: shape(o) for o in graph.output}
+
+
 def keep_outputs(model: Any, outputs: Sequence[str]) -> Any:
     """A copy of ``model`` (an ``onnx.ModelProto``) that computes only ``outputs``.
 

@@ -105,13 +105,14 @@ def identify(model: Any) -> ModelFile:
 
 
 def _identify_onnx(path: Path) -> ModelFile:
-    from ..export.onnx_export import onnx_io, read_metadata
+    from ..export.onnx_export import onnx_shapes, read_metadata
     from ..export.quantize import is_quantized
     from ..labels import LabelSet
+    from .model_check import check_layout
     meta = read_metadata(path)
-    shape, outputs = onnx_io(path)
-    if len(shape) != 4 or shape[1] not in (3, None):
-        raise ValueError(f'model file {path}: input shape {shape}, expected (N, 3, H, W)')
+    named, outputs = onnx_shapes(path)
+    check_layout(named, outputs, f'model file {path}')
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in named)
     quantized = is_quantized(path)
     label_set = LabelSet.from_dict(meta['label_set'], source=f'metadata of {path}') \
         if meta.get('label_set') else None

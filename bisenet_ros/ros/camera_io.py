@@ -18,6 +18,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..image_conversions import confidence_to_mono8, fill_image
+from .work import Outputs
 
 #: Output name -> (parameter switching it, message type).
 OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask', Image),
@@ -104,7 +105,7 @@ class CameraIO:
     def _on_info(self, msg: CameraInfo) -> None:
         self.latest_info = msg
 
-    def wanted(self, switches: Dict[str, bool]) -> Dict[str, bool]:
+    def wanted(self, switches: Dict[str, bool]) -> Outputs:
         """Which outputs to produce now: switched on by parameter and subscribed to."""
         result = {}
         for name, (param, _) in OUTPUTS.items():
@@ -113,30 +114,30 @@ class CameraIO:
                 on = on and self.info_subscription is not None and self.latest_info is not None
             pub = self.publishers.get(name)
             result[name] = bool(on) and pub is not None and pub.get_subscription_count() > 0
-        return result
+        return Outputs.from_flags(result)
 
-    def publish(self, header: Any, result: Any, wanted: Dict[str, bool],
+    def publish(self, header: Any, result: Any, wanted: Outputs,
                 image_is_bgr: bool, cloud: Any = None) -> None:
         """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``
         (and ``cloud``, a PointCloud2 made by :class:`DepthInput`, when given)."""
-        if wanted.get('mask'):
+        if wanted.mask:
             labels = result.labels
             self._send('mask', header, labels, 'mono16' if labels.dtype == np.uint16
                        else 'mono8')
-        if wanted.get('color_mask') and result.color is not None:
+        if wanted.color_mask and result.color is not None:
             self._send('color_mask', header, result.color, 'rgb8')
-        if wanted.get('overlay') and result.overlay is not None:
+        if wanted.overlay and result.overlay is not None:
             overlay = result.overlay if image_is_bgr else result.overlay[:, :, ::-1]
             self._send('overlay', header, overlay, 'bgr8')
-        if wanted.get('confidence') and result.confidence is not None:
+        if wanted.confidence and result.confidence is not None:
             self._send('confidence', header, result.confidence.astype(np.float32, copy=False),
                        '32FC1')
-        if wanted.get('confidence_mono8') and result.confidence is not None:
+        if wanted.confidence_mono8 and result.confidence is not None:
             self._send('confidence_mono8', header, confidence_to_mono8(result.confidence),
                        'mono8')
-        if wanted.get('points') and cloud is not None:
+        if wanted.points and cloud is not None:
             self.publishers['points'].publish(cloud)
-        if wanted.get('camera_info') and self.latest_info is not None:
+        if wanted.camera_info and self.latest_info is not None:
             info = copy.copy(self.latest_info)
             info.header = header
             self.publishers['camera_info'].publish(info)

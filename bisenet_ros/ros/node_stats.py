@@ -27,7 +27,8 @@ class _Window:
     stage_sums: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     age_sum: float = 0.0
     age_count: int = 0
-    age_max: float = 0.0
+    age_max: float = float('-inf')
+    age_min: float = float('inf')
 
 
 class CameraStats:
@@ -42,6 +43,7 @@ class CameraStats:
         self.published = 0
         self.rejected = 0
         self.skipped_no_subscribers = 0
+        self.dropped_no_model = 0
         self.last_reject_reason = ''
         self.last_input_time: Optional[float] = None
 
@@ -57,6 +59,7 @@ class CameraStats:
                 w.age_sum += age
                 w.age_count += 1
                 w.age_max = max(w.age_max, age)
+                w.age_min = min(w.age_min, age)
 
     def frame_rejected(self, reason: str) -> None:
         with self._lock:
@@ -64,14 +67,26 @@ class CameraStats:
             self._window.rejected += 1
             self.last_reject_reason = reason
 
+    def frame_dropped(self) -> None:
+        """Dropped because no model is serving."""
+        with self._lock:
+            self.dropped_no_model += 1
+
     def frame_skipped(self) -> None:
         """Processed nothing because no output has a subscriber."""
         with self._lock:
             self.skipped_no_subscribers += 1
 
     def report(self, received_total: int, dropped_total: int, stale_timeout: float,
-               warn_age: float) -> Tuple[int, str, List[Tuple[str, str]]]:
-        """``(level, message, key/values)`` since the last report; starts a new window."""
+               warn_age: float, future_tolerance: float,
+               past_limit: float) -> Tuple[int, str, List[Tuple[str, str]]]:
+        """``(level, message, key/values)`` since the last report; starts a new window.
+
+        Ages are the node's clock minus the header stamps (s). WARN levels, first match: frames
+        rejected; no input for ``stale_timeout``; a stamp more than ``future_tolerance`` ahead
+        of the node's clock or more than ``past_limit`` behind it (a clock offset, named);
+        mean input age above ``warn_age``.
+        """
         now = time.monotonic()
         with self._lock:
             w, self._window = self._window, _Window()
@@ -85,10 +100,13 @@ class CameraStats:
                   ('output_hz', f'{w.published / span:.2f}')]
         values += [(f'{name}_ms', f'{1000 * w.stage_sums[name] / n:.2f}') for name in STAGES]
         mean_age = w.age_sum / w.age_count if w.age_count else None
+        aged = w.age_count > 0
         values += [('input_age_ms', '' if mean_age is None else f'{1000 * mean_age:.1f}'),
-                   ('input_age_max_ms', f'{1000 * w.age_max:.1f}' if w.age_count else ''),
+                   ('input_age_max_ms', f'{1000 * w.age_max:.1f}' if aged else ''),
+                   ('input_age_min_ms', f'{1000 * w.age_min:.1f}' if aged else ''),
                    ('frames_received', str(received_total)), ('frames_published', str(published)),
-                   ('frames_dropped', str(dropped_total)), ('frames_rejected', str(rejected)),
+                   ('frames_dropped', str(dropped_total + self.dropped_no_model)),
+                   ('frames_rejected', str(rejected)),
                    ('frames_skipped_no_subscribers', str(self.skipped_no_subscribers))]
         idle = now - self.last_input_time if self.last_input_time is not None else None
         level, message = OK, 'segmenting'
@@ -98,6 +116,15 @@ class CameraStats:
             level = WARN
             message = (f'no input on {self.topic} yet' if idle is None
                        else f'no input on {self.topic} for {idle:.1f} s')
+        elif aged and -w.age_min > future_tolerance:
+            level = WARN
+            message = (f'input stamps up to {-w.age_min:.3f} s in the future: the camera clock '
+                       f"is ahead of this node's (tolerance {future_tolerance} s)")
+        elif aged and w.age_max > past_limit:
+            level = WARN
+            message = (f'input stamps up to {w.age_max:.3f} s in the past: the camera clock is '
+                       "behind this node's, or a bag is replayed without use_sim_time (limit "
+                       f'{past_limit} s)')
         elif mean_age is not None and mean_age > warn_age:
             level, message = WARN, f'input age at publish {mean_age:.2f} s > {warn_age} s'
         elif not w.published:

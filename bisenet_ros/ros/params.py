@@ -1,18 +1,21 @@
 """Parameters of the segmentation node: one table of specs, validation with reasons, and the
-frozen :class:`NodeParams` the node works from.
+frozen :class:`NodeParams` the node works from, derived from the table.
 
 The table is plain Python (testable without ROS); :func:`descriptor` turns a spec into an
 ``rcl_interfaces/ParameterDescriptor`` with its range, so ``ros2 param describe`` shows it and
 rclpy itself rejects out-of-range values. Each spec says when a change takes effect:
 
 * ``runtime``: applied to the next frame (rates, switches, alpha, threshold);
-* ``reload``: the model is reloaded; a model that fails to load is rejected, the old one serves;
+* ``reload``: the model is reloaded on a loader thread (see
+  :mod:`~bisenet_ros.ros.model_holder`); a value failing the quick check (file, kind, label set)
+  is rejected, a model that fails to load later leaves the old one serving and the parameters
+  are set back to it;
 * ``startup``: read-only after start (topics, QoS).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, make_dataclass
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -136,6 +139,12 @@ SPECS: Tuple[ParamSpec, ...] = (
               range=(0.1, 3600.0)),
     ParamSpec('warn_input_age', 1.0, 'Input age at publish (s) above which a camera reports '
               'WARN.', range=(0.001, 3600.0)),
+    ParamSpec('future_stamp_tolerance', 1.0, 'Seconds an input stamp may be ahead of the '
+              "node's clock before the camera reports WARN naming the offset (a camera clock "
+              'ahead).', range=(0.0, 86400.0)),
+    ParamSpec('past_stamp_limit', 60.0, 'Seconds an input stamp may be behind the node\'s '
+              'clock before the camera reports WARN naming the offset (a clock behind, a bag '
+              'replayed without use_sim_time).', range=(0.001, 1e9)),
 )
 SPEC_BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in SPECS}
 
@@ -195,39 +204,16 @@ def descriptor(spec: ParamSpec) -> Any:
     return desc
 
 
-@dataclass(frozen=True)
-class NodeParams:
-    """Validated node parameters (see :data:`SPECS` for meanings and units)."""
+def _field_type(spec: ParamSpec) -> Any:
+    """The Python type a :class:`NodeParams` field holds for ``spec`` (lists become tuples)."""
+    default = spec.default
+    if isinstance(default, list):
+        return Tuple[type(default[0]), ...]  # type: ignore[misc]
+    return type(default)
 
-    model_path: str
-    label_set: str
-    backend: str
-    device: str
-    precision: str
-    input_size: Tuple[int, int]
-    threads: int
-    image_topics: Tuple[str, ...]
-    compressed: bool
-    use_camera_info: bool
-    depth_topic: str
-    output_prefix: str
-    max_rate: float
-    batch_wait: float
-    overlay_alpha: float
-    confidence_threshold: float
-    publish_mask: bool
-    publish_color_mask: bool
-    publish_overlay: bool
-    publish_confidence: bool
-    publish_confidence_mono8: bool
-    publish_points: bool
-    points_confidence: bool
-    depth_wait: float
-    depth_stamp_tolerance: float
-    publish_camera_info: bool
-    diagnostics_period: float
-    stale_timeout: float
-    warn_input_age: float
+
+class _NodeParamsBase:
+    """Methods of :class:`NodeParams`; its fields come from :data:`SPECS`."""
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> 'NodeParams':
@@ -242,33 +228,42 @@ class NodeParams:
         if problems:
             raise ParamError('invalid parameters: ' + '; '.join(problems))
         converted = {}
-        for f in fields(cls):
-            value = merged[f.name]
-            default = SPEC_BY_NAME[f.name].default
-            if isinstance(default, list):
+        for spec in SPECS:
+            value = merged[spec.name]
+            if isinstance(spec.default, list):
                 value = tuple(list(value))
-            elif isinstance(default, float):
+            elif isinstance(spec.default, float):
                 value = float(value)
-            converted[f.name] = value
+            converted[spec.name] = value
         if not converted['model_path'].strip():
             converted['model_path'] = str(default_model_path())
-        return cls(**converted)
+        return cls(**converted)  # type: ignore[return-value]
 
     def with_changes(self, changes: Mapping[str, Any]) -> 'NodeParams':
         """A copy with ``changes`` applied, validated like :meth:`from_values`."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore
         current = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
         current.update(changes)
-        return NodeParams.from_values(current)
+        return type(self).from_values(current)  # type: ignore[attr-defined]
 
     @property
     def model_input_size(self) -> Optional[Tuple[int, int]]:
         """``input_size`` for the Segmenter: ``None`` means the model's own size."""
-        return None if tuple(self.input_size) == (0, 0) else tuple(self.input_size)
+        size = tuple(self.input_size)  # type: ignore[attr-defined]
+        return None if size == (0, 0) else size  # type: ignore[return-value]
 
     def model_settings(self) -> Tuple[Any, ...]:
         """The values whose change needs a model reload."""
         return tuple(getattr(self, s.name) for s in SPECS if s.applies == 'reload')
+
+
+#: Validated node parameters, frozen: one field per spec of :data:`SPECS` (same name, the
+#: default's type, lists as tuples). Build with :meth:`NodeParams.from_values`.
+NodeParams = make_dataclass('NodeParams', [(spec.name, _field_type(spec)) for spec in SPECS],
+                            bases=(_NodeParamsBase,), frozen=True,
+                            namespace={'__module__': __name__, '__doc__': (
+                                'Validated node parameters: one field per entry of SPECS (see '
+                                'there for meanings and units).')})
 
 
 def reload_needed(old: NodeParams, new: NodeParams) -> bool:

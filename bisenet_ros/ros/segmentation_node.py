@@ -1,7 +1,9 @@
 """``segmentation_node``: BiSeNet V2 semantic segmentation of camera images (a thin rclpy layer).
 
 Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
-segments the newest frame of every camera in one batched call on a worker thread, and publishes
+segments the newest frame of every camera on a worker thread (cameras of one size share a
+batched call; each call's outputs go out as soon as it returns; worker time is shared fairly
+between cameras, see :mod:`.work` and :mod:`.frame_slots`), and publishes
 ``<output_prefix>/{mask, color_mask, overlay, confidence, confidence_mono8, camera_info}``
 (one camera) or ``<output_prefix>/<camera>/...`` (several), with ``depth_topic`` the organized
 semantic cloud ``<output_prefix>/points``, the class metadata on the latched
@@ -21,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -35,9 +37,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ..image_conversions import compressed_to_color, ConversionError, image_to_color
 from .camera_io import CameraIO, camera_names
 from .frame_slots import Frame, LatestFrameSlots
-from .model_holder import ModelHolder
+from .model_holder import ModelHolder, precheck
 from .node_stats import CameraStats, diagnostic_status
 from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+from .work import inference_groups, WorkItem
 
 NODE_NAME = 'segmentation_node'
 
@@ -55,7 +58,13 @@ class _Segmentation:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.params = NodeParams.from_values(
             {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
-        self.model = ModelHolder(self.get_logger())
+        self.model = ModelHolder(self.get_logger(), self._on_reloaded)
+        #: The parameters whose model settings serve (or, before any model loaded, were set
+        #: at start): a failed reload puts the parameters back to these.
+        self._settled = self.params
+        self._revert: Optional[tuple] = None  # (failed params, params to put back)
+        self._reverting = False
+        self._revert_trigger = self.create_guard_condition(self._revert_failed_reload)
         self._configured = False
         self.cameras: List[CameraIO] = []
         self._worker: Optional[threading.Thread] = None
@@ -65,11 +74,12 @@ class _Segmentation:
     def _configure(self) -> Optional[str]:
         """Load the model; returns the error (the node still runs without a model)."""
         self._configured = True
+        self._settled = self.params
         return self.model.load(self.params)
 
     def _activate(self) -> None:
         p = self.params
-        self.slots = LatestFrameSlots(len(p.image_topics))
+        self.slots = LatestFrameSlots(len(p.image_topics), p.max_rate)
         self.stats = [CameraStats(t) for t in p.image_topics]
         names = camera_names(list(p.image_topics))
         group = MutuallyExclusiveCallbackGroup()
@@ -118,6 +128,8 @@ class _Segmentation:
 
     # Parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, changed: List[Any]) -> SetParametersResult:
+        """Validate and apply a change; a model change is only checked here (path, kind,
+        label set: milliseconds) and then loaded on the model's loader thread."""
         ours = {param.name: param.value for param in changed if param.name in SPEC_BY_NAME}
         if not ours:
             return SetParametersResult(successful=True)
@@ -126,15 +138,58 @@ class _Segmentation:
                 new = self.params.with_changes(ours)
             except ParamError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-            if self._configured and reload_needed(self.params, new):
-                error = self.model.load(new)
+            if self._configured and not self._reverting and reload_needed(self.params, new):
+                error = precheck(new)
                 if error is not None:
+                    serving = self.model.serving
+                    if serving is not None:
+                        error += f'; still serving {serving.model_path}'
+                    self.get_logger().error(error)
                     return SetParametersResult(successful=False, reason=error)
-                self.model.publish_metadata()
+                self._revert = None
+                self.model.request(new)
             if new.max_rate != self.params.max_rate and self._worker is not None:
-                self.slots.reset_rate()
+                self.slots.set_rate(new.max_rate)
             self.params = new
         return SetParametersResult(successful=True)
+
+    def _on_reloaded(self, p: NodeParams, error: Optional[str]) -> None:
+        """Loader thread: the reload to ``p`` finished. After a failure, the model parameters
+        are put back to the serving model's values (on the executor, see
+        :meth:`_revert_failed_reload`), so ``ros2 param get`` never names a model that is not
+        serving."""
+        with self._params_lock:
+            if error is None:
+                self._settled = p
+                return
+            if reload_needed(self.params, p):
+                return  # a newer reload was asked for since
+            self._revert = (p, self._settled)
+        self._revert_trigger.trigger()
+
+    def _revert_failed_reload(self) -> None:
+        """Executor thread: set the model parameters back after a failed reload. The
+        parameter callback sees ``_reverting`` and applies the values without a reload."""
+        with self._params_lock:
+            revert, self._revert = self._revert, None
+            if revert is None or reload_needed(self.params, revert[0]):
+                return
+            values = {s.name: getattr(revert[1], s.name) for s in SPECS if s.applies == 'reload'}
+        from rclpy.parameter import Parameter
+        self._reverting = True
+        try:
+            results = self.set_parameters(
+                [Parameter(k, value=list(v) if isinstance(v, tuple) else v)
+                 for k, v in values.items()])
+        finally:
+            self._reverting = False
+        failed = [r.reason for r in results if not r.successful]
+        if failed:
+            self.get_logger().error(f'could not set the model parameters back: {failed}')
+        else:
+            self.get_logger().warning(
+                f'model reload failed; parameters set back to the serving model '
+                f'{revert[1].model_path} (see /diagnostics for the reason)')
 
     # Input ------------------------------------------------------------------------------------
     def _on_frame(self, index: int, msg: Any) -> None:
@@ -145,7 +200,7 @@ class _Segmentation:
     def _work(self) -> None:
         while not self._stop.is_set():
             p = self.params
-            frames = self.slots.take(p.max_rate, timeout=0.2, batch_wait=p.batch_wait)
+            frames = self.slots.take(timeout=0.2, batch_wait=p.batch_wait)
             if not frames:
                 continue
             try:
@@ -160,48 +215,56 @@ class _Segmentation:
 
     def _process(self, frames: List[Frame], p: NodeParams) -> None:
         switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
-        work = []
-        for frame in frames:
-            camera = self.cameras[frame.camera]
-            wanted = camera.wanted(switches)
-            if not any(wanted.values()):
-                self.stats[frame.camera].frame_skipped()
-                continue
-            t0 = time.perf_counter()
-            try:
-                frame.msg = camera.deserialize(frame.msg)
-                decode = compressed_to_color if p.compressed else image_to_color
-                image, is_bgr = decode(frame.msg)
-            except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
-                self.stats[frame.camera].frame_rejected(str(exc))
-                self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
-                                          throttle_duration_sec=5.0)
-                continue
-            work.append((frame, image, is_bgr, wanted, time.perf_counter() - t0))
+        work = [item for item in (self._decode(frame, switches, p) for frame in frames)
+                if item is not None]
         if not work:
             return
         segmenter = self.model.acquire()
         if segmenter is None:
             self.get_logger().warning(f'no model loaded ({self.model.error}); frames dropped',
                                       throttle_duration_sec=5.0)
+            for item in work:
+                self.stats[item.camera].frame_dropped()
             return
         try:
-            for is_bgr in (True, False):
-                group = [w for w in work if w[2] is is_bgr]
-                if group:
-                    self._segment_and_publish(segmenter, group, is_bgr, p)
+            for group in inference_groups(work, segmenter.input_size):
+                t0 = time.perf_counter()
+                self._segment_and_publish(segmenter, group, p)  # published as soon as done
+                self.slots.charge([item.camera for item in group], time.perf_counter() - t0)
         finally:
             self.model.release()
 
-    def _segment_and_publish(self, segmenter: Any, group: List[Any], is_bgr: bool,
+    def _decode(self, frame: Frame, switches: Dict[str, bool],
+                p: NodeParams) -> Optional[WorkItem]:
+        """The frame ready for inference, or None (skipped: nobody listens; or rejected)."""
+        camera = self.cameras[frame.camera]
+        wanted = camera.wanted(switches)
+        if not wanted.any():
+            self.stats[frame.camera].frame_skipped()
+            return None
+        t0 = time.perf_counter()
+        try:
+            frame.msg = camera.deserialize(frame.msg)
+            decode = compressed_to_color if p.compressed else image_to_color
+            image, is_bgr = decode(frame.msg)
+        except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
+            self.stats[frame.camera].frame_rejected(str(exc))
+            self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',
+                                      throttle_duration_sec=5.0)
+            return None
+        return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
+
+    def _segment_and_publish(self, segmenter: Any, group: List[WorkItem],
                              p: NodeParams) -> None:
-        def run(items: List[Any]) -> List[Any]:
+        """One inference call for ``group`` (one size and channel order), then its outputs."""
+        is_bgr = group[0].is_bgr
+
+        def run(items: List[WorkItem]) -> List[Any]:
             return segmenter.segment_batch(
-                [w[1] for w in items], bgr=is_bgr,
-                color=any(w[3]['color_mask'] or w[3]['overlay'] for w in items),
-                overlay=any(w[3]['overlay'] for w in items),
-                confidence=any(w[3]['confidence'] or w[3]['confidence_mono8']
-                               or (w[3]['points'] and p.points_confidence) for w in items),
+                [w.image for w in items], bgr=is_bgr,
+                color=any(w.outputs.color for w in items),
+                overlay=any(w.outputs.overlay for w in items),
+                confidence=any(w.outputs.needs_confidence(p.points_confidence) for w in items),
                 overlay_alpha=p.overlay_alpha, confidence_threshold=p.confidence_threshold)
         try:
             results = run(group)
@@ -219,15 +282,16 @@ class _Segmentation:
                 try:
                     pairs.append((item, run([item])[0]))
                 except Exception as one:
-                    self.stats[item[0].camera].frame_rejected(f'{type(one).__name__}: {one}')
-        for (frame, _, _, wanted, decode_s), result in pairs:
+                    self.stats[item.camera].frame_rejected(f'{type(one).__name__}: {one}')
+        for item, result in pairs:
             t0 = time.perf_counter()
-            camera = self.cameras[frame.camera]
-            cloud = self._cloud(camera, frame.msg.header, result, p) if wanted['points'] \
+            camera = self.cameras[item.camera]
+            cloud = self._cloud(camera, item.header, result, p) if item.outputs.points \
                 else None
-            camera.publish(frame.msg.header, result, wanted, is_bgr, cloud)
-            stages = dict(result.timings, decode=decode_s, publish=time.perf_counter() - t0)
-            self.stats[frame.camera].frame_published(stages, self._age(frame.msg.header))
+            camera.publish(item.header, result, item.outputs, is_bgr, cloud)
+            stages = dict(result.timings, decode=item.decode_s,
+                          publish=time.perf_counter() - t0)
+            self.stats[item.camera].frame_published(stages, self._age(item.header))
 
     def _cloud(self, camera: CameraIO, header: Any, result: Any, p: NodeParams) -> Any:
         """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""
@@ -261,7 +325,7 @@ class _Segmentation:
         for i, camera in enumerate(self.cameras):
             level, message, values = self.stats[i].report(
                 self.slots.received[i], self.slots.dropped[i], p.stale_timeout,
-                p.warn_input_age)
+                p.warn_input_age, p.future_stamp_tolerance, p.past_stamp_limit)
             array.status.append(diagnostic_status(f'{NODE_NAME}: {camera.topic}', hardware_id,
                                                   level, message, values))
         self._diag_pub.publish(array)

@@ -47,9 +47,11 @@ def main() -> int:
     profile.write_text((ROOT / 'config' / 'fastdds_large_images.xml').read_text().replace(
         '<segment_size>8388608</segment_size>', f'<segment_size>{128 << 20}</segment_size>'))
     os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)  # before any participant
-    sys.path.insert(0, str(Path(args.repo).resolve()))
-    from bisenet_ros.ros.image_conversions import fill_image
-    from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
+    repo = Path(args.repo).resolve()
+    sys.path[:0] = [str(repo), str(repo / 'test')]  # the package; the test tooling
+    from bisenet_ros.image_conversions import fill_image
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import pattern_image, Probe, \
         write_random_checkpoint
     from sensor_msgs.msg import Image
     import bisenet_ros

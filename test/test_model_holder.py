@@ -25,9 +25,9 @@ import torch
 from bisenet_ros.export.onnx_export import export_onnx
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.model import load_model, save_checkpoint
-from bisenet_ros.ros.image_conversions import image_to_array
-from bisenet_ros.ros.node_harness import NodeProcess, pattern_image, Probe, \
-    write_random_checkpoint
+from bisenet_ros.image_conversions import image_to_array
+from bisenet_ros.ros.node_process import NodeProcess
+from ros_harness import pattern_image, Probe, write_random_checkpoint
 
 DOMAIN = 110 + os.getpid() % 20
 H, W = 64, 96

@@ -5,7 +5,6 @@ model reload without restart (a bad model leaves the old one serving, with the e
 
 import os
 import signal
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np

@@ -161,7 +161,10 @@ def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, mod
 
 
 def model_status(probe):
-    """``(level, message, values)`` of the model in the newest /diagnostics message."""
+    """``(level, message, values)`` of the model in the newest /diagnostics message
+    (``(None, '', {})`` before the first one)."""
+    if not probe.received['/diagnostics']:
+        return None, '', {}
     model = next(s for s in probe.received['/diagnostics'][-1].status
                  if s.name.endswith('model'))
     return model.level, model.message, {kv.key: kv.value for kv in model.values}

@@ -17,6 +17,7 @@ import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISIONS
+from ..limits import DEFAULT_MAX_INPUT_PIXELS, threads_problem, work_problem
 from ..resources import default_model_path
 
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$')
@@ -52,7 +53,11 @@ def _check_input_size(value: Sequence[int]) -> Optional[str]:
         return None
     if not all(32 <= int(v) <= 8192 for v in value):
         return 'each of height, width must be in 32..8192 ([0, 0] = the model\'s own size)'
-    return None
+    return work_problem(int(value[0]), int(value[1]))
+
+
+def _check_threads(value: int) -> Optional[str]:
+    return threads_problem(value)
 
 
 def _check_topics(value: Sequence[str]) -> Optional[str]:
@@ -89,8 +94,12 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
               "model's own size. Outputs always have the input image's resolution.", 'reload',
               check=_check_input_size),
-    ParamSpec('threads', 0, 'CPU threads for inference; 0: the runtime default.', 'reload',
-              range=(0, 256)),
+    ParamSpec('threads', 0, 'CPU threads for inference, at most the CPUs the process may use; '
+              '0: the runtime default.', 'reload', range=(0, 256), check=_check_threads),
+    ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest input image (width x '
+              'height) segmented; larger frames are refused before decoding (size read from '
+              'the jpeg/png header or the Image fields) and counted as rejected.',
+              range=(1, 2**31 - 1)),
     ParamSpec('image_topics', ['/camera/image_raw'], 'Input image topics; several cameras are '
               'batched into one inference call and get outputs under <output_prefix>/<camera>.',
               'startup', check=_check_topics),
@@ -206,6 +215,7 @@ class NodeParams:
     precision: str
     input_size: Tuple[int, int]
     threads: int
+    max_input_pixels: int
     image_topics: Tuple[str, ...]
     compressed: bool
     use_camera_info: bool

@@ -171,7 +171,7 @@ class _Segmentation:
             try:
                 frame.msg = camera.deserialize(frame.msg)
                 decode = compressed_to_color if p.compressed else image_to_color
-                image, is_bgr = decode(frame.msg)
+                image, is_bgr = decode(frame.msg, p.max_input_pixels)
             except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
                 self.stats[frame.camera].frame_rejected(str(exc))
                 self.get_logger().warning(f'{camera.topic}: frame rejected: {exc}',

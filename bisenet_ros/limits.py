@@ -2,7 +2,7 @@
 
 * pixels of an input image: :data:`DEFAULT_MAX_INPUT_PIXELS`, read from the encoded header
   (:mod:`.image_header`) or the Image message's width and height before anything is decoded;
-* network work (input size x batch) against the machine's memory, :data:`BYTES_PER_PIXEL`;
+* network work (input size x batch) against the memory available, :data:`BYTES_PER_PIXEL`;
 * thread counts against the CPUs this process may run on;
 * files parsed as text or YAML (label sets, params files, bag metadata, configs): size, nodes
   (alias expansions included: no "billion laughs") and nesting depth.
@@ -65,7 +65,15 @@ def threads_problem(threads: Optional[int]) -> Optional[str]:
 
 
 def machine_memory() -> int:
-    """Physical memory in bytes (0 when unknown)."""
+    """Memory this process could take now, in bytes: ``MemAvailable`` of ``/proc/meminfo``,
+    else the physical memory (0 when unknown)."""
+    try:
+        with open('/proc/meminfo') as handle:
+            for line in handle:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     except (AttributeError, ValueError, OSError):
@@ -73,14 +81,14 @@ def machine_memory() -> int:
 
 
 def work_problem(height: int, width: int, batch: int = 1) -> Optional[str]:
-    """Why a ``batch`` x ``height`` x ``width`` inference cannot fit in this machine's memory
-    (estimated at :data:`BYTES_PER_PIXEL`), or ``None``."""
+    """Why a ``batch`` x ``height`` x ``width`` inference cannot fit in the memory available
+    now (estimated at :data:`BYTES_PER_PIXEL`), or ``None``."""
     memory = machine_memory()
     need = int(height) * int(width) * max(1, int(batch)) * BYTES_PER_PIXEL
     if memory and need > memory:
         return (f'{batch} x {height}x{width} needs about {need / 2**30:.1f} GiB to segment '
-                f'({BYTES_PER_PIXEL} B per pixel), more than the {memory / 2**30:.1f} GiB of '
-                'this machine; use a smaller input_size or batch')
+                f'({BYTES_PER_PIXEL} B per pixel), more than the {memory / 2**30:.1f} GiB '
+                'available; use a smaller input_size or batch')
     return None
 
 

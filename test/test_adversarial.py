@@ -1,0 +1,171 @@
+"""Hostile but fair input, one case per class of the reliability probe (issue 12).
+
+Decompression bombs and huge header sizes, sizes and thread counts beyond the machine, YAML
+bombs, paths that are not what they claim, duplicate names, bad params files, many input sizes,
+signals at awkward moments. Each case asserts the bound or the clear refusal, and that the
+work around it goes on.
+"""
+
+import logging
+import os
+from pathlib import Path
+import struct
+import subprocess
+import sys
+from types import SimpleNamespace
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from bisenet_ros.cli import main as cli_main
+from bisenet_ros.labels import LabelSetError, load_label_set
+from bisenet_ros.limits import DEFAULT_MAX_INPUT_PIXELS, LimitError
+from bisenet_ros.ros.image_conversions import compressed_to_color, ConversionError, \
+    image_to_color
+from bisenet_ros.ros.node_harness import pattern_image, write_random_checkpoint
+
+
+def bomb_png(width, height):
+    """A valid grey PNG of ``width x height`` zeros: a few hundred kB that decode to
+    ``3 * width * height`` bytes of BGR."""
+    def chunk(kind, body):
+        return struct.pack('>I', len(body)) + kind + body + \
+            struct.pack('>I', zlib.crc32(kind + body))
+    packer = zlib.compressobj(9)
+    row = b'\x00' * (width + 1)  # filter byte + pixels
+    idat = b''.join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0,
+                                                              0, 0, 0))
+            + chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp('model') / 'random.pt', seed=5)
+
+
+# -- bounded decoding ---------------------------------------------------------------------------
+def test_decompression_bomb_is_refused_from_its_header_before_decoding():
+    data = bomb_png(8000, 8000)  # 64 MP: 192 MB as BGR from ~60 kB
+    assert len(data) < 200_000
+    with pytest.raises(ConversionError, match='8000x8000 = 64000000 pixels exceeds '
+                                              f'max_input_pixels {DEFAULT_MAX_INPUT_PIXELS}'):
+        compressed_to_color(SimpleNamespace(format='png', data=data))
+    # the same file decodes under a bound that allows it: the refusal is the bound, not the file
+    small = bomb_png(64, 48)
+    pixels, _ = compressed_to_color(SimpleNamespace(format='png', data=small), 64 * 48)
+    assert pixels.shape == (48, 64, 3)
+
+
+def test_huge_jpeg_header_is_refused_without_allocating():
+    ok, buf = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = struct.pack('>HH', 20000, 20000)
+    with pytest.raises(ConversionError, match='20000x20000'):
+        compressed_to_color(SimpleNamespace(format='jpeg', data=bytes(data)))
+
+
+def test_raw_image_with_huge_declared_size_is_refused_before_reading():
+    msg = SimpleNamespace(height=30000, width=30000, encoding='bgr8', is_bigendian=0,
+                          step=90000, data=b'\x00' * 16)
+    with pytest.raises(ConversionError, match='30000x30000 = 900000000 pixels exceeds'):
+        image_to_color(msg)
+
+
+def test_formats_whose_size_cannot_be_read_are_refused():
+    with pytest.raises(ConversionError, match='not a png, jpeg'):
+        compressed_to_color(SimpleNamespace(format='exr', data=b'v/1\x01' + b'\x00' * 64))
+
+
+# -- machine bounds -----------------------------------------------------------------------------
+def test_threads_and_sizes_beyond_the_machine_are_refused_naming_both(checkpoint):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.params import validate
+    cpus = len(os.sched_getaffinity(0))
+    assert f'must be in 0..{cpus}' in validate('threads', cpus + 1)
+    with pytest.raises(LimitError, match=f'got {cpus * 64}'):
+        Segmenter(str(checkpoint), backend='torch', threads=cpus * 64)
+    with pytest.raises(LimitError, match='40000x40000 needs about'):
+        Segmenter(str(checkpoint), backend='torch', input_size=(40000, 40000))
+    with Segmenter(str(checkpoint), backend='torch') as seg:  # native size: checked per call
+        with pytest.raises(LimitError, match='more than the'):
+            seg.segment_batch([np.zeros((40000, 40000, 3), np.uint8)])
+
+
+# -- parsed files -------------------------------------------------------------------------------
+def test_yaml_bomb_label_set_is_refused(tmp_path):
+    lines = ['name: bomb', 'a0: &a0 [{name: x, color: [1, 2, 3]}, {name: y, color: [1, 2, 3]}]']
+    lines += [f'a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']' for i in range(1, 7)]
+    lines.append('classes: *a6')
+    path = tmp_path / 'bomb.yaml'
+    path.write_text('\n'.join(lines))
+    with pytest.raises(LabelSetError, match='more than 100000 YAML nodes'):
+        load_label_set(path)
+    huge = tmp_path / 'huge.yaml'
+    huge.write_text('classes:\n' + '  - {name: c, color: [0, 0, 0]}\n' * 70000)
+    with pytest.raises(LabelSetError, match='bytes, more than'):
+        load_label_set(huge)
+
+
+# -- bisenet segment ----------------------------------------------------------------------------
+def _segment(*argv):
+    return cli_main(['segment', *map(str, argv), '--backend', 'torch'])
+
+
+def test_segment_outputs_of_same_named_inputs_never_overwrite_each_other(checkpoint, tmp_path):
+    images = {}
+    for i, rel in enumerate(['a/x.png', 'b/x.png', 'b/x.jpg', 'c/y.png']):
+        path = tmp_path / 'in' / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images[rel] = pattern_image(32 + 16 * i, 48, seed=i)
+        cv2.imwrite(str(path), images[rel])
+    out = tmp_path / 'out'
+    inputs = [tmp_path / 'in' / r for r in images]
+    assert _segment(*inputs, tmp_path / 'in' / 'a' / 'x.png', '--model', checkpoint,
+                    '--output-dir', out) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f'{stem}_{kind}.png' for stem in ('a_x', 'b_x_png', 'b_x_jpg', 'y')
+                             for kind in ('labels', 'color', 'overlay'))
+    for stem, rel in (('a_x', 'a/x.png'), ('b_x_png', 'b/x.png'), ('b_x_jpg', 'b/x.jpg'),
+                      ('y', 'c/y.png')):
+        labels = cv2.imread(str(out / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == images[rel].shape[:2], stem
+
+
+def test_segment_skips_a_bomb_and_segments_the_other_images(checkpoint, tmp_path, caplog):
+    (tmp_path / 'bomb.png').write_bytes(bomb_png(2000, 2000))
+    (tmp_path / 'garbage.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    cv2.imwrite(str(tmp_path / 'fine.png'), pattern_image(32, 48))
+    out = tmp_path / 'out'
+    with caplog.at_level(logging.ERROR):
+        code = _segment(tmp_path / 'bomb.png', tmp_path / 'garbage.jpg', tmp_path / 'fine.png',
+                        '--model', checkpoint, '--output-dir', out, '--max-input-pixels', 10**6)
+    assert code == 1
+    assert (out / 'fine_labels.png').is_file() and not (out / 'bomb_labels.png').exists()
+    assert '2000x2000 = 4000000 pixels exceeds max_input_pixels 1000000' in caplog.text
+    assert 'garbage.jpg' in caplog.text and '2 of 3 images skipped' in caplog.text
+    assert 'Traceback' not in caplog.text
+
+
+@pytest.mark.parametrize('verbose', [False, True])
+def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path, verbose):
+    image = tmp_path / 'fine.png'
+    cv2.imwrite(str(image), pattern_image(32, 48))
+    not_a_dir = tmp_path / 'taken'
+    not_a_dir.write_text('a file where the output folder should go')
+    cases = [(['--output-dir', not_a_dir], 'exists and is not a folder'),
+             (['--output-dir', not_a_dir / 'below'], 'cannot create'),
+             (['--threads', 10_000], 'threads must be in 0..'),
+             (['--label-set', tmp_path], 'neither a built-in')]
+    for extra, message in cases:
+        argv = [sys.executable, '-m', 'bisenet_ros.cli'] + (['-v'] if verbose else []) + \
+            ['segment', str(image)] + [str(a) for a in extra]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert message in done.stderr, done.stderr
+        assert ('Traceback' in done.stderr) is verbose, done.stderr
+        if not verbose:
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -8,7 +8,6 @@ work around it goes on.
 
 import logging
 import os
-from pathlib import Path
 import struct
 import subprocess
 import sys
@@ -169,3 +168,25 @@ def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path
         assert ('Traceback' in done.stderr) is verbose, done.stderr
         if not verbose:
             assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# -- node start-up ------------------------------------------------------------------------------
+@pytest.mark.parametrize('content,message', [
+    (None, 'cannot read (No such file or directory)'),
+    ('segmentation_node:\n  ros__parameters: {threads: [1, 2\n', 'not valid YAML'),
+    ('segmentation_node:\n  ros__parameters: [1, 2]\n', 'ros__parameters: expected a mapping'),
+    ('# ' + 'x' * (2 << 20) + '\n', 'bytes, more than the 1048576 allowed'),
+    ('segmentation_node:\n  ros__parameters: {threads: 100000}\n', 'threads'),
+])
+def test_bad_params_file_is_one_line_and_exit_2(tmp_path, content, message):
+    from bisenet_ros.ros.node_harness import NodeProcess
+    path = tmp_path / 'params.yaml'
+    if content is not None:
+        path.write_text(content)
+    node = NodeProcess({}, 40 + os.getpid() % 20, extra_args=['--params-file', str(path)])
+    node.proc.wait(60)
+    code = node.stop()
+    log = node.log()
+    assert code == 2, log
+    assert message in log and 'Traceback' not in log, log
+    assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log

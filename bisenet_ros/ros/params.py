@@ -286,5 +286,27 @@ def reload_needed(old: NodeParams, new: NodeParams) -> bool:
     return old.model_settings() != new.model_settings()
 
 
+def params_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a usable ROS 2 params file (unreadable, over the size and node bounds
+    of :mod:`bisenet_ros.limits`, not YAML, or not ``<node>: {ros__parameters: {...}}``,
+    namespaces allowed), or ``None``. One line, naming the file."""
+    from ..limits import LimitError, load_yaml
+    try:
+        data = load_yaml(path, 'params file')
+    except LimitError as exc:
+        return str(exc)
+
+    def problem(node: Any, where: str) -> Optional[str]:
+        if not isinstance(node, dict) or not node:
+            return f'{where}: expected a mapping of node names, got {type(node).__name__}'
+        if 'ros__parameters' in node:
+            params = node['ros__parameters']
+            return None if isinstance(params, dict) else \
+                f'{where}/ros__parameters: expected a mapping, got {type(params).__name__}'
+        return next((p for k, v in node.items() if (p := problem(v, f'{where}/{k}'))), None)
+    found = problem(data, '')
+    return None if found is None else f'params file {path}: {found.lstrip("/")}'
+
+
 __all__ = ['BACKENDS', 'PRECISIONS', 'ParamError', 'ParamSpec', 'SPECS', 'SPEC_BY_NAME',
-           'validate', 'descriptor', 'NodeParams', 'reload_needed']
+           'validate', 'descriptor', 'NodeParams', 'reload_needed', 'params_file_problem']

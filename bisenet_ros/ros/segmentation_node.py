@@ -37,7 +37,8 @@ from .frame_slots import Frame, LatestFrameSlots
 from .image_conversions import compressed_to_color, ConversionError, image_to_color
 from .model_holder import ModelHolder
 from .node_stats import CameraStats, diagnostic_status
-from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+from .params import (descriptor, NodeParams, params_file_problem, ParamError, reload_needed,
+                     SPEC_BY_NAME, SPECS)
 
 NODE_NAME = 'segmentation_node'
 
@@ -317,9 +318,21 @@ def run_node(args: Optional[List[str]] = None, lifecycle: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM; returns 0, or 2 for invalid parameters.
 
     rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
-    ExternalShutdownException (or KeyboardInterrupt), and the worker thread is joined.
+    ExternalShutdownException (or KeyboardInterrupt), and the worker thread is joined. A
+    missing or malformed ``--params-file`` (or any argument rcl refuses) is one line on stderr
+    and exit code 2.
     """
-    rclpy.init(args=args)
+    argv = sys.argv if args is None else list(args)
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == '--params-file']
+    problem = next((p for f in files if (p := params_file_problem(f))), None)
+    if problem is None:
+        try:
+            rclpy.init(args=args)
+        except Exception as exc:  # rcl's RCLError: the arguments cannot be parsed
+            problem = f'cannot start: {" ".join(str(exc).split())}'
+    if problem is not None:
+        sys.stderr.write(f'[ERROR] [{NODE_NAME}]: {problem}\n')
+        return 2
     node: Optional[SegmentationNode] = None
     code = 0
     try:

@@ -190,3 +190,60 @@ def test_bad_params_file_is_one_line_and_exit_2(tmp_path, content, message):
     assert code == 2, log
     assert message in log and 'Traceback' not in log, log
     assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log
+
+
+# -- bounded per-size state ---------------------------------------------------------------------
+SIZES = [(32 + 8 * i, 48 + 16 * (i % 5)) for i in range(10)]  # 10 distinct sizes, mostly odd
+
+
+def _scratch_files(root):
+    return sorted(p.relative_to(root) for p in root.rglob('*') if p.is_file())
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_many_input_sizes_keep_one_dynamic_export_and_match_torch(checkpoint, tmp_path,
+                                                                  monkeypatch, backend):
+    import tempfile
+
+    from bisenet_ros.inference import Segmenter
+    pytest.importorskip(backend, reason=f'{backend} is not installed (pip install {backend})')
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where the backend exports
+    with Segmenter(str(checkpoint), backend='torch', threads=1) as ref, \
+            Segmenter(str(checkpoint), backend=backend, threads=1) as seg:
+        for i, (h, w) in enumerate(SIZES):
+            image = pattern_image(h, w, seed=i)
+            got, want = seg.segment(image).labels, ref.segment(image).labels
+            assert got.shape == (h, w)
+            assert np.mean(got == want) > 0.999, (h, w)
+            files = [f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']
+            assert len(files) == 1 and files[0].name == 'bisenet_dynamic.onnx', files
+    assert _scratch_files(tmp_path) == []  # closed: the export is gone
+
+
+def test_lru_keeps_at_most_max_sizes_and_deletes_evicted_exports(checkpoint, tmp_path,
+                                                                 monkeypatch):
+    """Per-size exports (no dynamic graph): at most MAX_CACHED_SIZES of them on disk."""
+    import tempfile
+
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.inference.backends.base import MAX_CACHED_SIZES
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    with Segmenter(str(checkpoint), backend='onnxruntime', threads=1,
+                   dynamic_size=False) as seg:
+        counts = []
+        for i, (h, w) in enumerate(SIZES[:6] + SIZES[:1]):  # the evicted first size comes back
+            assert seg.segment(pattern_image(h, w, seed=i)).labels.shape == (h, w)
+            counts.append(len([f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']))
+        assert MAX_CACHED_SIZES == 4 and counts == [1, 2, 3, 4, 4, 4, 4]
+    assert _scratch_files(tmp_path) == []
+
+
+def test_lru_cache_evicts_the_least_recently_used():
+    from bisenet_ros.inference.backends.base import LruCache
+    evicted = []
+    cache = LruCache(2, lambda k, v: evicted.append((k, v)))
+    cache.put('a', 1)
+    cache.put('b', 2)
+    assert cache.get('a') == 1  # 'b' is now the least recently used
+    cache.put('c', 3)
+    assert evicted == [('b', 2)] and 'a' in cache and 'c' in cache and len(cache) == 2

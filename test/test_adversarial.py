@@ -8,6 +8,7 @@ work around it goes on.
 
 import logging
 import os
+from pathlib import Path
 import struct
 import subprocess
 import sys
@@ -247,3 +248,98 @@ def test_lru_cache_evicts_the_least_recently_used():
     assert cache.get('a') == 1  # 'b' is now the least recently used
     cache.put('c', 3)
     assert evicted == [('b', 2)] and 'a' in cache and 'c' in cache and len(cache) == 2
+
+
+# -- signals at awkward moments -----------------------------------------------------------------
+def _node_segments(pid):
+    """The Fast DDS segments ``pid`` maps, less the domain's shared port queues."""
+    maps = Path(f'/proc/{pid}/maps').read_text().splitlines()
+    paths = {line.split()[-1] for line in maps if '/dev/shm/' in line}
+    return {p for p in paths if Path(p).name.startswith(('fastdds_', 'fastrtps_'))
+            and '_port' not in Path(p).name}
+
+
+def _signal_and_check(node, node_tmp, sig, budget=2.0):
+    """Send ``sig``; the node exits 0 within ``budget`` s leaving no temp file and no segment
+    of its own. Returns its log."""
+    import signal
+    import time
+    segments = _node_segments(node.proc.pid)
+    assert segments, 'the node maps no Fast DDS segment: nothing to check'
+    began = time.monotonic()
+    code = node.stop(sig, timeout=20.0)
+    took = time.monotonic() - began
+    log = node.log()
+    assert code == 0, log[-3000:]
+    assert took < budget, f'{signal.Signals(sig).name} took {took:.2f} s\n{log[-2000:]}'
+    assert 'Traceback' not in log, log[-3000:]
+    assert list(node_tmp.iterdir()) == [], list(node_tmp.rglob('*'))
+    assert [s for s in segments if os.path.exists(s) or os.path.exists(f'{s}_el')] == []
+    return log
+
+
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGINT'])
+def test_signal_during_start_up_model_load_exits_at_once_and_clean(tmp_path, sig):
+    import signal
+
+    import time
+
+    from bisenet_ros.ros.node_harness import NodeProcess
+    node_tmp = tmp_path / 'tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'backend': 'onnxruntime', 'threads': 1}, 60 + os.getpid() % 20,
+                       env={'TMPDIR': str(node_tmp)})
+    try:
+        # the node's temp folder exists once rclpy's handlers are in, its segments once the
+        # node is constructed: the model loads from there on
+        def started():
+            return list(node_tmp.iterdir()) and _node_segments(node.proc.pid)
+        deadline = time.monotonic() + 60
+        while node.alive() and not started() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node.alive() and started(), node.log()
+        assert 'segmenting' not in node.log()  # not started yet: the signal hits the load
+        log = _signal_and_check(node, node_tmp, getattr(signal, sig))
+        assert 'segmenting' not in log
+    finally:
+        if node.alive():
+            node.stop(signal.SIGKILL)
+
+
+def test_signal_with_a_large_frame_in_flight_exits_within_2_s(checkpoint, tmp_path):
+    import signal
+    import time
+
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.node_harness import NodeProcess, Probe
+    domain = 80 + os.getpid() % 20
+    node_tmp = tmp_path / 'tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'onnxruntime', 'threads': 1,
+                        'compressed': True, 'qos_overrides./camera/image_raw/compressed.'
+                        'subscription.reliability': 'reliable'}, domain,
+                       env={'TMPDIR': str(node_tmp)})
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, '/segmentation/mask')  # outputs nobody reads are not computed
+        pub = probe.publisher(CompressedImage, '/camera/image_raw/compressed')
+        assert probe.wait_for_subscribers('/camera/image_raw/compressed', timeout=90), node.log()
+        assert probe.wait_for_publishers('/segmentation/mask', timeout=30), node.log()
+        image = pattern_image(2400, 3200)  # 7.7 MP: seconds to segment
+        with Segmenter(str(checkpoint), backend='onnxruntime', threads=1) as seg:
+            began = time.monotonic()
+            seg.segment(image)
+            one_inference = time.monotonic() - began
+        ok, buf = cv2.imencode('.png', image)
+        pub.publish(CompressedImage(format='png', data=buf.tobytes()))
+        time.sleep(1.5)  # received, decoded, in inference
+        probe.close()
+        # the documented bound: 2 s, or one inference for inputs that take longer
+        log = _signal_and_check(node, node_tmp, signal.SIGTERM, max(2.0, one_inference))
+        assert 'exiting without waiting' in log, log[-2000:]  # the frame was in flight
+    finally:
+        probe.close()
+        if node.alive():
+            node.stop(signal.SIGKILL)

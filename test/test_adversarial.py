@@ -80,6 +80,46 @@ def test_formats_whose_size_cannot_be_read_are_refused():
         compressed_to_color(SimpleNamespace(format='exr', data=b'v/1\x01' + b'\x00' * 64))
 
 
+def test_node_refuses_a_bomb_counts_it_and_segments_the_next_frame(checkpoint):
+    import signal
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from bisenet_ros.ros.node_harness import NodeProcess, Probe
+    domain = 30 + os.getpid() % 10
+    topic = '/camera/image_raw/compressed'
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'compressed': True, 'diagnostics_period': 0.2,
+                        f'qos_overrides.{topic}.subscription.reliability': 'reliable'}, domain)
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, '/segmentation/mask')
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+        pub = probe.publisher(CompressedImage, topic)
+        assert probe.wait_for_subscribers(topic, timeout=90), node.log()
+        assert probe.wait_for_publishers('/segmentation/mask', timeout=30), node.log()
+        pub.publish(CompressedImage(format='png', data=bomb_png(8000, 8000)))
+        ok, buf = cv2.imencode('.png', pattern_image(48, 64))
+        pub.publish(CompressedImage(format='png', data=buf.tobytes()))
+        assert probe.wait_for(lambda: probe.received['/segmentation/mask'], 60), node.log()
+        assert probe.received['/segmentation/mask'][-1].width == 64
+
+        def camera_status():
+            for msg in reversed(probe.received['/diagnostics']):
+                for status in msg.status:
+                    if status.name.endswith(topic):
+                        return status
+            return None
+        assert probe.wait_for(lambda: camera_status() is not None and {
+            kv.key: kv.value for kv in camera_status().values}['frames_rejected'] == '1', 20)
+        assert 'exceeds max_input_pixels 16777216' in node.log(), node.log()
+        assert node.alive()
+    finally:
+        probe.close()
+        node.stop(signal.SIGINT)
+
+
 # -- machine bounds -----------------------------------------------------------------------------
 def test_threads_and_sizes_beyond_the_machine_are_refused_naming_both(checkpoint):
     from bisenet_ros.inference import Segmenter

@@ -130,6 +130,11 @@ def test_threads_and_sizes_beyond_the_machine_are_refused_naming_both(checkpoint
         Segmenter(str(checkpoint), backend='torch', threads=cpus * 64)
     with pytest.raises(LimitError, match='40000x40000 needs about'):
         Segmenter(str(checkpoint), backend='torch', input_size=(40000, 40000))
+    from bisenet_ros.export.onnx_export import export_onnx
+    from bisenet_ros.inference.model_file import identify, load_module
+    module = load_module(identify(str(checkpoint)), None)
+    with pytest.raises(LimitError, match='export: 100000 x 1024x1024 needs about'):
+        export_onnx(module, '/nonexistent/never_written.onnx', (1024, 1024), batch=100_000)
     with Segmenter(str(checkpoint), backend='torch') as seg:  # native size: checked per call
         with pytest.raises(LimitError, match='more than the'):
             seg.segment_batch([np.zeros((40000, 40000, 3), np.uint8)])

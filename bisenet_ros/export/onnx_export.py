@@ -86,6 +86,10 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     import torch
 
     height, width = (int(v) for v in input_size)
+    from ..limits import LimitError, work_problem
+    problem = work_problem(height, width, batch)
+    if batch < 1 or problem:
+        raise LimitError(f'export: {problem or f"batch must be >= 1, got {batch}"}')
     wanted = tuple(outputs)
     duplicated = len(set(wanted)) != len(wanted)
     if not wanted or duplicated or any(o not in EXPORT_OUTPUTS for o in wanted):

@@ -111,6 +111,10 @@ class LruCache:
         """Remove every entry (without ``on_evict``)."""
         self._items.clear()
 
+    def items(self) -> List[Tuple[Hashable, Any]]:
+        """``(key, value)`` pairs, least recently used first."""
+        return list(self._items.items())
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import warnings
 
+from ..limits import LimitError, work_problem
+
 LOG = logging.getLogger(__name__)
 
 EXPORT_OUTPUTS = ('logits', 'labels', 'confidence')
@@ -86,7 +88,6 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     import torch
 
     height, width = (int(v) for v in input_size)
-    from ..limits import LimitError, work_problem
     problem = work_problem(height, width, batch)
     if batch < 1 or problem:
         raise LimitError(f'export: {problem or f"batch must be >= 1, got {batch}"}')

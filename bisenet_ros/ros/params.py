@@ -17,7 +17,8 @@ import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISIONS
-from ..limits import DEFAULT_MAX_INPUT_PIXELS, threads_problem, work_problem
+from ..limits import (DEFAULT_MAX_INPUT_PIXELS, LimitError, load_yaml, threads_problem,
+                      work_problem)
 from ..resources import default_model_path
 
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$')
@@ -290,7 +291,6 @@ def params_file_problem(path: str) -> Optional[str]:
     """Why ``path`` is not a usable ROS 2 params file (unreadable, over the size and node bounds
     of :mod:`bisenet_ros.limits`, not YAML, or not ``<node>: {ros__parameters: {...}}``,
     namespaces allowed), or ``None``. One line, naming the file."""
-    from ..limits import LimitError, load_yaml
     try:
         data = load_yaml(path, 'params file')
     except LimitError as exc:

@@ -120,6 +120,10 @@ def read_image(path: Path, max_pixels: int):
     from ..image_header import encoded_size, HeaderError
     from ..limits import check_pixels
     try:
+        size = path.stat().st_size
+        if 0 < max_pixels and size > 8 * max_pixels + (1 << 20):  # over raw 16-bit RGBA
+            raise ValueError(f'image {path}: {size} bytes, more than an image of '
+                             f'{max_pixels} pixels takes')
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f'image {path}: cannot read ({exc.strerror or exc})') from None

@@ -116,9 +116,11 @@ def read_text(path: PathLike, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str
 
 
 def parse_yaml(text: str, what: str, max_nodes: int = MAX_YAML_NODES,
-               max_depth: int = MAX_YAML_DEPTH) -> Any:
+               max_depth: int = MAX_YAML_DEPTH, any_tags: bool = False) -> Any:
     """``yaml.safe_load`` of ``text`` after checking its node count and depth; every problem
-    (syntax included) is a :class:`LimitError` starting with ``what``."""
+    (syntax included) is a :class:`LimitError` starting with ``what``. ``any_tags``: read
+    tagged nodes as plain lists, dicts and strings, as rcl does (``launch_ros`` writes
+    ``!!python/tuple`` into the params files it makes); nothing is ever instantiated."""
     import yaml
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -127,9 +129,26 @@ def parse_yaml(text: str, what: str, max_nodes: int = MAX_YAML_NODES,
     if root is not None:
         _count_nodes(root, what, max_nodes, max_depth)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_tag_blind_loader() if any_tags else yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise LimitError(f'{what}: not valid YAML ({" ".join(str(exc).split())})') from None
+
+
+def _tag_blind_loader() -> Any:
+    """A ``SafeLoader`` that reads a node with an unknown tag as its plain kind."""
+    import yaml
+
+    class TagBlindLoader(yaml.SafeLoader):
+        pass
+
+    def plain(loader: Any, _suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        return loader.construct_scalar(node)
+    TagBlindLoader.add_multi_constructor('', plain)
+    return TagBlindLoader
 
 
 def _count_nodes(root: Any, what: str, max_nodes: int, max_depth: int) -> None:
@@ -151,6 +170,7 @@ def _count_nodes(root: Any, what: str, max_nodes: int, max_depth: int) -> None:
                 stack.extend(((key, depth + 1), (value, depth + 1)))
 
 
-def load_yaml(path: PathLike, what: str, max_bytes: int = MAX_TEXT_BYTES) -> Any:
+def load_yaml(path: PathLike, what: str, max_bytes: int = MAX_TEXT_BYTES,
+              any_tags: bool = False) -> Any:
     """:func:`read_text` then :func:`parse_yaml`."""
-    return parse_yaml(read_text(path, what, max_bytes), f'{what} {path}')
+    return parse_yaml(read_text(path, what, max_bytes), f'{what} {path}', any_tags=any_tags)

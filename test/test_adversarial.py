@@ -238,6 +238,16 @@ def test_bad_params_file_is_one_line_and_exit_2(tmp_path, content, message):
     assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log
 
 
+def test_params_file_as_launch_ros_writes_it_is_accepted(tmp_path):
+    from bisenet_ros.ros.params import params_file_problem
+    path = tmp_path / 'launch_params.yaml'
+    path.write_text("/**:\n  ros__parameters:\n    image_topics: !!python/tuple\n"
+                    "    - /cam/image_raw\n    max_rate: 10.0\n")
+    assert params_file_problem(str(path)) is None
+    path.write_text("/**:\n  ros__parameters: !!python/tuple [1, 2]\n")
+    assert 'ros__parameters: expected a mapping, got list' in params_file_problem(str(path))
+
+
 # -- bounded per-size state ---------------------------------------------------------------------
 SIZES = [(32 + 8 * i, 48 + 16 * (i % 5)) for i in range(10)]  # 10 distinct sizes, mostly odd
 

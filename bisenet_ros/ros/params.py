@@ -292,7 +292,7 @@ def params_file_problem(path: str) -> Optional[str]:
     of :mod:`bisenet_ros.limits`, not YAML, or not ``<node>: {ros__parameters: {...}}``,
     namespaces allowed), or ``None``. One line, naming the file."""
     try:
-        data = load_yaml(path, 'params file')
+        data = load_yaml(path, 'params file', any_tags=True)  # rcl ignores tags
     except LimitError as exc:
         return str(exc)
 

@@ -52,8 +52,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``bisenet COMMAND ...``; returns the process exit code.
 
-    An expected error (missing file, bad value, runtime failure) is logged in one line and
-    returns 1; with ``-v`` its traceback is logged too.
+    A user error (missing or unreadable file, output path that is a file, bad value, input
+    over a bound, missing optional module, runtime failure) is logged in one line and returns 1;
+    with ``-v`` its traceback is logged too. Ctrl-C returns 130 without a traceback.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith('-')), None)
@@ -64,16 +65,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, '_module', None):
         parser.print_help()
         return 2
-    module = importlib.import_module(args._module)
+    log = logging.getLogger('bisenet')
     try:
+        module = importlib.import_module(args._module)
         return int(module.run(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        log = logging.getLogger('bisenet')
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
         if args.verbose:
             log.exception('%s', exc)
         else:
             log.error('%s (run with -v for the traceback)', exc)
         return 1
+    except KeyboardInterrupt:
+        log.error('interrupted')
+        return 130
 
 
 if __name__ == '__main__':

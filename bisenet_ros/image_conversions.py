@@ -14,6 +14,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from .image_header import encoded_size, HeaderError
+from .limits import check_pixels, DEFAULT_MAX_INPUT_PIXELS, LimitError
+
 #: encoding -> (element dtype, channels) for the encodings read as plain arrays.
 PLAIN_ENCODINGS: Dict[str, Tuple[str, int]] = {
     'bgr8': ('u1', 3), 'rgb8': ('u1', 3), 'bgra8': ('u1', 4), 'rgba8': ('u1', 4),
@@ -117,8 +120,11 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     raise ConversionError(f'cannot show {pixels.dtype} pixels as a colour image')
 
 
-def image_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
+def image_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+                   ) -> Tuple[np.ndarray, bool]:
     """An Image-like object as a 3-channel uint8 array for segmentation.
+
+    ``width x height`` above ``max_pixels`` (0: no bound) is refused before any pixel is read.
 
     Returns:
         ``(pixels (H, W, 3) uint8, is_bgr)``: rgb inputs stay RGB (``is_bgr`` False) so no
@@ -127,6 +133,10 @@ def image_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
         Bayer are converted with OpenCV.
     """
     encoding = msg.encoding
+    try:
+        check_pixels(int(msg.width), int(msg.height), max_pixels, f"image '{encoding}'")
+    except LimitError as exc:
+        raise ConversionError(str(exc)) from None
     pixels = image_to_array(msg)
     if encoding == '32FC1':
         raise ConversionError(f"image {msg.width}x{msg.height}: encoding '32FC1' (float) "
@@ -150,13 +160,27 @@ def image_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
     return pixels[:, :, :3], is_bgr
 
 
-def compressed_to_color(msg: Any) -> Tuple[np.ndarray, bool]:
-    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``."""
+def compressed_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+                        ) -> Tuple[np.ndarray, bool]:
+    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``.
+
+    The size is read from the encoded header first (:mod:`bisenet_ros.image_header`): above
+    ``max_pixels`` (0: no bound), or with a header that cannot be read, nothing is decoded.
+    """
     import cv2
     fmt = str(getattr(msg, 'format', ''))
     buf = _byte_view(msg.data)
     if buf.size == 0:
         raise ConversionError(f"compressed image (format '{fmt}'): no data")
+    try:
+        width, height = encoded_size(buf)
+        check_pixels(width, height, max_pixels, f"compressed image (format '{fmt}', "
+                     f'{buf.size} bytes)')
+    except HeaderError as exc:
+        raise ConversionError(f"compressed image (format '{fmt}', {buf.size} bytes): {exc}") \
+            from None
+    except LimitError as exc:
+        raise ConversionError(str(exc)) from None
     pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if pixels is None:
         raise ConversionError(f"compressed image (format '{fmt}', {buf.size} bytes): not a "

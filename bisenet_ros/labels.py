@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
-import yaml
 
 from .resources import find_config_file
 
@@ -31,6 +30,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class LabelSetError(ValueError):
     """A label set file or dict is malformed; the message names the source and the field."""
+
+
+#: Most classes a label set may have: class ids and the ignore id fit a 16-bit mask.
+MAX_CLASSES = 65535
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class LabelSet:
         where = f'label set {self.source}'
         if not self.class_names:
             raise LabelSetError(f'{where}: no classes')
+        if len(self.class_names) > MAX_CLASSES:
+            raise LabelSetError(f'{where}: {len(self.class_names)} classes, at most '
+                                f'{MAX_CLASSES} (ids must fit 16-bit masks)')
         if len(self.colors) != len(self.class_names):
             raise LabelSetError(f'{where}: {len(self.class_names)} class names but '
                                 f'{len(self.colors)} colours')
@@ -130,13 +136,12 @@ class LabelSet:
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> 'LabelSet':
         """Load a label-set YAML file."""
+        from .limits import LimitError, load_yaml
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise LabelSetError(f'label set {path}: cannot read ({exc.strerror})') from exc
-        except yaml.YAMLError as exc:
-            raise LabelSetError(f'label set {path}: not valid YAML ({exc})') from exc
+            data = load_yaml(path, 'label set')
+        except LimitError as exc:
+            raise LabelSetError(str(exc)) from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -180,6 +180,18 @@ class Probe:
 
     def close(self) -> None:
         self.spin.close()
+
+
+def stamp_ns(msg: Any) -> int:
+    """``msg.header.stamp`` in nanoseconds (how tests match an output to its input)."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def model_status(diagnostics: Any) -> Tuple[int, str, Dict[str, str]]:
+    """``(level, message, values)`` of the node's model status in one DiagnosticArray
+    (level as an int: 0 OK, 1 WARN, 2 ERROR)."""
+    status = next(s for s in diagnostics.status if s.name.endswith(': model'))
+    return status.level[0], status.message, {kv.key: kv.value for kv in status.values}
 
 
 def write_random_checkpoint(path: Path, seed: int = 0, num_classes: int = 11) -> Path:

@@ -69,7 +69,7 @@ def test_fastdds_profile_has_the_large_shared_memory_segment():
     root = ElementTree.parse(CONFIG / 'fastdds_large_images.xml').getroot()
     ns = {'dds': 'http://www.eprosima.com'}
     sizes = [int(e.text) for e in root.iterfind('.//dds:segment_size', ns)]
-    assert sizes and min(sizes) >= 8 * 1024 * 1024
+    assert sizes and min(sizes) >= 2 * 3840 * 2160 * 3  # two 4K bgr8 frames
     participant = root.find('.//dds:participant', ns)
     assert participant.get('is_default_profile') == 'true'
 

@@ -59,7 +59,8 @@ def test_threads_do_not_touch_the_process(reference_model):
     before = torch.get_num_threads()
     with Segmenter(reference_model, backend='openvino', input_size=(64, 64), threads=1):
         pass
-    with Segmenter(reference_model, backend='torch', threads=before + 1):
+    other = 1 if before > 1 else 2  # a different count the CPUs allow (more is refused)
+    with Segmenter(reference_model, backend='torch', threads=other):
         pass
     assert torch.get_num_threads() == before
 

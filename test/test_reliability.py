@@ -18,7 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 40 + os.getpid() % 10
 H, W = 48, 64
@@ -37,10 +37,6 @@ def segmenter(checkpoint):
     # One thread here and in the node: torch's CPU sums then run in the same order, so the
     # masks compare exactly even where random weights leave near-tied logits.
     return Segmenter(str(checkpoint), backend='torch', threads=1)
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def start(params, domain):
@@ -357,7 +353,7 @@ def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_p
         msg = probe.image_msg(pattern_image(H, W), 'bgr8')
         pub.publish(msg)
         wait_mask(probe, stamp_ns(msg), timeout=120)
-        assert any(p.name.startswith('bisenet_ort_') for p in node_tmp.iterdir())
+        assert list(node_tmp.rglob('bisenet_ort_*'))  # in the node's own folder under TMPDIR
         # fastdds_port<N> files are the domain's port queues, kept by Fast DDS for reuse.
         segments = [s for s in _own_shm_segments(node.proc.pid, [])
                     if not Path(s).name.startswith('fastdds_port')]

@@ -38,7 +38,7 @@ def _poll(predicate, timeout):
 
 
 def _ort_dirs(tmp):
-    return [p for p in tmp.iterdir() if p.name.startswith('bisenet_ort_')]
+    return list(tmp.rglob('bisenet_ort_*'))  # in the node's own temp folder under TMPDIR
 
 
 def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):

@@ -13,8 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-import yaml
-
+from ..limits import load_yaml
 from . import messages
 
 LOG = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def metadata_topics(path: PathLike) -> List[TopicInfo]:
     """
     meta = Path(path) / 'metadata.yaml' if Path(path).is_dir() else Path(path)
     try:
-        info = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
+        info = load_yaml(meta, 'bag metadata')['rosbag2_bagfile_information']
         return [TopicInfo(t['topic_metadata']['name'], t['topic_metadata']['type'],
                           int(t.get('message_count', 0)))
                 for t in info.get('topics_with_message_count') or []]
@@ -207,7 +206,7 @@ class _Rosbag2PyImpl:
 
     def _storage_identifier(self) -> str:
         try:
-            meta = yaml.safe_load((Path(self._uri) / 'metadata.yaml').read_text())
+            meta = load_yaml(Path(self._uri) / 'metadata.yaml', 'bag metadata')
             return str(meta['rosbag2_bagfile_information'].get('storage_identifier', ''))
         except Exception:
             return ''

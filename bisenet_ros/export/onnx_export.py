@@ -2,7 +2,10 @@
 
 The model pads H, W to a multiple of 32 inside ``forward``; the exporter records that padding
 for the traced size, so an ONNX file takes exactly the ``(H, W)`` it was exported at (a multiple
-of 32 avoids the padding cost). Only the batch axis can be dynamic.
+of 32 avoids the padding cost). The batch axis can be dynamic; so can H and W
+(``dynamic_size``, traced at a multiple of 32): such a graph takes any multiple of 32, and its
+runner pads other sizes bottom/right with zeros and crops the outputs (what the model's ``pad``
+size policy does inside).
 
 Outputs (any subset, in this order): ``logits`` float ``(N, C, H, W)``, ``labels`` ``(N, H, W)``
 (ArgMax in the graph, cast to uint8 or int32), ``confidence`` float ``(N, H, W)`` (max softmax).
@@ -17,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import warnings
+
+from ..limits import LimitError, work_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -56,7 +61,8 @@ def _wrapper(model: Any, outputs: Sequence[str], labels_dtype: str, half: bool):
 
 def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
                 input_size: Sequence[int], *, batch: int = 1, dynamic_batch: bool = False,
-                outputs: Sequence[str] = ('logits',), labels_dtype: str = 'uint8',
+                dynamic_size: bool = False, outputs: Sequence[str] = ('logits',),
+                labels_dtype: str = 'uint8',
                 fp16: bool = False, opset: int = 17, label_set: Any = None,
                 check: bool = True) -> Path:
     """Write ``model`` as ONNX.
@@ -66,6 +72,7 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
         path: Output ``.onnx`` file (parent directories are created).
         input_size: ``(H, W)`` the file will take.
         batch: Batch size traced (the fixed batch unless ``dynamic_batch``).
+        dynamic_size: H and W dynamic (multiples of 32; ``input_size`` is then only traced).
         outputs: Subset of :data:`EXPORT_OUTPUTS`.
         labels_dtype: ``'uint8'`` (<= 256 classes) or ``'int32'`` (TensorRT-friendly).
         fp16: Export with half weights and fp16 input/outputs (for strongly typed TensorRT).
@@ -81,6 +88,9 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     import torch
 
     height, width = (int(v) for v in input_size)
+    problem = work_problem(height, width, batch)
+    if batch < 1 or problem:
+        raise LimitError(f'export: {problem or f"batch must be >= 1, got {batch}"}')
     wanted = tuple(outputs)
     duplicated = len(set(wanted)) != len(wanted)
     if not wanted or duplicated or any(o not in EXPORT_OUTPUTS for o in wanted):
@@ -89,6 +99,8 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
         raise ValueError(f'labels_dtype must be one of {LABEL_DTYPES}, got {labels_dtype!r}')
     if labels_dtype == 'uint8' and 'labels' in wanted and model.num_classes > 256:
         raise ValueError(f'{model.num_classes} classes do not fit uint8 labels; use int32')
+    if dynamic_size and (height % 32 or width % 32):
+        raise ValueError(f'dynamic_size: trace at a multiple of 32, got {height}x{width}')
     if height % 32 or width % 32:
         LOG.info('export at %dx%d: not a multiple of 32, the graph pads to %dx%d inside',
                  height, width, -(-height // 32) * 32, -(-width // 32) * 32)
@@ -100,7 +112,15 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     dummy = torch.zeros(batch, 3, height, width, dtype=dtype)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    dynamic_axes = {n: {0: 'batch'} for n in ('input',) + wanted} if dynamic_batch else None
+    dynamic_axes: Optional[Dict[str, Dict[int, str]]] = None
+    if dynamic_batch or dynamic_size:
+        dynamic_axes = {}
+        for name in ('input',) + wanted:
+            rank = 3 if name in ('labels', 'confidence') else 4
+            axes = {0: 'batch'} if dynamic_batch else {}
+            if dynamic_size:
+                axes.update({rank - 2: 'height', rank - 1: 'width'})
+            dynamic_axes[name] = axes
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter('ignore')
@@ -112,6 +132,7 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     onnx_model = onnx.load(str(target))
     meta = {'input_size': json.dumps([height, width]), 'outputs': json.dumps(list(wanted)),
             'batch': json.dumps(int(batch)), 'dynamic_batch': json.dumps(bool(dynamic_batch)),
+            'dynamic_size': json.dumps(bool(dynamic_size)),
             'num_classes': str(int(model.num_classes)), 'precision': 'fp16' if fp16 else 'fp32'}
     if label_set is not None:
         meta['label_set'] = json.dumps(label_set.to_dict())

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..labels import LabelSet, load_label_set
+from ..limits import LimitError, threads_problem, work_problem
 from .backends import Backend, create_backend
 from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
                           resize_confidence, resize_labels)
@@ -55,8 +56,9 @@ class Segmenter:
         device: ``'cpu'``, ``'cuda[:i]'``, ``'gpu[:i]'`` (OpenVINO) or ``'auto'``.
         precision: ``'fp32'``, ``'fp16'``, ``'bf16'`` or ``'int8'`` (backend permitting).
         label_set: Label set name, YAML path or object; defaults to the model's own.
-        threads: CPU threads of the runtime's session (ONNX Runtime, OpenVINO); torch's
-            pool is per process and is set by the entry point, not here.
+        threads: CPU threads of the runtime's session (ONNX Runtime, OpenVINO), at most the
+            CPUs this process may use; torch's pool is per process and is set by the entry
+            point, not here.
         backend_options: Extra keyword options for the backend.
     """
 
@@ -65,6 +67,9 @@ class Segmenter:
                  precision: str = 'fp32', label_set: Union[str, LabelSet, None] = None,
                  threads: Optional[int] = None, **backend_options: Any) -> None:
         size = check_size(input_size)
+        problem = threads_problem(threads) or (size and work_problem(*size))
+        if problem:
+            raise LimitError(f'Segmenter: {problem}')
         if isinstance(model_or_path, (str, os.PathLike)) and not Path(model_or_path).is_file():
             raise FileNotFoundError(f'model file {model_or_path}: no such file')
         requested = load_label_set(label_set) if label_set is not None else None
@@ -115,7 +120,9 @@ class Segmenter:
         """Segment one ``(H, W, 3)`` uint8 image (BGR when ``bgr``, else RGB).
 
         ``confidence_threshold`` > 0 sets pixels whose max softmax is below it to the label
-        set's ignore id. Raises ``ValueError`` for a wrong dtype, rank or channel count.
+        set's ignore id. Raises ``ValueError`` for a wrong dtype, rank or channel count, and
+        :class:`~bisenet_ros.limits.LimitError` (a ``ValueError``) for an image too large to
+        segment in this machine's memory.
         """
         return self.segment_batch([image], bgr=bgr, color=color, overlay=overlay,
                                   confidence=confidence, overlay_alpha=overlay_alpha,
@@ -147,9 +154,12 @@ class Segmenter:
             groups.setdefault(key, []).append(i)
         results: List[Optional[SegmentationResult]] = [None] * len(checked)
         step = self._require().max_batch or len(checked)
-        for indices in groups.values():
+        for key, indices in groups.items():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
+                problem = work_problem(key[0], key[1], len(chunk))
+                if problem:
+                    raise LimitError(f'segment_batch: {problem}')
                 for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,
                                                    overlay, confidence, overlay_alpha,
                                                    confidence_threshold)):

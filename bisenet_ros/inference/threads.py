@@ -17,8 +17,13 @@ LOG = logging.getLogger(__name__)
 def set_torch_threads(threads: Optional[int]) -> None:
     """Set torch's intra-op thread count for this process (``None``/0: leave torch's default).
 
-    Call it from a process entry point only. A no-op when torch is not installed.
+    Call it from a process entry point only. A no-op when torch is not installed. More threads
+    than the CPUs this process may use is a :class:`~bisenet_ros.limits.LimitError`.
     """
+    from ..limits import LimitError, threads_problem
+    problem = threads_problem(threads)
+    if problem:
+        raise LimitError(problem)
     if not threads:
         return
     from .backends.base import module_available

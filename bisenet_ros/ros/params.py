@@ -20,6 +20,8 @@ import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISIONS
+from ..limits import (DEFAULT_MAX_INPUT_PIXELS, LimitError, load_yaml, threads_problem,
+                      work_problem)
 from ..resources import default_model_path
 
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$')
@@ -55,7 +57,11 @@ def _check_input_size(value: Sequence[int]) -> Optional[str]:
         return None
     if not all(32 <= int(v) <= 8192 for v in value):
         return 'each of height, width must be in 32..8192 ([0, 0] = the model\'s own size)'
-    return None
+    return work_problem(int(value[0]), int(value[1]))
+
+
+def _check_threads(value: int) -> Optional[str]:
+    return threads_problem(value)
 
 
 def _check_topics(value: Sequence[str]) -> Optional[str]:
@@ -92,8 +98,12 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
               "model's own size. Outputs always have the input image's resolution.", 'reload',
               check=_check_input_size),
-    ParamSpec('threads', 0, 'CPU threads for inference; 0: the runtime default.', 'reload',
-              range=(0, 256)),
+    ParamSpec('threads', 0, 'CPU threads for inference, at most the CPUs the process may use; '
+              '0: the runtime default.', 'reload', range=(0, 256), check=_check_threads),
+    ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest input image (width x '
+              'height) segmented; larger frames are refused before decoding (size read from '
+              'the jpeg/png header or the Image fields) and counted as rejected.',
+              range=(1, 2**31 - 1)),
     ParamSpec('image_topics', ['/camera/image_raw'], 'Input image topics; several cameras are '
               'batched into one inference call and get outputs under <output_prefix>/<camera>.',
               'startup', check=_check_topics),
@@ -271,5 +281,26 @@ def reload_needed(old: NodeParams, new: NodeParams) -> bool:
     return old.model_settings() != new.model_settings()
 
 
+def params_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a usable ROS 2 params file (unreadable, over the size and node bounds
+    of :mod:`bisenet_ros.limits`, not YAML, or not ``<node>: {ros__parameters: {...}}``,
+    namespaces allowed), or ``None``. One line, naming the file."""
+    try:
+        data = load_yaml(path, 'params file', any_tags=True)  # rcl ignores tags
+    except LimitError as exc:
+        return str(exc)
+
+    def problem(node: Any, where: str) -> Optional[str]:
+        if not isinstance(node, dict) or not node:
+            return f'{where}: expected a mapping of node names, got {type(node).__name__}'
+        if 'ros__parameters' in node:
+            params = node['ros__parameters']
+            return None if isinstance(params, dict) else \
+                f'{where}/ros__parameters: expected a mapping, got {type(params).__name__}'
+        return next((p for k, v in node.items() if (p := problem(v, f'{where}/{k}'))), None)
+    found = problem(data, '')
+    return None if found is None else f'params file {path}: {found.lstrip("/")}'
+
+
 __all__ = ['BACKENDS', 'PRECISIONS', 'ParamError', 'ParamSpec', 'SPECS', 'SPEC_BY_NAME',
-           'validate', 'descriptor', 'NodeParams', 'reload_needed']
+           'validate', 'descriptor', 'NodeParams', 'reload_needed', 'params_file_problem']

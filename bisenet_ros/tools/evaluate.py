@@ -77,9 +77,9 @@ def _dataset(args: argparse.Namespace, label_set, meta: Dict):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..inference.threads import set_torch_threads
     from ..training.evaluate import evaluate_dataset
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
                           else ('cpu' if args.device == 'auto' else args.device))
     model, label_set, meta = _load(args)

@@ -2,6 +2,11 @@
 
 For each input ``<stem>.<ext>`` the output folder gets ``<stem>_labels.png`` (class ids, 8-bit,
 16-bit beyond 255 ids), ``<stem>_color.png`` (label-set palette) and ``<stem>_overlay.png``.
+Inputs whose stems repeat (``a/x.png b/x.png``, ``x.png x.jpg``) are named after their path
+from the folder they share (``a_x``, ``b_x``; ``x_png``, ``x_jpg``), so no output overwrites
+another. An image larger than ``--max-input-pixels`` (read from its header, before decoding) or
+one that cannot be decoded is reported and skipped; the others are still segmented, and the
+exit code is 1.
 
 Examples::
 
@@ -13,8 +18,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
+
+from ..limits import DEFAULT_MAX_INPUT_PIXELS
+
+LOG = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--alpha', type=float, default=0.5, help='overlay opacity (0.5)')
     parser.add_argument('--confidence-threshold', type=float, default=0.0,
                         help='pixels whose max softmax is below this get the ignore id (0: off)')
+    parser.add_argument('--max-input-pixels', type=int, default=DEFAULT_MAX_INPUT_PIXELS,
+                        help='larger images (width x height, read from the file header) are '
+                        f'skipped before decoding (default {DEFAULT_MAX_INPUT_PIXELS})')
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +84,74 @@ def resolve_model(model: Optional[str] = None) -> Path:
     return path
 
 
+def output_names(files: Sequence[Path]) -> Dict[Path, str]:
+    """A distinct output stem per input file: its stem where that is unique, else its path from
+    the folder the same-stem files share (``a_x``), with the suffix (``x_png``) if needed."""
+    by_stem: Dict[str, List[Path]] = {}
+    for path in files:
+        by_stem.setdefault(path.stem, []).append(path)
+    names: Dict[Path, str] = {}
+    used = set(by_stem)
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        resolved = [p.resolve() for p in group]
+        root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+        for path, full in zip(group, resolved):
+            parts = full.relative_to(root).with_suffix('').parts
+            name = '_'.join(parts)
+            if sum(1 for f in resolved if f.with_suffix('') == full.with_suffix('')) > 1:
+                name += '_' + full.suffix.lstrip('.')
+            base, n = name, 2
+            while name in used and name != stem:
+                name, n = f'{base}_{n}', n + 1
+            used.add(name)
+            names[path] = name
+    return names
+
+
+def read_image(path: Path, max_pixels: int):
+    """``(H, W, 3)`` uint8 BGR pixels of ``path``; ``ValueError`` naming the file when its header
+    says it is larger than ``max_pixels`` (nothing decoded), or it cannot be read or decoded."""
+    import cv2
+    import numpy as np
+
+    from ..image_header import encoded_size, HeaderError
+    from ..limits import check_pixels
+    try:
+        size = path.stat().st_size
+        if 0 < max_pixels and size > 8 * max_pixels + (1 << 20):  # over raw 16-bit RGBA
+            raise ValueError(f'image {path}: {size} bytes, more than an image of '
+                             f'{max_pixels} pixels takes')
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f'image {path}: cannot read ({exc.strerror or exc})') from None
+    try:
+        width, height = encoded_size(data)
+    except HeaderError as exc:
+        raise ValueError(f'image {path}: {exc}') from None
+    check_pixels(width, height, max_pixels, f'image {path}')
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f'image {path}: cannot be decoded')
+    return image
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` (and parents); ``ValueError`` naming it when that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f'--output-dir {path}: exists and is not a folder') from None
+    except OSError as exc:
+        raise ValueError(f'--output-dir {path}: cannot create ({exc.strerror or exc})') \
+            from None
+    if not os.access(path, os.W_OK):
+        raise ValueError(f'--output-dir {path}: not writable')
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
@@ -79,24 +161,28 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.threads import set_torch_threads
     set_torch_threads(args.threads)
     model = resolve_model(args.model)
-    files = collect_images(args.images)
+    files = list(dict.fromkeys(collect_images(args.images)))  # each file once
     if not files:
         raise FileNotFoundError(f'no image files in {args.images}')
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_dir(Path(args.output_dir))
+    names = output_names(files)
+    failed = 0
     with Segmenter(model, backend=args.backend, input_size=args.input_size,
                    device=args.device, precision=args.precision, label_set=args.label_set,
                    threads=args.threads) as seg:
         print(f'model {model}: backend {seg.backend.describe()}, label set '
               f'{seg.label_set.name}')
         for path in files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f'image {path}: cannot be decoded')
-            res = seg.segment(image, bgr=True, color=True, overlay=True,
-                              overlay_alpha=args.alpha,
-                              confidence_threshold=args.confidence_threshold)
-            stem = out_dir / path.stem
+            try:
+                image = read_image(path, args.max_input_pixels)
+                res = seg.segment(image, bgr=True, color=True, overlay=True,
+                                  overlay_alpha=args.alpha,
+                                  confidence_threshold=args.confidence_threshold)
+            except ValueError as exc:
+                LOG.error('%s; skipped', exc)
+                failed += 1
+                continue
+            stem = out_dir / names[path]
             ok = cv2.imwrite(f'{stem}_labels.png', res.labels)
             ok &= cv2.imwrite(f'{stem}_color.png', cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR))
             ok &= cv2.imwrite(f'{stem}_overlay.png', res.overlay)
@@ -107,4 +193,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: {image.shape[1]}x{image.shape[0]}, classes {classes}, pre "
                   f"{ms['preprocess']:.1f} ms, inference {ms['inference']:.1f} ms, post "
                   f"{ms['postprocess']:.1f} ms -> {stem}_*.png")
-    return 0
+    if failed:
+        LOG.error('%d of %d images skipped', failed, len(files))
+    return 1 if failed else 0

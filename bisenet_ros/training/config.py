@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterable, Mapping, Union
 
 import yaml
 
+from ..limits import LimitError, load_yaml
+
 DEFAULTS: Dict[str, Any] = {
     'dataset': {
         'kind': 'camvid',          # camvid | cityscapes | folder
@@ -113,11 +115,9 @@ def load_config(path: Union[str, Path, None] = None, overrides: Iterable[str] = 
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f'config {path}: cannot read ({exc.strerror})') from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f'config {path}: not valid YAML ({exc})') from exc
+            data = load_yaml(path, 'config') or {}
+        except LimitError as exc:
+            raise ConfigError(str(exc)) from None
         if not isinstance(data, dict):
             raise ConfigError(f'config {path}: expected a mapping at the top level')
         config = merge(config, data)

@@ -15,12 +15,13 @@ Backends compute labels and confidence where it is cheapest (in the graph or on 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 import importlib.util
 import logging
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +33,11 @@ OUTPUTS = ('logits', 'labels', 'confidence')
 #: Every precision a backend may run (each backend says which ones, see :mod:`.registry`).
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
 Size = Tuple[int, int]
+#: Network input sizes a backend keeps artifacts for (files, sessions, compiled models); the
+#: least recently used beyond it is dropped, files included (see ``benchmarks/bench_sizes.py``).
+MAX_CACHED_SIZES = 4
+#: The network's output stride: a graph exported with dynamic H, W takes multiples of it.
+STRIDE = 32
 
 
 class BackendUnavailableError(RuntimeError):
@@ -53,6 +59,11 @@ class ScratchDir:
             self._path = tempfile.mkdtemp(prefix=self._prefix)
         return Path(self._path)
 
+    def discard(self, path: Path) -> None:
+        """Delete ``path`` if it lies in this folder (never a file of the user's)."""
+        if self._path is not None and Path(path).parent == Path(self._path):
+            Path(path).unlink(missing_ok=True)
+
     def remove(self) -> None:
         """Delete the folder and what it holds. Idempotent."""
         if self._path is not None:
@@ -61,6 +72,72 @@ class ScratchDir:
 
     def __del__(self) -> None:
         self.remove()
+
+
+class LruCache:
+    """A mapping of at most ``capacity`` entries; putting one more evicts the least recently
+    used, handing it to ``on_evict(key, value)`` (to delete its files, free its session)."""
+
+    def __init__(self, capacity: int,
+                 on_evict: Optional[Callable[[Any, Any], None]] = None) -> None:
+        if capacity < 1:
+            raise ValueError(f'LruCache capacity must be >= 1, got {capacity}')
+        self.capacity = capacity
+        self._on_evict = on_evict
+        self._items: 'OrderedDict[Hashable, Any]' = OrderedDict()
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """The value of ``key`` (now the most recently used), or ``default``."""
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store ``value`` under ``key``; evict the least recently used beyond capacity."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            old_key, old_value = self._items.popitem(last=False)
+            if self._on_evict is not None:
+                self._on_evict(old_key, old_value)
+
+    def pop_where(self, predicate: Callable[[Any], bool]) -> None:
+        """Remove (without ``on_evict``) every entry whose key satisfies ``predicate``."""
+        for key in [k for k in self._items if predicate(k)]:
+            del self._items[key]
+
+    def clear(self) -> None:
+        """Remove every entry (without ``on_evict``)."""
+        self._items.clear()
+
+    def items(self) -> List[Tuple[Hashable, Any]]:
+        """``(key, value)`` pairs, least recently used first."""
+        return list(self._items.items())
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def pad_to_stride(batch: np.ndarray, stride: int = STRIDE) -> Tuple[np.ndarray, Size]:
+    """``(N, C, H, W)`` padded bottom/right with zeros to multiples of ``stride`` (the mean
+    colour once normalised, as the model's own ``pad`` size policy does), and the ``(H, W)`` to
+    crop the outputs back to (:func:`crop_outputs`)."""
+    height, width = int(batch.shape[2]), int(batch.shape[3])
+    pad_h, pad_w = -height % stride, -width % stride
+    if pad_h or pad_w:
+        batch = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+    return batch, (height, width)
+
+
+def crop_outputs(outputs: Dict[str, np.ndarray], size: Size) -> Dict[str, np.ndarray]:
+    """Each output's last two axes (H, W) cut to ``size`` (undoes :func:`pad_to_stride`)."""
+    return {name: np.ascontiguousarray(value[..., :size[0], :size[1]])
+            if value.shape[-2:] != size else value
+            for name, value in outputs.items()}
 
 
 class Backend(ABC):

@@ -1,8 +1,11 @@
 """ONNX Runtime backend: CPU by default, CUDA / TensorRT execution providers when installed.
 
 Accepts an ``.onnx`` file (fixed or dynamic batch, as exported) or a ``BiSeNetV2`` module /
-checkpoint, which is exported on demand (one file per input size, dynamic batch, outputs
-logits + labels + confidence) into a temporary directory by :mod:`bisenet_ros.export.artifacts`.
+checkpoint, which is exported on demand (dynamic batch, outputs logits + labels + confidence)
+into a temporary directory by :mod:`bisenet_ros.export.artifacts`: once, with dynamic H and W,
+for every input size (inputs padded to multiples of 32, outputs cropped), or at the one
+``input_size`` asked for. Per-size state is bounded: at most :data:`.base.MAX_CACHED_SIZES`
+sizes keep a file and sessions, the least recently used is dropped with its file.
 ``int8`` quantizes the export statically (QDQ, per-channel weights) on calibration images, see
 :mod:`bisenet_ros.export.quantize`.
 
@@ -21,8 +24,9 @@ import numpy as np
 
 from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
-from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs, OUTPUTS,
-                   outputs_to_fetch, ScratchDir, Size)
+from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
+                   derive_outputs, LruCache, MAX_CACHED_SIZES, OUTPUTS, outputs_to_fetch,
+                   pad_to_stride, ScratchDir, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -41,13 +45,18 @@ class OnnxRuntimeBackend(Backend):
             ``.onnx`` file is quantized already, e.g. by ``bisenet export --int8``, which runs
             as int8 whatever is asked); ``'fp16'`` (CUDA, from a module: half weights).
         threads: ``intra_op_num_threads`` (``None``: ORT's default, one per core).
-        input_size: ``(H, W)`` to export at (module input); ``None`` exports per size seen.
+        input_size: ``(H, W)`` to export at (module input); ``None``: one dynamic-H/W export
+            (per size seen, at most :data:`.base.MAX_CACHED_SIZES` kept, for a module whose
+            size policy is not ``pad``).
         label_set: Label set for a checkpoint path.
         graph_optimization: ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
         tensorrt_ep: On CUDA, put ORT's TensorRT execution provider first.
         calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images.
         int8_layers: int8 only: ``'compute'`` (default) or ``'all'``, see
             :mod:`bisenet_ros.export.quantize`.
+        dynamic_size: A module without ``input_size`` is exported once with dynamic H, W
+            (default), or per input size seen (``False``; the LRU bounds them); measured side
+            by side in ``benchmarks/bench_sizes.py``.
     """
 
     name = 'onnxruntime'
@@ -56,7 +65,7 @@ class OnnxRuntimeBackend(Backend):
                  threads: Optional[int] = None, input_size: Optional[Size] = None,
                  label_set: Any = None, graph_optimization: str = 'all',
                  tensorrt_ep: bool = False, calibration_images: Any = None,
-                 int8_layers: str = 'compute') -> None:
+                 int8_layers: str = 'compute', dynamic_size: bool = True) -> None:
         import onnxruntime as ort
         self._ort = ort
         self.device = device
@@ -64,6 +73,7 @@ class OnnxRuntimeBackend(Backend):
         self._threads = threads
         self._calibration = calibration_images
         self._int8_layers = int8_layers
+        self._dynamic_size = dynamic_size
         if graph_optimization not in OPT_LEVELS:
             raise ValueError(f'graph_optimization must be one of {sorted(OPT_LEVELS)}, got '
                              f'{graph_optimization!r}')
@@ -75,7 +85,9 @@ class OnnxRuntimeBackend(Backend):
         self._check_precision(info)
         self._scratch = ScratchDir('bisenet_ort_')
         #: Model file per network input size; ``None`` keys a file that takes any size.
-        self._files: Dict[Optional[Size], Path] = {}
+        self._files = LruCache(MAX_CACHED_SIZES, self._drop_size)
+        #: Inputs are padded to multiples of 32 for a dynamic-H/W graph exported here.
+        self._pad = False
         #: One session per (input size key, fetched outputs).
         self._sessions: Dict[Tuple[Optional[Size], Tuple[str, ...]], Any] = {}
         self._module = None
@@ -140,7 +152,7 @@ class OnnxRuntimeBackend(Backend):
                 raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
                                  f'{path} has dynamic H/W')
             path = self._quantize(path, self.fixed_size)
-        self._files[self.fixed_size] = path
+        self._files.put(self.fixed_size, path)
         session = self._session_for(self.fixed_size, None)  # loads (and checks) the file
         out = session.get_outputs()
         self._output_names = [o.name for o in out]
@@ -169,6 +181,9 @@ class OnnxRuntimeBackend(Backend):
                                  'input_size (the calibrated network size)')
             self.fixed_size = tuple(input_size)  # type: ignore[assignment]
             self._session_for(self.fixed_size, ('labels',))  # export (and quantize) now
+        else:
+            from ...export.artifacts import supports_dynamic_size
+            self._pad = self._dynamic_size and supports_dynamic_size(module)
 
     def _session(self, model: Union[Path, bytes], name: Path):
         """An ``InferenceSession`` on a file or serialized model (``name`` for errors)."""
@@ -186,7 +201,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _session_for(self, size: Optional[Size], fetch: Optional[Tuple[str, ...]]):
         """The session for ``size`` computing only ``fetch`` (``None``: every output)."""
-        key_size = None if None in self._files else size
+        key_size = None if self._pad or None in self._files else size
         if fetch is not None and set(fetch) == set(self._output_names):
             fetch = None
         key = (key_size, None if fetch is None else tuple(sorted(fetch)))
@@ -212,15 +227,24 @@ class OnnxRuntimeBackend(Backend):
         path = self._files.get(size)
         if path is not None:
             return path
-        if self._module is None or size is None:
+        if self._module is None or (size is None and not self._pad):
             raise RuntimeError('onnxruntime backend is closed')
         from ...export.artifacts import runtime_onnx
-        LOG.info('onnxruntime backend: exporting the model at %dx%d', *size)
-        path = runtime_onnx(self._module, self._scratch.path, size,  # type: ignore[arg-type]
+        LOG.info('onnxruntime backend: exporting the model at %s',
+                 'any size (dynamic H, W)' if size is None else f'{size[0]}x{size[1]}')
+        path = runtime_onnx(self._module, self._scratch.path, size,
                             precision=self.precision, calibration_images=self._calibration,
                             int8_layers=self._int8_layers)
-        self._files[size] = path
+        self._files.put(size, path)
         return path
+
+    def _drop_size(self, size: Optional[Size], path: Path) -> None:
+        """Evicted from the cache: the sessions of ``size`` and its exported file go."""
+        for key in [k for k in self._sessions if k[0] == size]:
+            del self._sessions[key]
+        self._scratch.discard(path)
+        LOG.info('onnxruntime backend: dropped the model at %s (least recently used)',
+                 'any size' if size is None else f'{size[0]}x{size[1]}')
 
     def _quantize(self, path: Path, size: Size) -> Path:
         from ...export.artifacts import quantize_for_runtime
@@ -234,11 +258,16 @@ class OnnxRuntimeBackend(Backend):
         wanted = check_outputs(outputs)
         self.check_batch(batch)
         fetch = outputs_to_fetch(self.name, wanted, self._output_names)
-        session = self._session_for((int(batch.shape[2]), int(batch.shape[3])), tuple(fetch))
+        size = (int(batch.shape[2]), int(batch.shape[3]))
+        if self._pad:
+            batch, size = pad_to_stride(batch)
+        session = self._session_for(size, tuple(fetch))
         feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
         values = session.run(fetch, {session.get_inputs()[0].name: feed})
         have = {name: (v.astype(np.float32) if v.dtype == np.float16 else v)
                 for name, v in zip(fetch, values)}
+        if self._pad:
+            have = crop_outputs(have, size)
         return derive_outputs(wanted, have, label_dtype(self.num_classes))
 
     def close(self) -> None:

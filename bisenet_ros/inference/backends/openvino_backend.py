@@ -9,7 +9,10 @@ default, ``bf16`` where the CPU has it natively and the loss of agreement is acc
 
 Each (batch, input size, fetched outputs) gets its own compiled model, reshaped to static
 shapes (OpenVINO's CPU plugin is fastest on static shapes) and pruned to the fetched outputs
-(labels only skips the softmax and the float logits copy).
+(labels only skips the softmax and the float logits copy). A PyTorch model is exported once with
+dynamic H and W (inputs padded to multiples of 32, outputs cropped); at most
+``2 * MAX_CACHED_SIZES`` compiled models and :data:`.base.MAX_CACHED_SIZES` files are kept, the
+least recently used dropped first.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import numpy as np
 
 from ..model_file import identify, load_module, ModelFile
 from ..postprocess import label_dtype
-from .base import (Backend, BackendUnavailableError, check_outputs, derive_outputs,
-                   device_class, OUTPUTS, outputs_to_fetch, ScratchDir, Size)
+from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
+                   derive_outputs, device_class, LruCache, MAX_CACHED_SIZES, OUTPUTS,
+                   outputs_to_fetch, pad_to_stride, ScratchDir, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -82,9 +86,11 @@ class OpenVINOBackend(Backend):
         self._scratch = ScratchDir('bisenet_ov_')
         self._module = None
         #: Model file per network input size; ``None`` keys a file that takes any size.
-        self._files: Dict[Optional[Size], Path] = {}
+        self._files = LruCache(MAX_CACHED_SIZES, self._drop_file)
         #: Compiled model and infer request per (batch, H, W, fetched outputs).
-        self._compiled: Dict[Tuple[int, int, int, Tuple[str, ...]], Tuple[Any, Any]] = {}
+        self._compiled = LruCache(2 * MAX_CACHED_SIZES)
+        #: Inputs are padded to multiples of 32 for a dynamic-H/W graph exported here.
+        self._pad = False
         self._last_request: Any = None
         self.label_set = info.label_set
         if info.kind == 'module' or info.kind == 'checkpoint':
@@ -153,7 +159,7 @@ class OpenVINOBackend(Backend):
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.fixed_size = (dims[2], dims[3]) if dims[2] and dims[3] else None
         self.max_batch = dims[0]
-        self._files[self.fixed_size] = path
+        self._files.put(self.fixed_size, path)
         self._output_names = [o.get_any_name() for o in model.outputs]
         if 'logits' not in self._output_names:
             self.available_outputs = tuple(n for n in self._output_names if n in OUTPUTS)
@@ -182,6 +188,9 @@ class OpenVINOBackend(Backend):
                                  '(the calibrated network size)')
             self.fixed_size = (int(input_size[0]), int(input_size[1]))
             self._file_for(self.fixed_size)  # export (and quantize) now
+        else:
+            from ...export.artifacts import supports_dynamic_size
+            self._pad = supports_dynamic_size(module)
 
     def _read(self, path: Path) -> Any:
         try:
@@ -191,19 +200,25 @@ class OpenVINOBackend(Backend):
 
     def _file_for(self, size: Size) -> Path:
         """The model file for ``size``, exported (and quantized) from the module if needed."""
-        key: Optional[Size] = None if None in self._files else size
+        key: Optional[Size] = None if self._pad or None in self._files else size
         path = self._files.get(key)
         if path is not None:
             return path
         if self._module is None:
             raise RuntimeError('openvino backend is closed')
         from ...export.artifacts import runtime_onnx
-        LOG.info('openvino backend: exporting the model at %dx%d', *size)
-        path = runtime_onnx(self._module, self._scratch.path, size,
+        LOG.info('openvino backend: exporting the model at %s',
+                 'any size (dynamic H, W)' if key is None else f'{size[0]}x{size[1]}')
+        path = runtime_onnx(self._module, self._scratch.path, key,
                             precision=self.precision, calibration_images=self._calibration,
                             int8_layers=self._int8_layers)
-        self._files[size] = path
+        self._files.put(key, path)
         return path
+
+    def _drop_file(self, size: Optional[Size], path: Path) -> None:
+        """Evicted from the cache: the compiled models of ``size`` and its file go."""
+        self._compiled.pop_where(lambda key: size is None or (key[1], key[2]) == size)
+        self._scratch.discard(path)
 
     def _request_for(self, batch: int, size: Size, fetch: Tuple[str, ...]) -> Any:
         """The infer request computing only ``fetch`` for ``(batch, 3, H, W)`` inputs."""
@@ -227,7 +242,7 @@ class OpenVINOBackend(Backend):
         LOG.info('openvino backend: compiled for batch %d at %dx%d, outputs %s', batch,
                  size[0], size[1], list(fetch))
         request = compiled.create_infer_request()
-        self._compiled[key] = (compiled, request)
+        self._compiled.put(key, (compiled, request))
         return request
 
     # -- inference -------------------------------------------------------------------------
@@ -238,7 +253,10 @@ class OpenVINOBackend(Backend):
         self.check_batch(batch)
         fetch = outputs_to_fetch(self.name, wanted, self._output_names)
         size = (int(batch.shape[2]), int(batch.shape[3]))
-        request = self._request_for(int(batch.shape[0]), size, tuple(fetch))
+        if self._pad:
+            batch, size = pad_to_stride(batch)
+        request = self._request_for(int(batch.shape[0]),
+                                    (int(batch.shape[2]), int(batch.shape[3])), tuple(fetch))
         request.infer({0: np.ascontiguousarray(batch)})
         self._last_request = request
         have = {}
@@ -246,6 +264,8 @@ class OpenVINOBackend(Backend):
             value = request.get_tensor(name).data
             have[name] = value.astype(np.float32) if value.dtype != np.float32 and \
                 np.issubdtype(value.dtype, np.floating) else value.copy()
+        if self._pad:
+            have = crop_outputs(have, size)
         return derive_outputs(wanted, have, label_dtype(self.num_classes))
 
     def profile(self, top: int = 10) -> Dict[str, float]:

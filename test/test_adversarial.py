@@ -1,0 +1,426 @@
+"""Hostile but fair input, one case per class of the reliability probe (issue 12).
+
+Decompression bombs and huge header sizes, sizes and thread counts beyond the machine, YAML
+bombs, paths that are not what they claim, duplicate names, bad params files, many input sizes,
+signals at awkward moments. Each case asserts the bound or the clear refusal, and that the
+work around it goes on.
+"""
+
+import logging
+import os
+from pathlib import Path
+import struct
+import subprocess
+import sys
+from types import SimpleNamespace
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from bisenet_ros.cli import main as cli_main
+from bisenet_ros.image_conversions import compressed_to_color, ConversionError, image_to_color
+from bisenet_ros.labels import LabelSetError, load_label_set
+from bisenet_ros.limits import DEFAULT_MAX_INPUT_PIXELS, LimitError
+from ros_harness import pattern_image, write_random_checkpoint
+
+
+def bomb_png(width, height):
+    """A valid grey PNG of ``width x height`` zeros: a few hundred kB that decode to
+    ``3 * width * height`` bytes of BGR."""
+    def chunk(kind, body):
+        return struct.pack('>I', len(body)) + kind + body + \
+            struct.pack('>I', zlib.crc32(kind + body))
+    packer = zlib.compressobj(9)
+    row = b'\x00' * (width + 1)  # filter byte + pixels
+    idat = b''.join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0,
+                                                              0, 0, 0))
+            + chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp('model') / 'random.pt', seed=5)
+
+
+# -- bounded decoding ---------------------------------------------------------------------------
+def test_decompression_bomb_is_refused_from_its_header_before_decoding():
+    data = bomb_png(8000, 8000)  # 64 MP: 192 MB as BGR from ~60 kB
+    assert len(data) < 200_000
+    with pytest.raises(ConversionError, match='8000x8000 = 64000000 pixels exceeds '
+                                              f'max_input_pixels {DEFAULT_MAX_INPUT_PIXELS}'):
+        compressed_to_color(SimpleNamespace(format='png', data=data))
+    # the same file decodes under a bound that allows it: the refusal is the bound, not the file
+    small = bomb_png(64, 48)
+    pixels, _ = compressed_to_color(SimpleNamespace(format='png', data=small), 64 * 48)
+    assert pixels.shape == (48, 64, 3)
+
+
+def test_huge_jpeg_header_is_refused_without_allocating():
+    ok, buf = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = struct.pack('>HH', 20000, 20000)
+    with pytest.raises(ConversionError, match='20000x20000'):
+        compressed_to_color(SimpleNamespace(format='jpeg', data=bytes(data)))
+
+
+def test_raw_image_with_huge_declared_size_is_refused_before_reading():
+    msg = SimpleNamespace(height=30000, width=30000, encoding='bgr8', is_bigendian=0,
+                          step=90000, data=b'\x00' * 16)
+    with pytest.raises(ConversionError, match='30000x30000 = 900000000 pixels exceeds'):
+        image_to_color(msg)
+
+
+def test_formats_whose_size_cannot_be_read_are_refused():
+    with pytest.raises(ConversionError, match='not a png, jpeg'):
+        compressed_to_color(SimpleNamespace(format='exr', data=b'v/1\x01' + b'\x00' * 64))
+
+
+def test_node_refuses_a_bomb_counts_it_and_segments_the_next_frame(checkpoint):
+    import signal
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import Probe
+    domain = 30 + os.getpid() % 10
+    topic = '/camera/image_raw/compressed'
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'compressed': True, 'diagnostics_period': 0.2,
+                        f'qos_overrides.{topic}.subscription.reliability': 'reliable'}, domain)
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, '/segmentation/mask')
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+        pub = probe.publisher(CompressedImage, topic)
+        assert probe.wait_for_subscribers(topic, timeout=90), node.log()
+        assert probe.wait_for_publishers('/segmentation/mask', timeout=30), node.log()
+        pub.publish(CompressedImage(format='png', data=bomb_png(8000, 8000)))
+        ok, buf = cv2.imencode('.png', pattern_image(48, 64))
+        pub.publish(CompressedImage(format='png', data=buf.tobytes()))
+        assert probe.wait_for(lambda: probe.received['/segmentation/mask'], 60), node.log()
+        assert probe.received['/segmentation/mask'][-1].width == 64
+
+        def camera_status():
+            for msg in reversed(probe.received['/diagnostics']):
+                for status in msg.status:
+                    if status.name.endswith(topic):
+                        return status
+            return None
+        assert probe.wait_for(lambda: camera_status() is not None and {
+            kv.key: kv.value for kv in camera_status().values}['frames_rejected'] == '1', 20)
+        assert 'exceeds max_input_pixels 16777216' in node.log(), node.log()
+        assert node.alive()
+    finally:
+        probe.close()
+        node.stop(signal.SIGINT)
+
+
+# -- machine bounds -----------------------------------------------------------------------------
+def test_threads_and_sizes_beyond_the_machine_are_refused_naming_both(checkpoint):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.params import validate
+    cpus = len(os.sched_getaffinity(0))
+    assert f'must be in 0..{cpus}' in validate('threads', cpus + 1)
+    with pytest.raises(LimitError, match=f'got {cpus * 64}'):
+        Segmenter(str(checkpoint), backend='torch', threads=cpus * 64)
+    with pytest.raises(LimitError, match='40000x40000 needs about'):
+        Segmenter(str(checkpoint), backend='torch', input_size=(40000, 40000))
+    from bisenet_ros.export.onnx_export import export_onnx
+    from bisenet_ros.inference.model_file import identify, load_module
+    module = load_module(identify(str(checkpoint)), None)
+    with pytest.raises(LimitError, match='export: 100000 x 1024x1024 needs about'):
+        export_onnx(module, '/nonexistent/never_written.onnx', (1024, 1024), batch=100_000)
+    with Segmenter(str(checkpoint), backend='torch') as seg:  # native size: checked per call
+        with pytest.raises(LimitError, match='more than the'):
+            seg.segment_batch([np.zeros((40000, 40000, 3), np.uint8)])
+
+
+# -- parsed files -------------------------------------------------------------------------------
+def test_yaml_bomb_label_set_is_refused(tmp_path):
+    lines = ['name: bomb', 'a0: &a0 [{name: x, color: [1, 2, 3]}, {name: y, color: [1, 2, 3]}]']
+    lines += [f'a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']' for i in range(1, 7)]
+    lines.append('classes: *a6')
+    path = tmp_path / 'bomb.yaml'
+    path.write_text('\n'.join(lines))
+    with pytest.raises(LabelSetError, match='more than 100000 YAML nodes'):
+        load_label_set(path)
+    huge = tmp_path / 'huge.yaml'
+    huge.write_text('classes:\n' + '  - {name: c, color: [0, 0, 0]}\n' * 70000)
+    with pytest.raises(LabelSetError, match='bytes, more than'):
+        load_label_set(huge)
+
+
+# -- bisenet segment ----------------------------------------------------------------------------
+def _segment(*argv):
+    return cli_main(['segment', *map(str, argv), '--backend', 'torch'])
+
+
+def test_segment_outputs_of_same_named_inputs_never_overwrite_each_other(checkpoint, tmp_path):
+    images = {}
+    for i, rel in enumerate(['a/x.png', 'b/x.png', 'b/x.jpg', 'c/y.png']):
+        path = tmp_path / 'in' / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images[rel] = pattern_image(32 + 16 * i, 48, seed=i)
+        cv2.imwrite(str(path), images[rel])
+    out = tmp_path / 'out'
+    inputs = [tmp_path / 'in' / r for r in images]
+    assert _segment(*inputs, tmp_path / 'in' / 'a' / 'x.png', '--model', checkpoint,
+                    '--output-dir', out) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f'{stem}_{kind}.png' for stem in ('a_x', 'b_x_png', 'b_x_jpg', 'y')
+                             for kind in ('labels', 'color', 'overlay'))
+    for stem, rel in (('a_x', 'a/x.png'), ('b_x_png', 'b/x.png'), ('b_x_jpg', 'b/x.jpg'),
+                      ('y', 'c/y.png')):
+        labels = cv2.imread(str(out / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == images[rel].shape[:2], stem
+
+
+def test_segment_skips_a_bomb_and_segments_the_other_images(checkpoint, tmp_path, caplog):
+    (tmp_path / 'bomb.png').write_bytes(bomb_png(2000, 2000))
+    (tmp_path / 'garbage.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    cv2.imwrite(str(tmp_path / 'fine.png'), pattern_image(32, 48))
+    out = tmp_path / 'out'
+    with caplog.at_level(logging.ERROR):
+        code = _segment(tmp_path / 'bomb.png', tmp_path / 'garbage.jpg', tmp_path / 'fine.png',
+                        '--model', checkpoint, '--output-dir', out, '--max-input-pixels', 10**6)
+    assert code == 1
+    assert (out / 'fine_labels.png').is_file() and not (out / 'bomb_labels.png').exists()
+    assert '2000x2000 = 4000000 pixels exceeds max_input_pixels 1000000' in caplog.text
+    assert 'garbage.jpg' in caplog.text and '2 of 3 images skipped' in caplog.text
+    assert 'Traceback' not in caplog.text
+
+
+@pytest.mark.parametrize('verbose', [False, True])
+def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path, verbose):
+    image = tmp_path / 'fine.png'
+    cv2.imwrite(str(image), pattern_image(32, 48))
+    not_a_dir = tmp_path / 'taken'
+    not_a_dir.write_text('a file where the output folder should go')
+    cases = [(['--output-dir', not_a_dir], 'exists and is not a folder'),
+             (['--output-dir', not_a_dir / 'below'], 'cannot create'),
+             (['--threads', 10_000], 'threads must be in 0..'),
+             (['--label-set', tmp_path], 'neither a built-in')]
+    for extra, message in cases:
+        argv = [sys.executable, '-m', 'bisenet_ros.cli'] + (['-v'] if verbose else []) + \
+            ['segment', str(image)] + [str(a) for a in extra]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert message in done.stderr, done.stderr
+        assert ('Traceback' in done.stderr) is verbose, done.stderr
+        if not verbose:
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# -- node start-up ------------------------------------------------------------------------------
+@pytest.mark.parametrize('content,message', [
+    (None, 'cannot read (No such file or directory)'),
+    ('segmentation_node:\n  ros__parameters: {threads: [1, 2\n', 'not valid YAML'),
+    ('segmentation_node:\n  ros__parameters: [1, 2]\n', 'ros__parameters: expected a mapping'),
+    ('# ' + 'x' * (2 << 20) + '\n', 'bytes, more than the 1048576 allowed'),
+    ('segmentation_node:\n  ros__parameters: {threads: 100000}\n', 'threads'),
+])
+def test_bad_params_file_is_one_line_and_exit_2(tmp_path, content, message):
+    from bisenet_ros.ros.node_process import NodeProcess
+    path = tmp_path / 'params.yaml'
+    if content is not None:
+        path.write_text(content)
+    node = NodeProcess({}, 40 + os.getpid() % 20, extra_args=['--params-file', str(path)])
+    node.proc.wait(60)
+    code = node.stop()
+    log = node.log()
+    assert code == 2, log
+    assert message in log and 'Traceback' not in log, log
+    assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log
+
+
+def test_params_file_as_launch_ros_writes_it_is_accepted(tmp_path):
+    from bisenet_ros.ros.params import params_file_problem
+    path = tmp_path / 'launch_params.yaml'
+    path.write_text("/**:\n  ros__parameters:\n    image_topics: !!python/tuple\n"
+                    "    - /cam/image_raw\n    max_rate: 10.0\n")
+    assert params_file_problem(str(path)) is None
+    path.write_text("/**:\n  ros__parameters: !!python/tuple [1, 2]\n")
+    assert 'ros__parameters: expected a mapping, got list' in params_file_problem(str(path))
+
+
+# -- bounded per-size state ---------------------------------------------------------------------
+SIZES = [(32 + 8 * i, 48 + 16 * (i % 5)) for i in range(10)]  # 10 distinct sizes, mostly odd
+
+
+def _scratch_files(root):
+    return sorted(p.relative_to(root) for p in root.rglob('*') if p.is_file())
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_many_input_sizes_keep_one_dynamic_export_and_match_torch(checkpoint, tmp_path,
+                                                                  monkeypatch, backend):
+    import tempfile
+
+    from bisenet_ros.inference import Segmenter
+    pytest.importorskip(backend, reason=f'{backend} is not installed (pip install {backend})')
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where the backend exports
+    with Segmenter(str(checkpoint), backend='torch', threads=1) as ref, \
+            Segmenter(str(checkpoint), backend=backend, threads=1) as seg:
+        for i, (h, w) in enumerate(SIZES):
+            image = pattern_image(h, w, seed=i)
+            got, want = seg.segment(image).labels, ref.segment(image).labels
+            assert got.shape == (h, w)
+            assert np.mean(got == want) > 0.999, (h, w)
+            files = [f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']
+            assert len(files) == 1 and files[0].name == 'bisenet_dynamic.onnx', files
+    assert _scratch_files(tmp_path) == []  # closed: the export is gone
+
+
+def test_lru_keeps_at_most_max_sizes_and_deletes_evicted_exports(checkpoint, tmp_path,
+                                                                 monkeypatch):
+    """Per-size exports (no dynamic graph): at most MAX_CACHED_SIZES of them on disk."""
+    import tempfile
+
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.inference.backends.base import MAX_CACHED_SIZES
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    with Segmenter(str(checkpoint), backend='onnxruntime', threads=1,
+                   dynamic_size=False) as seg:
+        counts = []
+        for i, (h, w) in enumerate(SIZES[:6] + SIZES[:1]):  # the evicted first size comes back
+            assert seg.segment(pattern_image(h, w, seed=i)).labels.shape == (h, w)
+            counts.append(len([f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']))
+        assert MAX_CACHED_SIZES == 4 and counts == [1, 2, 3, 4, 4, 4, 4]
+    assert _scratch_files(tmp_path) == []
+
+
+def test_lru_cache_evicts_the_least_recently_used():
+    from bisenet_ros.inference.backends.base import LruCache
+    evicted = []
+    cache = LruCache(2, lambda k, v: evicted.append((k, v)))
+    cache.put('a', 1)
+    cache.put('b', 2)
+    assert cache.get('a') == 1  # 'b' is now the least recently used
+    cache.put('c', 3)
+    assert evicted == [('b', 2)] and 'a' in cache and 'c' in cache and len(cache) == 2
+
+
+# -- signals at awkward moments -----------------------------------------------------------------
+def _node_segments(pid):
+    """The Fast DDS segments ``pid`` maps, less the domain's shared port queues."""
+    maps = Path(f'/proc/{pid}/maps').read_text().splitlines()
+    paths = {line.split()[-1] for line in maps if '/dev/shm/' in line}
+    return {p for p in paths if Path(p).name.startswith(('fastdds_', 'fastrtps_'))
+            and '_port' not in Path(p).name}
+
+
+def _signal_and_check(node, node_tmp, sig, budget=2.0):
+    """Send ``sig``; the node exits 0 within ``budget`` s leaving no temp file and no segment
+    of its own. Returns its log."""
+    import signal
+    import time
+    segments = _node_segments(node.proc.pid)
+    assert segments, 'the node maps no Fast DDS segment: nothing to check'
+    began = time.monotonic()
+    code = node.stop(sig, timeout=20.0)
+    took = time.monotonic() - began
+    log = node.log()
+    assert code == 0, log[-3000:]
+    assert took < budget, f'{signal.Signals(sig).name} took {took:.2f} s\n{log[-2000:]}'
+    assert 'Traceback' not in log, log[-3000:]
+    assert list(node_tmp.iterdir()) == [], list(node_tmp.rglob('*'))
+    assert [s for s in segments if os.path.exists(s) or os.path.exists(f'{s}_el')] == []
+    return log
+
+
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGINT'])
+def test_signal_during_start_up_model_load_exits_at_once_and_clean(tmp_path, sig):
+    import signal
+
+    import time
+
+    from bisenet_ros.ros.node_process import NodeProcess
+    node_tmp = tmp_path / 'tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'backend': 'onnxruntime', 'threads': 1}, 60 + os.getpid() % 20,
+                       env={'TMPDIR': str(node_tmp)})
+    try:
+        # the node's temp folder exists once rclpy's handlers are in, its segments once the
+        # node is constructed: the model loads from there on
+        def started():
+            return list(node_tmp.iterdir()) and _node_segments(node.proc.pid)
+        deadline = time.monotonic() + 60
+        while node.alive() and not started() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node.alive() and started(), node.log()
+        assert 'segmenting' not in node.log()  # not started yet: the signal hits the load
+        log = _signal_and_check(node, node_tmp, getattr(signal, sig))
+        assert 'segmenting' not in log
+    finally:
+        if node.alive():
+            node.stop(signal.SIGKILL)
+
+
+def test_signal_with_a_large_frame_in_flight_exits_within_2_s(checkpoint, tmp_path):
+    import signal
+    import time
+
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import Probe
+    domain = 80 + os.getpid() % 20
+    node_tmp = tmp_path / 'tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'onnxruntime', 'threads': 1,
+                        'compressed': True, 'qos_overrides./camera/image_raw/compressed.'
+                        'subscription.reliability': 'reliable'}, domain,
+                       env={'TMPDIR': str(node_tmp)})
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, '/segmentation/mask')  # outputs nobody reads are not computed
+        pub = probe.publisher(CompressedImage, '/camera/image_raw/compressed')
+        assert probe.wait_for_subscribers('/camera/image_raw/compressed', timeout=90), node.log()
+        assert probe.wait_for_publishers('/segmentation/mask', timeout=30), node.log()
+        image = pattern_image(2400, 3200)  # 7.7 MP: seconds to segment
+        with Segmenter(str(checkpoint), backend='onnxruntime', threads=1) as seg:
+            began = time.monotonic()
+            seg.segment(image)
+            one_inference = time.monotonic() - began
+        ok, buf = cv2.imencode('.png', image)
+        pub.publish(CompressedImage(format='png', data=buf.tobytes()))
+        time.sleep(1.5)  # received, decoded, in inference
+        probe.close()
+        # the documented bound: 2 s, or one inference for inputs that take longer
+        log = _signal_and_check(node, node_tmp, signal.SIGTERM, max(2.0, one_inference))
+        assert 'exiting without waiting' in log, log[-2000:]  # the frame was in flight
+    finally:
+        probe.close()
+        if node.alive():
+            node.stop(signal.SIGKILL)
+
+
+# -- transport of big frames --------------------------------------------------------------------
+def test_shipped_fastdds_profile_carries_4k_bgr8_frames(tmp_path):
+    """Two processes with the shipped profile, best effort: 4K bgr8 frames (24.9 MB) arrive
+    (with the 8 MiB segment shipped before, 0-2 of 20 did)."""
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / 'benchmarks' / 'bench_big_frames.py'
+    env = dict(os.environ, ROS_DOMAIN_ID=str(20 + os.getpid() % 20),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_LOG_DIR=str(tmp_path),
+               FASTDDS_DEFAULT_PROFILES_FILE=str(root / 'config' / 'fastdds_large_images.xml'))
+    listener = subprocess.Popen([sys.executable, str(script), '--listen'], env=env,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == 'ready'
+        subprocess.run([sys.executable, str(script), '--send', '--frames', '10', '--rate', '5',
+                        '--sizes', '3840x2160'], env=env, check=True, timeout=120,
+                       capture_output=True)
+        arrived = json.loads(listener.stdout.readline())
+        assert arrived.get('3840x2160', 0) >= 9, arrived  # best effort: allow one loss
+    finally:
+        listener.kill()
+        listener.wait()

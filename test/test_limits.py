@@ -1,0 +1,68 @@
+"""Bounds on untrusted input: pixels, threads, memory of a batch, parsed text and YAML."""
+
+import os
+
+import pytest
+
+from bisenet_ros.limits import (available_cpus, check_pixels, LimitError, load_yaml,
+                                machine_memory, MAX_TEXT_BYTES, parse_yaml, read_text,
+                                threads_problem, work_problem)
+
+
+def test_pixels_above_the_bound_are_refused_naming_both():
+    check_pixels(4096, 4096, 4096 * 4096, 'frame')
+    with pytest.raises(LimitError, match=r'frame: 20000x20000 = 400000000 pixels exceeds '
+                                         r'max_input_pixels 16777216'):
+        check_pixels(20000, 20000, 4096 * 4096, 'frame')
+    with pytest.raises(LimitError, match='empty'):
+        check_pixels(0, 10, 100, 'frame')
+
+
+def test_threads_are_bounded_by_the_cpus_of_this_process():
+    cpus = available_cpus()
+    assert cpus == len(os.sched_getaffinity(0))
+    assert threads_problem(0) is None and threads_problem(cpus) is None
+    assert f'0..{cpus}' in threads_problem(cpus + 1) and f'got {cpus + 1}' in \
+        threads_problem(cpus + 1)
+    assert 'got -1' in threads_problem(-1)
+
+
+def test_work_that_cannot_fit_in_memory_is_refused():
+    assert machine_memory() > 0
+    assert work_problem(512, 1024, 2) is None
+    reason = work_problem(8192, 8192, 4)
+    assert reason is not None and 'GiB' in reason and '4 x 8192x8192' in reason
+
+
+def test_text_files_are_bounded_and_os_errors_become_one_clear_error(tmp_path):
+    small = tmp_path / 'ok.yaml'
+    small.write_text('a: 1\n')
+    assert read_text(small, 'label set') == 'a: 1\n'
+    big = tmp_path / 'big.yaml'
+    big.write_bytes(b'#' * (MAX_TEXT_BYTES + 1))
+    with pytest.raises(LimitError, match=f'{MAX_TEXT_BYTES + 1} bytes, more than'):
+        read_text(big, 'label set')
+    with pytest.raises(LimitError, match='is a folder'):
+        read_text(tmp_path, 'label set')
+    with pytest.raises(LimitError, match='cannot read .No such file'):
+        read_text(tmp_path / 'missing.yaml', 'params file')
+    binary = tmp_path / 'bin.yaml'
+    binary.write_bytes(b'\xff\xfe\x00')
+    with pytest.raises(LimitError, match='not UTF-8'):
+        read_text(binary, 'params file')
+    with pytest.raises(LimitError, match='cannot read'):
+        read_text(small / 'below_a_file', 'params file')
+
+
+def test_yaml_bombs_and_deep_nesting_are_refused_before_loading(tmp_path):
+    lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]']
+    lines += [f'a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']' for i in range(1, 9)]
+    with pytest.raises(LimitError, match='more than 100000 YAML nodes'):
+        parse_yaml('\n'.join(lines), 'label set x.yaml')
+    with pytest.raises(LimitError, match='deeper than 64'):
+        parse_yaml('[' * 100 + ']' * 100, 'params file')
+    with pytest.raises(LimitError, match='not valid YAML'):
+        parse_yaml('a: [1, 2', 'params file')
+    path = tmp_path / 'p.yaml'
+    path.write_text('node:\n  ros__parameters: {a: 1}\n')
+    assert load_yaml(path, 'params file') == {'node': {'ros__parameters': {'a': 1}}}

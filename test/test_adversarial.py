@@ -401,6 +401,42 @@ def test_signal_with_a_large_frame_in_flight_exits_within_2_s(checkpoint, tmp_pa
             node.stop(signal.SIGKILL)
 
 
+def test_signal_during_a_runtime_reload_exits_within_2_s_and_clean(checkpoint, tmp_path):
+    """SIGTERM while the loader thread exports the new model: the stop does not wait for the
+    loader (a daemon thread), and the export's temp files go with the process's temp folder."""
+    import signal
+
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import model_status, Probe
+    domain = 100 + os.getpid() % 20
+    node_tmp = tmp_path / 'tmp'
+    node_tmp.mkdir()
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'diagnostics_period': 0.2}, domain, env={'TMPDIR': str(node_tmp)})
+    probe = Probe(domain)
+    try:
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+
+        def reload_state():
+            received = probe.received['/diagnostics']
+            return model_status(received[-1])[2].get('reload') if received else None
+        assert probe.wait_for(lambda: reload_state() == 'idle', 90), node.log()[-3000:]
+        # torch -> onnxruntime at 512x1024: the ONNX export takes seconds on the loader thread
+        result = probe.set_parameters({'backend': 'onnxruntime', 'input_size': [512, 1024]})[0]
+        assert result.successful, result.reason
+        assert probe.wait_for(lambda: reload_state() == 'in progress', 30), node.log()[-3000:]
+        probe.close()
+        log = _signal_and_check(node, node_tmp, signal.SIGTERM)
+        # the stop came while the reload was in flight (its end logs the new backend)
+        assert 'reloading the model' in log and ': backend onnxruntime' not in log, log[-2000:]
+    finally:
+        probe.close()
+        if node.alive():
+            node.stop(signal.SIGKILL)
+
+
 # -- transport of big frames --------------------------------------------------------------------
 def test_shipped_fastdds_profile_carries_4k_bgr8_frames(tmp_path):
     """Two processes with the shipped profile, best effort: 4K bgr8 frames (24.9 MB) arrive

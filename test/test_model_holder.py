@@ -27,7 +27,7 @@ from bisenet_ros.inference import Segmenter
 from bisenet_ros.model import load_model, save_checkpoint
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import model_status, pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 110 + os.getpid() % 20
 H, W = 64, 96
@@ -68,15 +68,6 @@ def probe(node):
     assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 30)
     yield probe
     probe.close()
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def model_status(msg):
-    status = next(s for s in msg.status if s.name.endswith(': model'))
-    return status.level[0], status.message, {kv.key: kv.value for kv in status.values}
 
 
 def next_model_status(probe, after, timeout=30.0):

@@ -20,7 +20,7 @@ from bisenet_ros.image_conversions import fill_image, image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.labels import load_label_set
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 10 + os.getpid() % 20
 H, W = 96, 128
@@ -60,10 +60,6 @@ def probe(node):
                           probe.node.count_publishers(f'{OUT}/overlay') > 0, 30)
     yield probe
     probe.close()
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def send(probe, pixels, encoding='bgr8', frame_id='camera_optical', stamp=None):

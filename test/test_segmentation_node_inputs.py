@@ -20,7 +20,7 @@ from std_msgs.msg import String
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 70 + os.getpid() % 20
 H, W = 64, 96
@@ -61,10 +61,6 @@ def probe(node):
     assert probe.wait_for_subscribers('/cam_left/camera_info', timeout=30)
     yield probe
     probe.close()
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def send(probe, cam, image, ext='.png'):

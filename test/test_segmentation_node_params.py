@@ -15,7 +15,7 @@ import yaml
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import model_status, pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 50 + os.getpid() % 20
 H, W = 64, 96
@@ -68,10 +68,6 @@ def probe(node):
     assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 30)
     yield probe
     probe.close()
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def round_trip(probe, image, names=('mask',), timeout=60.0):
@@ -141,7 +137,7 @@ def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, mod
     assert not np.array_equal(first, second)  # the two models are told apart
     result = probe.set_parameters({'model_path': str(models['second'])})[0]
     assert result.successful, result.reason
-    assert probe.wait_for(lambda: model_status(probe)[2].get('model_path')
+    assert probe.wait_for(lambda: newest_model_status(probe)[2].get('model_path')
                           == str(models['second']), 60)
     np.testing.assert_array_equal(round_trip(probe, image)['mask'], second)
 
@@ -149,9 +145,9 @@ def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, mod
     # goes back to the serving model (test_model_holder.py covers the reload in detail).
     result = probe.set_parameters({'model_path': str(models['bad'])})[0]
     assert result.successful
-    assert probe.wait_for(lambda: 'reload failed' in model_status(probe)[1], 60)
-    level, message, _ = model_status(probe)
-    assert level == b'\x01' and str(models['bad']) in message and 'still serving' in message
+    assert probe.wait_for(lambda: 'reload failed' in newest_model_status(probe)[1], 60)
+    level, message, _ = newest_model_status(probe)
+    assert level == 1 and str(models['bad']) in message and 'still serving' in message
     missing = probe.set_parameters({'model_path': '/nonexistent/model.pt'})[0]
     assert not missing.successful and "'/nonexistent/model.pt' not found" in missing.reason
     assert probe.wait_for(lambda: probe.get_parameters(['model_path'])['model_path']
@@ -160,14 +156,12 @@ def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, mod
     assert node.alive()
 
 
-def model_status(probe):
+def newest_model_status(probe):
     """``(level, message, values)`` of the model in the newest /diagnostics message
     (``(None, '', {})`` before the first one)."""
     if not probe.received['/diagnostics']:
         return None, '', {}
-    model = next(s for s in probe.received['/diagnostics'][-1].status
-                 if s.name.endswith('model'))
-    return model.level, model.message, {kv.key: kv.value for kv in model.values}
+    return model_status(probe.received['/diagnostics'][-1])
 
 
 def test_sigint_shuts_the_node_down_cleanly(node, probe):

@@ -182,6 +182,28 @@ class Probe:
         self.spin.close()
 
 
+def connected_probe(domain_id: int, node: Any, image_topic: str, outputs: Sequence[str],
+                    timeout: float = 90.0) -> Probe:
+    """A probe that publishes ``sensor_msgs/Image`` on ``image_topic`` and records the Image
+    topics ``outputs`` and ``/diagnostics``, returned once ``node`` (a NodeProcess) subscribes to
+    ``image_topic`` and publishes every output; otherwise the assertion shows the node's log."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    probe = Probe(domain_id)
+    try:
+        for topic in outputs:
+            probe.subscribe(Image, topic)
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+        probe.publisher(Image, image_topic)
+        assert probe.wait_for_subscribers(image_topic, timeout=timeout), node.log()[-3000:]
+        for topic in outputs:
+            assert probe.wait_for_publishers(topic, timeout=30), node.log()[-3000:]
+    except BaseException:
+        probe.close()
+        raise
+    return probe
+
+
 def stamp_ns(msg: Any) -> int:
     """``msg.header.stamp`` in nanoseconds (how tests match an output to its input)."""
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

@@ -13,7 +13,6 @@ import statistics
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rcl_interfaces.srv import GetParameters
@@ -27,7 +26,8 @@ from bisenet_ros.inference import Segmenter
 from bisenet_ros.model import load_model, save_checkpoint
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import model_status, pattern_image, Probe, stamp_ns, write_random_checkpoint
+from ros_harness import (connected_probe, model_status, pattern_image, stamp_ns,
+                         write_random_checkpoint)
 
 DOMAIN = 110 + os.getpid() % 20
 H, W = 64, 96
@@ -60,12 +60,7 @@ def node(models):
 
 @pytest.fixture(scope='module')
 def probe(node):
-    probe = Probe(DOMAIN)
-    probe.subscribe(Image, f'{OUT}/mask')
-    probe.subscribe(DiagnosticArray, '/diagnostics')
-    probe.publisher(Image, IN)
-    assert probe.wait_for_subscribers(IN, timeout=90), node.log()
-    assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 30)
+    probe = connected_probe(DOMAIN, node, IN, [f'{OUT}/mask'])
     yield probe
     probe.close()
 

@@ -10,7 +10,6 @@ import os
 import signal
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -20,7 +19,7 @@ from bisenet_ros.image_conversions import fill_image, image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.labels import load_label_set
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
+from ros_harness import connected_probe, pattern_image, stamp_ns, write_random_checkpoint
 
 DOMAIN = 10 + os.getpid() % 20
 H, W = 96, 128
@@ -50,14 +49,8 @@ def node(checkpoint):
 
 @pytest.fixture(scope='module')
 def probe(node):
-    probe = Probe(DOMAIN)
-    for name in ('mask', 'color_mask', 'overlay'):
-        probe.subscribe(Image, f'{OUT}/{name}')
-    probe.subscribe(DiagnosticArray, '/diagnostics')
-    probe.publisher(Image, IN)
-    assert probe.wait_for_subscribers(IN, timeout=60), node.log()
-    assert probe.wait_for(lambda: probe.node.count_subscribers(f'{OUT}/mask') > 0 and
-                          probe.node.count_publishers(f'{OUT}/overlay') > 0, 30)
+    probe = connected_probe(DOMAIN, node, IN,
+                            [f'{OUT}/{name}' for name in ('mask', 'color_mask', 'overlay')])
     yield probe
     probe.close()
 

@@ -6,7 +6,6 @@ model reload without restart (a bad model leaves the old one serving, with the e
 import os
 import signal
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -15,7 +14,8 @@ import yaml
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.ros.node_process import NodeProcess
-from ros_harness import model_status, pattern_image, Probe, stamp_ns, write_random_checkpoint
+from ros_harness import (connected_probe, model_status, pattern_image, stamp_ns,
+                         write_random_checkpoint)
 
 DOMAIN = 50 + os.getpid() % 20
 H, W = 64, 96
@@ -59,13 +59,8 @@ def node(params_file):
 
 @pytest.fixture(scope='module')
 def probe(node):
-    probe = Probe(DOMAIN)
-    for name in ('mask', 'overlay', 'confidence', 'color_mask'):
-        probe.subscribe(Image, f'{OUT}/{name}')
-    probe.subscribe(DiagnosticArray, '/diagnostics')
-    probe.publisher(Image, IN)
-    assert probe.wait_for_subscribers(IN, timeout=90), node.log()
-    assert probe.wait_for(lambda: probe.node.count_publishers(f'{OUT}/mask') > 0, 30)
+    probe = connected_probe(DOMAIN, node, IN, [f'{OUT}/{name}' for name in
+                                               ('mask', 'overlay', 'confidence', 'color_mask')])
     yield probe
     probe.close()
 

@@ -208,15 +208,15 @@ def test_max_rate_caps_the_output_rate(probe):
     try:
         start = time.monotonic()
         stamps = []
-        while time.monotonic() - start < 3.0:
+        for _ in range(60):  # a count, not a time window: a busy machine sends more slowly
             stamps.append(send(probe, pattern_image(H, W)))
             time.sleep(0.05)  # 20 Hz input against a 2 Hz cap: the rate is what is tested
         elapsed = time.monotonic() - start
         output(probe, 'mask', stamps[-1])  # the newest frame is processed once it is due
         got = [m for m in probe.received[f'{OUT}/mask'] if stamp_ns(m) in stamps]
         # at most one frame per half period plus the first one (see LatestFrameSlots.take)
-        assert 1 <= len(got) <= elapsed * 2.0 + 2
-        assert len(got) < len(stamps) / 3
+        assert 1 <= len(got) <= elapsed * 2.0 + 2, (len(got), elapsed)
+        assert len(got) < len(stamps), 'no frame was dropped'
     finally:
         assert probe.set_parameters({'max_rate': 0.0})[0].successful
 

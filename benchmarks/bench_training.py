@@ -9,8 +9,10 @@ Usage (from the repository root, on a machine doing nothing else)::
 Phase 1 builds one :class:`Trainer` per setting from the same config (real CamVid crops through
 the trainer's own data loader) and times whole steps (data + forward + OHEM + backward + SGD) in
 interleaved rounds, so load on a shared machine hits every setting alike; it also splits each
-step into data loading, the OHEM loss forward and the rest. ``fp32`` is today's trainer (float32,
-contiguous NCHW). Phase 2 trains fp32 and the fast setting from the same seed on the same batches
+step into data loading, the OHEM loss forward and the rest. ``fp32`` is the trainer as the
+training-speed issue found it (float32, contiguous NCHW, the heads' upsample by
+``F.interpolate``); ``+matmul_upsample`` computes that upsample as two matrix products
+(``BiSeNetV2.use_matmul_upsample``, the trainer's default now). Phase 2 trains fp32 and the fast setting from the same seed on the same batches
 for ``--curve-steps`` steps and compares their 25-step mean losses: a block passes when the fast
 curve is within the tolerance of fp32's, where the tolerance is twice the median standard error
 of fp32's own 25-step means (the batch-to-batch noise: a smaller gap cannot be told from noise).
@@ -29,10 +31,13 @@ import time
 from typing import Dict, List
 
 SETTINGS: Dict[str, Dict[str, object]] = {
-    'fp32': {'cpu_bf16': False, 'channels_last': False},
-    'fp32+channels_last': {'cpu_bf16': False, 'channels_last': True},
-    'bf16': {'cpu_bf16': True, 'channels_last': False},
-    'bf16+channels_last': {'cpu_bf16': True, 'channels_last': True},
+    'fp32': {'cpu_bf16': False, 'channels_last': False, 'matmul_upsample': False},
+    'fp32+channels_last': {'cpu_bf16': False, 'channels_last': True, 'matmul_upsample': False},
+    'bf16': {'cpu_bf16': True, 'channels_last': False, 'matmul_upsample': False},
+    'bf16+channels_last': {'cpu_bf16': True, 'channels_last': True, 'matmul_upsample': False},
+    'fp32+matmul_upsample': {'cpu_bf16': False, 'channels_last': False, 'matmul_upsample': True},
+    'bf16+channels_last+matmul_upsample': {'cpu_bf16': True, 'channels_last': True,
+                                           'matmul_upsample': True},
 }
 BLOCK = 25
 
@@ -165,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument('--settings', default=','.join(SETTINGS),
                         help='comma list of ' + ', '.join(SETTINGS) + ' (append +compile to '
                         'try torch.compile)')
-    parser.add_argument('--fast', default='bf16+channels_last',
+    parser.add_argument('--fast', default='bf16+channels_last+matmul_upsample',
                         help='setting whose loss curve is compared with fp32')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per setting')

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bisenet_ros.model import build_model, SizePolicy
-from bisenet_ros.model.bisenetv2 import BiSeNetV2, BiSeNetV2Config
+from bisenet_ros.model.bisenetv2 import BiSeNetV2, BiSeNetV2Config, bilinear_upsample
 
 AUX_ORDER = ('main', 'aux2', 'aux3', 'aux4', 'aux5_4')
 
@@ -68,6 +68,46 @@ def test_training_forward_returns_all_heads_at_input_size():
     outputs = model(torch.randn(2, 3, 64, 96))
     assert len(outputs) == 5
     assert all(o.shape == (2, 5, 64, 96) for o in outputs)
+
+
+@pytest.mark.parametrize('factor', [2, 4, 8, 16])
+def test_matmul_upsample_gives_interpolate_values_and_gradients(factor):
+    x = torch.randn(2, 11, 6, 8, requires_grad=True)
+    expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode='bilinear',
+                                               align_corners=False)
+    got = bilinear_upsample(x, factor)
+    assert got.shape == expected.shape and got.dtype == torch.float32 and got.is_contiguous()
+    assert torch.allclose(got, expected, atol=1e-5)
+    grad = torch.randn_like(expected)
+    (want,) = torch.autograd.grad(expected, x, grad)
+    (have,) = torch.autograd.grad(got, x, grad)
+    assert torch.allclose(have, want, atol=1e-4)
+
+
+def test_matmul_upsample_under_bf16_autocast_returns_float32_of_the_bf16_logits():
+    x = torch.randn(1, 3, 5, 7).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = bilinear_upsample(x, 8)
+    expected = torch.nn.functional.interpolate(x.float(), scale_factor=8, mode='bilinear',
+                                               align_corners=False)
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_matmul_upsample_changes_training_outputs_only_by_rounding(monkeypatch):
+    model = build_model('bisenetv2', 5, aux_heads=True).train()
+    x = torch.randn(2, 3, 64, 96)
+    torch.manual_seed(0)
+    plain = model(x)
+    model.use_matmul_upsample(True)
+    torch.manual_seed(0)  # the same dropout masks
+    fast = model(x)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(plain, fast))
+    calls = []
+    interpolate = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, 'interpolate',
+                        lambda *a, **k: calls.append(k.get('mode')) or interpolate(*a, **k))
+    model.eval()(x)
+    assert 'bilinear' in calls, 'eval mode (what exports trace) keeps F.interpolate'
 
 
 def test_parameter_counts_match_paper_implementation():

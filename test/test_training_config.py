@@ -38,6 +38,7 @@ def test_overrides_parse_yaml_values_and_win(tmp_path):
     ('train.device=tpu', 'train.device'),
     ('train.class_weights=[1, -2]', 'train.class_weights must be null'),
     ('train.class_weights=median', 'train.class_weights must be null'),
+    ('train.matmul_upsample=sometimes', 'train.matmul_upsample must be true or false'),
     ('noequals', 'section.key=value'),
 ])
 def test_bad_values_are_named(override, message):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+import functools
 from typing import List, Sequence, Tuple
 
 import torch
@@ -234,6 +235,11 @@ class SegmentHead(nn.Module):
 
     ``conv_out`` indices match the reference: ``0`` the optional booster block, ``1`` the
     classifier, the upsample is applied functionally (it has no parameters).
+
+    ``matmul_upsample`` (set by :meth:`BiSeNetV2.use_matmul_upsample`): in train mode the final
+    upsample is computed as two float32 matrix products (:func:`bilinear_upsample`), the same
+    values as ``F.interpolate`` at a fraction of its CPU cost, mostly in the backward pass.
+    Eval mode and exports always use ``F.interpolate``.
     """
 
     def __init__(self, in_ch: int, mid_ch: int, num_classes: int, up_factor: int,
@@ -251,11 +257,47 @@ class SegmentHead(nn.Module):
             first = nn.Identity()
             self.up_factor = up_factor
         self.conv_out = nn.Sequential(first, nn.Conv2d(cls_in, num_classes, 1, bias=True))
+        self.matmul_upsample = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_out(self.drop(self.conv(x)))
+        if self.training and self.matmul_upsample:
+            return bilinear_upsample(x, self.up_factor)
         return F.interpolate(x, scale_factor=self.up_factor, mode='bilinear',
                              align_corners=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _bilinear_matrix(size: int, factor: int, device: torch.device) -> torch.Tensor:
+    """``(size * factor, size)`` float32: row ``i`` holds the weights ``F.interpolate``
+    (bilinear, ``align_corners=False``, ``scale_factor=factor``) gives the input samples for
+    output sample ``i``."""
+    out = torch.arange(size * factor, dtype=torch.float64)
+    source = ((out + 0.5) / factor - 0.5).clamp(min=0.0)
+    low = source.floor().long().clamp(max=size - 1)
+    high = (low + 1).clamp(max=size - 1)
+    frac = source - low
+    matrix = torch.zeros(size * factor, size, dtype=torch.float64)
+    rows = torch.arange(size * factor)
+    matrix.index_put_((rows, low), 1.0 - frac, accumulate=True)
+    matrix.index_put_((rows, high), frac, accumulate=True)
+    return matrix.to(torch.float32).to(device)
+
+
+def bilinear_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=factor, mode='bilinear', align_corners=False)`` as
+    ``rows @ x @ cols^T``, in float32 outside any autocast.
+
+    ``x``: ``(N, C, h, w)`` of any float dtype; returns ``(N, C, h * factor, w * factor)``
+    float32, contiguous. On a CPU, forward plus backward of the small heads' logits takes a
+    fraction of ``interpolate``'s time (its backward kernel dominates), and a float32 result
+    spares the loss its own full-size cast (docs/TRAINING.md).
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    rows = _bilinear_matrix(h, factor, x.device)
+    cols = _bilinear_matrix(w, factor, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.matmul(torch.matmul(rows, x.float()), cols.t())
 
 
 #: Booster heads: name -> (index of the semantic feature, total up-sampling factor).
@@ -285,6 +327,13 @@ class BiSeNetV2(nn.Module):
             index, up = AUX_HEADS[name]
             in_ch = self.segment.stage_channels[index]
             self.add_module(name, SegmentHead(in_ch, 128, config.num_classes, up, booster=True))
+
+    def use_matmul_upsample(self, enabled: bool = True) -> None:
+        """Train mode only: compute every head's final upsample with :func:`bilinear_upsample`
+        (same values, faster training on CPUs); eval mode and exports are unaffected."""
+        for module in self.modules():
+            if isinstance(module, SegmentHead):
+                module.matmul_upsample = bool(enabled)
 
     def forward(self, x: torch.Tensor):  # noqa: D102 - documented on the class
         if self.training and self.aux_names:

@@ -54,6 +54,7 @@ DEFAULTS: Dict[str, Any] = {
         'cpu_bf16': 'auto',        # bfloat16 autocast on CPU: auto = where the CPU has native
         'channels_last': 'auto',   # bf16 (AVX512-BF16/AMX); channels_last memory format: same
         'compile': False,          # torch.compile the model (see docs/TRAINING.md)
+        'matmul_upsample': True,   # heads' final upsample as two matmuls (same values, faster)
         'sync_bn': True,           # SyncBatchNorm under DDP on GPUs (torch has no CPU one)
         'num_workers': 0,
         'threads': None,           # torch.set_num_threads
@@ -145,6 +146,9 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(f'train.lr must be > 0, got {t["lr"]!r}')
     if t['device'] not in ('auto', 'cpu', 'cuda'):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t['device']!r}")
+    if not isinstance(t['matmul_upsample'], bool):
+        raise ConfigError(f"train.matmul_upsample must be true or false, got "
+                          f"{t['matmul_upsample']!r}")
     for key in ('cpu_bf16', 'channels_last'):
         if t[key] not in (True, False, 'auto', None):
             raise ConfigError(f"train.{key} must be true, false or auto, got {t[key]!r}")

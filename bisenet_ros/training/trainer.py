@@ -135,6 +135,7 @@ class Trainer:
             LOGGER.info('training precision: %s', precision.reason)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        model.use_matmul_upsample(t['matmul_upsample'])
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
         self.criterion = OhemCrossEntropy(
             float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']),

@@ -13,9 +13,10 @@ step into data loading, the OHEM loss forward and the rest. ``fp32`` is the trai
 training-speed issue found it (float32, contiguous NCHW, the heads' upsample by
 ``F.interpolate``); ``+matmul_upsample`` computes that upsample as two matrix products
 (``BiSeNetV2.use_matmul_upsample``, the trainer's default now). Phase 2 trains fp32 and the
-fast setting from the same seed on the same batches for ``--curve-steps`` steps and compares their 25-step mean losses: a block passes when the fast
-curve is within the tolerance of fp32's, where the tolerance is twice the median standard error
-of fp32's own 25-step means (the batch-to-batch noise: a smaller gap cannot be told from noise).
+fast setting from the same seed on the same batches for ``--curve-steps`` steps and compares
+their 25-step mean losses: a block passes when the fast curve is within the tolerance of
+fp32's, where the tolerance is twice the median standard error of fp32's own 25-step means
+(the batch-to-batch noise: a smaller gap cannot be told from noise).
 Nothing here asserts timings.
 """
 

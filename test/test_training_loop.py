@@ -175,6 +175,26 @@ def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(
     assert info.meta['iterations'] == 4
 
 
+@pytest.mark.slow
+def test_a_model_from_a_branch_warm_starts_its_parent_run_at_the_branch_point(toy, tmp_path):
+    from bisenet_ros.tools.train import continue_point
+    from bisenet_ros.training.export import export_train_state
+    parent = _config(toy, tmp_path / 'long', iterations=6, batch_size=2)
+    Trainer(parent).fit(stop_after=2)
+    branch = dict(parent, output_dir=str(tmp_path / 'anneal'),
+                  train=dict(parent['train'], iterations=4))
+    (tmp_path / 'anneal').mkdir()
+    Trainer(branch, resume=str(tmp_path / 'long' / 'last.pt')).fit()
+    branch_point = {'output_dir': parent['output_dir'], 'planned_iterations': 6, 'iteration': 2}
+    packaged = export_train_state(tmp_path / 'anneal' / 'last.pt', tmp_path / 'model.pt',
+                                  extra={'branched_from': branch_point})
+    (tmp_path / 'long' / 'last.pt').unlink()
+    assert continue_point(parent, str(packaged)) == (None, str(packaged))
+    assert Trainer(parent, warm_start=str(packaged)).iteration == 2  # not the branch's 4
+    unrelated = dict(parent, output_dir=str(tmp_path / 'other'))
+    assert continue_point(unrelated, str(packaged)) == (None, None)
+
+
 def test_warm_start_refuses_a_checkpoint_past_the_end_of_the_run(toy, tmp_path):
     from bisenet_ros.training.export import export_train_state
     Trainer(_config(toy, tmp_path / 'run', iterations=3, batch_size=2)).fit(stop_after=3)

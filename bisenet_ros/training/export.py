@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -36,16 +36,34 @@ def export_model(model: torch.nn.Module, label_set: LabelSet, path: Union[str, P
 
 def made_by_run(checkpoint: Union[str, Path], config: Dict[str, Any]) -> bool:
     """True when ``checkpoint`` (a project checkpoint) was written by the run that ``config``
-    describes (same output folder and planned iterations), so it can warm-start that run;
-    False for other or unreadable files."""
+    describes, or by a branch of it (see :func:`warm_start_iteration`), so it can warm-start that
+    run; False for other or unreadable files."""
     from ..model.checkpoint import CheckpointError, read_checkpoint
     try:
         _, info = read_checkpoint(checkpoint)
     except CheckpointError:
         return False
-    made_with = info.meta.get('config') or {}
-    return (made_with.get('output_dir') == config['output_dir']
-            and info.meta.get('planned_iterations') == int(config['train']['iterations']))
+    return warm_start_iteration(info.meta, config) is not None
+
+
+def warm_start_iteration(meta: Mapping[str, Any], config: Mapping[str, Any]) -> Optional[int]:
+    """The iteration of the run ``config`` describes at which a packaged model with ``meta``
+    picks it up: the iteration it records when that run wrote it (same output folder and
+    planned iterations); the branch point when it was trained by a branch of that run (meta
+    ``branched_from``: ``output_dir``, ``planned_iterations`` and ``iteration`` of the run whose
+    state the branch started from, e.g. a short annealing run); else ``None``."""
+    planned = int(config['train']['iterations'])
+    made_with = meta.get('config') or {}
+    if made_with.get('output_dir') == config['output_dir'] and \
+            meta.get('planned_iterations') == planned:
+        at = meta.get('iterations')
+    else:
+        branch = meta.get('branched_from') or {}
+        if branch.get('output_dir') != config['output_dir'] or \
+                branch.get('planned_iterations') != planned:
+            return None
+        at = branch.get('iteration')
+    return at if isinstance(at, int) and not isinstance(at, bool) else None
 
 
 def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path], *,

@@ -18,7 +18,7 @@ from . import distributed as ddp
 from .config import ConfigError, save_config
 from .datasets import build_dataset, SegmentationDataset
 from .evaluate import evaluate_dataset
-from .export import export_model
+from .export import export_model, warm_start_iteration
 from .logs import MetricsLog, Progress
 from .precision import resolve_cpu_precision
 from .loss import enet_class_weights, OhemCrossEntropy
@@ -194,18 +194,22 @@ class Trainer:
     def _warm_start(self, path: str, model: torch.nn.Module) -> None:
         """Continue a run from its packaged model when its training state is gone: weights from
         the checkpoint (booster heads, which it does not hold, start fresh), the iteration it
-        records; a fresh optimizer (no momentum). The learning rate is a pure function of the
-        iteration and the data order of (seed, iteration), so both pick up where it stopped."""
+        records (or, for a model trained by a branch of this run, the branch point); a fresh
+        optimizer (no momentum). The learning rate is a pure function of the iteration and the
+        data order of (seed, iteration), so both pick up where it stopped."""
         meta = init_weights(model, path)
         total = int(self.config['train']['iterations'])
-        at = meta.get('iterations')
+        at = warm_start_iteration(meta, self.config)
+        if at is None:
+            at = meta.get('iterations')
+            planned = meta.get('planned_iterations')
+            if planned != total:
+                LOGGER.warning('warm start from %s: it was planned for %s iterations, this run '
+                               'for %d; the schedule continues with this run\'s', path, planned,
+                               total)
         if not isinstance(at, int) or not 0 <= at < total:
             raise ValueError(f'warm start from {path}: it records iterations={at!r}; expected '
                              f'an integer in [0, {total}) (train.iterations of this run)')
-        planned = meta.get('planned_iterations')
-        if planned != total:
-            LOGGER.warning('warm start from %s: it was planned for %s iterations, this run for '
-                           '%d; the schedule continues with this run\'s', path, planned, total)
         self.iteration = at
         best = meta.get('best_val_miou', meta.get('val_miou'))
         self.best_miou = float(best) if isinstance(best, (int, float)) else -1.0

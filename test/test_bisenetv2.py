@@ -106,6 +106,8 @@ def test_matmul_upsample_changes_training_outputs_only_by_rounding(monkeypatch):
     interpolate = torch.nn.functional.interpolate
     monkeypatch.setattr(torch.nn.functional, 'interpolate',
                         lambda *a, **k: calls.append(k.get('mode')) or interpolate(*a, **k))
+    model(x)
+    assert 'bilinear' not in calls, 'train mode upsamples the heads by matmul'
     model.eval()(x)
     assert 'bilinear' in calls, 'eval mode (what exports trace) keeps F.interpolate'
 

@@ -389,8 +389,9 @@ STOP_BUDGET_S = 0.5
 def run_node(args: Optional[List[str]] = None, lifecycle: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM; returns 0, or 2 for invalid parameters.
 
-    rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down; spin then raises
-    ExternalShutdownException (or KeyboardInterrupt), and the node is stopped within
+    rclpy's own signal handlers (SIGINT and SIGTERM) shut the context down and spinning ends
+    (the Python handlers they chain to do nothing: no KeyboardInterrupt can land half-way
+    through the stop, whatever number of signals comes), and the node is stopped within
     :data:`STOP_BUDGET_S`. The node is built (model loaded) on a thread, so a signal during
     start-up is seen at once too. Temp files (exported models) go to a folder of this process,
     removed at exit whatever is in flight. A missing or malformed ``--params-file`` (or any
@@ -406,6 +407,7 @@ def run_node(args: Optional[List[str]] = None, lifecycle: bool = False) -> int:
         held = threading.current_thread() is threading.main_thread()
         if held:
             signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+            _absorb_stop_signals()
         try:
             rclpy.init(args=args)
         except Exception as exc:  # rcl's RCLError: the arguments cannot be parsed
@@ -458,10 +460,6 @@ def _serve(lifecycle: bool) -> int:
         if rclpy.ok():
             raise
     finally:
-        # The first SIGINT/SIGTERM stopped spinning; a second one (``ros2 launch`` run without
-        # a terminal sends two) must not interrupt the cleanup half-way, which would leave
-        # temp files and shared memory behind and exit with -2/130.
-        _ignore_stop_signals()
         starting = builder.is_alive()
         if not starting and _stop(built.get('node'), STOP_BUDGET_S):
             if hasattr(rclpy, 'try_shutdown'):
@@ -474,7 +472,6 @@ def _serve(lifecycle: bool) -> int:
                 if starting else f'stop took longer than {STOP_BUDGET_S} s (a frame or a '
                 'model load in flight): exiting without waiting for it')
         _release_shared_memory()  # a no-op once the participant is destroyed
-        _ignore_stop_signals()  # rclpy's shutdown puts back the handlers it replaced
     return code
 
 
@@ -517,11 +514,19 @@ def _release_shared_memory() -> None:
             pass
 
 
-def _ignore_stop_signals() -> None:
-    """Ignore SIGINT and SIGTERM from now on (process-wide; only from the main thread)."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+def _absorb_stop_signals() -> None:
+    """Make Python's own SIGINT/SIGTERM handlers do nothing (main thread only, before
+    ``rclpy.init``). rclpy's handlers, installed over them, shut the context down and then
+    chain to these; Python's default would raise KeyboardInterrupt wherever the main thread
+    is, and a second signal (``ros2 launch`` without a terminal sends two) would then break
+    the stop half-way, leaving temp files and shared memory behind. After ``rclpy.shutdown``
+    puts these back, further signals are absorbed until the process exits."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _absorb)
+
+
+def _absorb(signum: int, frame: Any) -> None:
+    """A Python signal handler that does nothing (see :func:`_absorb_stop_signals`)."""
 
 
 def main(args: Optional[List[str]] = None) -> None:

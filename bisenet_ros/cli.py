@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Tuple
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
     'benchmark': ('bisenet_ros.tools.benchmark', 'latency, FPS, GFLOP/s and agreement of each '
                   'backend and precision, side by side'),
+    'calibrate': ('bisenet_ros.tools.calibrate', 'fit per-class logit offsets on a training '
+                  'split and fold them into a copy of a checkpoint'),
     'demo': ('bisenet_ros.tools.demo', 'segment real street scenes with the default model, '
              'through the ROS node, and report (no arguments needed)'),
     'eval-bag': ('bisenet_ros.tools.eval_bag', 'evaluate models (or the running node, --live) '

@@ -55,7 +55,9 @@ def _load(args: argparse.Namespace):
     return model, model.label_set, dict(model.checkpoint_info.meta)
 
 
-def _dataset(args: argparse.Namespace, label_set, meta: Dict):
+def dataset_for(args: argparse.Namespace, label_set, meta: Dict):
+    """The split ``args.split`` of the dataset that ``args`` names (``--config``, ``--dataset``,
+    ``--data-root``, ``--images``/``--labels``), else of the one in the checkpoint's ``meta``."""
     from ..training.config import load_config
     from ..training.datasets import build_dataset
     spec: Dict[str, object] = {}
@@ -68,7 +70,7 @@ def _dataset(args: argparse.Namespace, label_set, meta: Dict):
     spec.setdefault('kind', 'camvid')
     if args.data_root:
         spec['root'] = args.data_root
-    if args.images or args.labels:
+    if getattr(args, 'images', None) or getattr(args, 'labels', None):
         spec[f'{args.split}_images'], spec[f'{args.split}_labels'] = args.images, args.labels
     spec['label_set'] = label_set
     return build_dataset(spec, args.split, cache=False)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                           else ('cpu' if args.device == 'auto' else args.device))
     model, label_set, meta = _load(args)
     model = model.to(device).eval()
-    dataset = _dataset(args, label_set, meta)
+    dataset = dataset_for(args, label_set, meta)
     base = args.scale if args.scale is not None else float(meta.get('val_scale') or 1.0)
     settings: List[tuple] = [(f'single scale {base:g}', (base,), False)]
     if args.multi_scale:

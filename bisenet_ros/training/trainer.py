@@ -77,10 +77,19 @@ def init_weights(model: torch.nn.Module, path: str) -> Dict[str, Any]:
     ``meta`` (empty for reference checkpoints).
 
     Used to fine-tune from a project or reference checkpoint, also with another class count
-    (the classifiers then keep their fresh initialisation), and to warm-start a run.
+    (the classifiers then keep their fresh initialisation), and to warm-start a run. The logit
+    offsets of a calibrated checkpoint (:mod:`.calibrate`) are taken out of its classifier bias
+    first: training continues from the trained weights.
     """
     from ..model.checkpoint import read_checkpoint
+    from .calibrate import CLASSIFIER_BIAS, recorded_offsets
     source, info = read_checkpoint(path)
+    if info.label_set is not None and CLASSIFIER_BIAS in source:
+        offsets = recorded_offsets(info.meta, info.label_set.class_names)
+        if offsets is not None:
+            source[CLASSIFIER_BIAS] = source[CLASSIFIER_BIAS] - torch.from_numpy(offsets)
+            LOGGER.info('%s: calibrated checkpoint, its logit offsets taken out of %s', path,
+                        CLASSIFIER_BIAS)
     target = model.state_dict()
     usable = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
     skipped = sorted(set(target) - set(usable))

@@ -299,16 +299,27 @@ def _own_shm_segments(pid, others):
     return mapped(pid) - theirs
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.slow
-def test_signals_stop_the_node_quickly_without_shared_memory_left(checkpoint, sig):
-    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, DOMAIN + 5)
+def _serving(checkpoint, domain):
+    """``(node, probe, publisher)``: a node that has answered its first frame on ``IN``."""
+    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, domain)
     try:
         pub = probe.publisher(Image, IN)
         assert probe.wait_for_subscribers(IN, timeout=90), node.log()
         msg = probe.image_msg(pattern_image(H, W), 'bgr8')
         pub.publish(msg)
         wait_mask(probe, stamp_ns(msg))
+    except BaseException:
+        probe.close()
+        node.stop(signal.SIGKILL)
+        raise
+    return node, probe, pub
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
+def test_signals_stop_the_node_quickly_without_shared_memory_left(checkpoint, sig):
+    node, probe, pub = _serving(checkpoint, DOMAIN + 5)
+    try:
         segments = _own_shm_segments(node.proc.pid, [os.getpid()])
         for _ in range(20):  # keep the worker busy while the signal arrives
             pub.publish(probe.image_msg(pattern_image(H, W), 'bgr8'))
@@ -381,13 +392,8 @@ def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_p
 def test_a_burst_of_signals_during_the_stop_is_absorbed(checkpoint, sig):
     # Each signal after the first lands somewhere in the stop: none may raise there (CI saw a
     # second SIGINT from `ros2 launch` break the stop with a KeyboardInterrupt traceback).
-    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, DOMAIN + 7)
+    node, probe, _ = _serving(checkpoint, DOMAIN + 7)
     try:
-        pub = probe.publisher(Image, IN)
-        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
-        msg = probe.image_msg(pattern_image(H, W), 'bgr8')
-        pub.publish(msg)
-        wait_mask(probe, stamp_ns(msg))
         code = node.stop(sig, timeout=10.0, repeat=40, interval=0.0005)
         log = node.log()
         assert code == 0, log[-3000:]

@@ -10,19 +10,16 @@ import os
 import time
 from typing import List, Optional
 
+from .evaluate import add_dataset_arguments, dataset_for
+
 LOGGER = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint', help='project checkpoint (.pt) to calibrate')
     parser.add_argument('output', help='calibrated project checkpoint to write (.pt)')
-    parser.add_argument('--split', default='train',
-                        help='split the offsets are fitted on (default: train; keep the split '
-                        'you report on out of it)')
-    parser.add_argument('--dataset', choices=('camvid', 'cityscapes', 'folder'),
-                        help='dataset kind (default: from --config, else the checkpoint\'s)')
-    parser.add_argument('--data-root', help='camvid/cityscapes root folder')
-    parser.add_argument('--config', help='training YAML whose dataset section to use')
+    add_dataset_arguments(parser, 'train', '; the offsets are fitted on it: keep the split you '
+                          'report on out of it')
     parser.add_argument('--scale', type=float, default=None,
                         help="resize factor (default: the checkpoint's val_scale meta, else 1.0)")
     parser.add_argument('--stride', type=int, default=4,
@@ -33,18 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..inference.threads import set_torch_threads
     from ..model.checkpoint import load_model, save_checkpoint
     from ..training.calibrate import (add_logit_offsets, fit_logit_offsets, LOGIT_OFFSETS_META,
                                       offsets_meta, recorded_offsets, sample_logits)
-    from .evaluate import dataset_for
+    from ..training.trainer import select_device
     set_torch_threads(args.threads)
     if os.path.realpath(args.output) == os.path.realpath(args.checkpoint):
         raise ValueError(f'output {args.output}: expected a new file, not the checkpoint itself')
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
+    device = select_device(args.device, '--device')
     model = load_model(args.checkpoint).to(device).eval()
     info, label_set = model.checkpoint_info, model.label_set
     meta = dict(info.meta)

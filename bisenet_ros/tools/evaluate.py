@@ -12,17 +12,24 @@ from typing import Dict, List, Optional
 DEFAULT_MS_SCALES = (0.5, 0.75, 1.0, 1.25)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('checkpoint', help='project checkpoint (.pt) or training state '
-                        '(last.pt/best.pt)')
+def add_dataset_arguments(parser: argparse.ArgumentParser, split: str, split_note: str = ''
+                          ) -> None:
+    """The options :func:`dataset_for` reads; ``split`` is the default ``--split``."""
     parser.add_argument('--dataset', choices=('camvid', 'cityscapes', 'folder'),
                         help='dataset kind (default: from --config, else camvid)')
     parser.add_argument('--data-root', help='camvid/cityscapes root folder')
-    parser.add_argument('--split', default='val', help='split name (default: val)')
+    parser.add_argument('--split', default=split,
+                        help=f'split name (default: {split}){split_note}')
     parser.add_argument('--images', help='kind folder: image folder')
     parser.add_argument('--labels', help='kind folder: label PNG folder')
-    parser.add_argument('--label-set', help='label set name or YAML (default: the checkpoint\'s)')
     parser.add_argument('--config', help='training YAML whose dataset section to use')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('checkpoint', help='project checkpoint (.pt) or training state '
+                        '(last.pt/best.pt)')
+    add_dataset_arguments(parser, 'val')
+    parser.add_argument('--label-set', help='label set name or YAML (default: the checkpoint\'s)')
     parser.add_argument('--scale', type=float, default=None,
                         help="single-scale resize factor (default: the checkpoint's val_scale "
                         'meta, else 1.0)')
@@ -70,20 +77,18 @@ def dataset_for(args: argparse.Namespace, label_set, meta: Dict):
     spec.setdefault('kind', 'camvid')
     if args.data_root:
         spec['root'] = args.data_root
-    if getattr(args, 'images', None) or getattr(args, 'labels', None):
+    if args.images or args.labels:
         spec[f'{args.split}_images'], spec[f'{args.split}_labels'] = args.images, args.labels
     spec['label_set'] = label_set
     return build_dataset(spec, args.split, cache=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..inference.threads import set_torch_threads
     from ..training.evaluate import evaluate_dataset
+    from ..training.trainer import select_device
     set_torch_threads(args.threads)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
+    device = select_device(args.device, '--device')
     model, label_set, meta = _load(args)
     model = model.to(device).eval()
     dataset = dataset_for(args, label_set, meta)

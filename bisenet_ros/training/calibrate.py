@@ -21,7 +21,7 @@ import torch
 
 from ..evaluation.metrics import ConfusionMatrix
 from .datasets import IGNORE, SegmentationDataset
-from .transforms import to_tensor
+from .evaluate import predict_logits
 
 #: Meta key of a calibrated checkpoint: ``{'offsets': {class: float}, 'fitted_on': ..., ...}``.
 LOGIT_OFFSETS_META = 'logit_offsets'
@@ -49,16 +49,8 @@ def sample_logits(model: torch.nn.Module, dataset: SegmentationDataset, *, strid
     all_logits, all_labels = [], []
     for index in range(count):
         image, label = dataset.load(index)
-        height, width = label.shape
-        if scale != 1.0:
-            import cv2
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        batch = to_tensor(image, labels_set.mean, labels_set.std).unsqueeze(0).to(device)
-        logits = model(batch).float()
-        if logits.shape[-2:] != (height, width):
-            logits = torch.nn.functional.interpolate(logits, size=(height, width),
-                                                     mode='bilinear', align_corners=False)
+        logits = predict_logits(model, image, mean=labels_set.mean, std=labels_set.std,
+                                scale=scale, device=device)
         sampled = logits[0, :, stride // 2::stride, stride // 2::stride]
         target = label[stride // 2::stride, stride // 2::stride].reshape(-1).astype(np.int64)
         keep = target != IGNORE

@@ -15,6 +15,33 @@ from .transforms import to_tensor
 
 
 @torch.no_grad()
+def predict_logits(model: torch.nn.Module, image: np.ndarray, *, mean: Sequence[float],
+                   std: Sequence[float], scale: float = 1.0, flip: bool = False,
+                   device: torch.device = torch.device('cpu')) -> torch.Tensor:
+    """Logits of ``model`` for ``image`` resized by ``scale`` (averaged with its horizontal
+    flip when ``flip``), bilinearly resized back to the image's size.
+
+    Args:
+        model: Eval-mode model returning logits ``(1, C, h, w)`` for input ``(1, 3, h, w)``.
+        image: RGB ``(H, W, 3)`` uint8.
+    Returns:
+        ``(1, C, H, W)`` float32 on ``device``.
+    """
+    height, width = image.shape[:2]
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    scaled = image if size == (width, height) else cv2.resize(
+        image, size, interpolation=cv2.INTER_LINEAR)
+    batch = to_tensor(scaled, mean, std).unsqueeze(0).to(device)
+    if flip:
+        batch = torch.cat([batch, batch.flip(-1)])
+    logits = model(batch).float()
+    if flip:
+        logits = logits[:1] + logits[1:].flip(-1)  # summed logits of both views
+        logits = logits / 2
+    return F.interpolate(logits, size=(height, width), mode='bilinear', align_corners=False)
+
+
+@torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, mean: Sequence[float],
                           std: Sequence[float], scales: Sequence[float] = (1.0,),
                           flip: bool = False, device: torch.device = torch.device('cpu')
@@ -27,22 +54,10 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, mean: Se
     Returns:
         ``(C, H, W)`` float32 on ``device`` (argmax over dim 0 is the prediction).
     """
-    height, width = image.shape[:2]
     total: Optional[torch.Tensor] = None
     for scale in scales:
-        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
-        scaled = image if size == (width, height) else cv2.resize(
-            image, size, interpolation=cv2.INTER_LINEAR)
-        batch = to_tensor(scaled, mean, std).unsqueeze(0).to(device)
-        if flip:
-            batch = torch.cat([batch, batch.flip(-1)])
-        logits = model(batch).float()
-        if flip:
-            logits = logits[:1] + logits[1:].flip(-1)  # summed logits of both views
-            logits = logits / 2
-        logits = F.interpolate(logits, size=(height, width), mode='bilinear',
-                               align_corners=False)
-        probs = logits.softmax(1)[0]
+        probs = predict_logits(model, image, mean=mean, std=std, scale=scale, flip=flip,
+                               device=device).softmax(1)[0]
         total = probs if total is None else total + probs
     assert total is not None, 'scales must not be empty'
     return total

@@ -64,9 +64,11 @@ def augment_config(train: Dict[str, Any], label_set: LabelSet) -> AugmentConfig:
                          focus_prob=float(train['rare_crop_prob']))
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, option: str = 'train.device') -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; ``option``
+    names the setting in the error for ``cuda`` without a GPU."""
     if name == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('train.device=cuda but no CUDA GPU is available')
+        raise RuntimeError(f'{option}=cuda but no CUDA GPU is available')
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     return torch.device(name)

@@ -44,12 +44,12 @@ def sample_logits(model: torch.nn.Module, dataset: SegmentationDataset, *, strid
     """
     if stride < 1:
         raise ValueError(f'stride must be >= 1, got {stride}')
-    labels_set = dataset.label_set
+    label_set = dataset.label_set
     count = len(dataset) if max_images is None else min(len(dataset), int(max_images))
     all_logits, all_labels = [], []
     for index in range(count):
         image, label = dataset.load(index)
-        logits = predict_logits(model, image, mean=labels_set.mean, std=labels_set.std,
+        logits = predict_logits(model, image, mean=label_set.mean, std=label_set.std,
                                 scale=scale, device=device)
         sampled = logits[0, :, stride // 2::stride, stride // 2::stride]
         target = label[stride // 2::stride, stride // 2::stride].reshape(-1).astype(np.int64)

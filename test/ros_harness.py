@@ -141,6 +141,36 @@ class Probe:
         every message); raises what a callback of the probe raised."""
         return self.spin.wait_for(predicate, timeout)
 
+    def reply_to(self, pub: Any, msg: Any, topic: str, timeout: float = 60.0,
+                 resend_every: float = 1.0, log: Optional[Callable[[], str]] = None) -> Any:
+        """Publish ``msg`` with ``pub`` until a message with its header stamp arrives on
+        ``topic`` (recorded by :meth:`subscribe`); returns that message.
+
+        One publish is not enough at start: the node drops frames before its model is loaded
+        and skips outputs whose subscriber it has not matched yet (discovery is not symmetric),
+        and best-effort frames can be lost while discovery settles.
+
+        Raises:
+            AssertionError: no reply within ``timeout`` seconds (with the end of ``log()``,
+                the node's log, when given).
+        """
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+        def reply() -> Any:
+            return next((m for m in self.received[topic]
+                         if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp), None)
+        deadline = time.monotonic() + timeout
+        while True:
+            pub.publish(msg)
+            left = deadline - time.monotonic()
+            if self.wait_for(lambda: reply() is not None, max(0.0, min(resend_every, left))):
+                with self.spin.lock:
+                    return reply()
+            if time.monotonic() >= deadline:
+                raise AssertionError(f'no message on {topic} for the frame stamped '
+                                     f'{stamp[0]}.{stamp[1]:09d} in {timeout} s\n'
+                                     + (log()[-3000:] if log else ''))
+
     def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
         pub = self._publishers[topic]
         return self.wait_for(lambda: pub.get_subscription_count() >= count, timeout)

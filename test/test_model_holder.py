@@ -86,13 +86,9 @@ def wait_reload_idle(probe, timeout=300.0):
 
 
 def mask_for(probe, image, timeout=60.0):
-    msg = probe.image_msg(image, 'bgr8')
-    probe.publisher(Image, IN).publish(msg)
-    stamp = stamp_ns(msg)
-    topic = f'{OUT}/mask'
-    assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[topic]),
-                          timeout), 'no mask'
-    return image_to_array(next(m for m in probe.received[topic] if stamp_ns(m) == stamp))
+    msg = probe.reply_to(probe.publisher(Image, IN), probe.image_msg(image, 'bgr8'),
+                         f'{OUT}/mask', timeout)
+    return image_to_array(msg)
 
 
 def expected(models, name, image):

@@ -48,6 +48,22 @@ def start(params, domain):
     return node, probe
 
 
+def serving(checkpoint, domain):
+    """``(node, probe, publisher)``: a node that has answered a first frame on ``IN``, so
+    that from here on each frame published gets its mask (see ``Probe.reply_to``)."""
+    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, domain)
+    try:
+        pub = probe.publisher(Image, IN)
+        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
+        probe.reply_to(pub, probe.image_msg(pattern_image(H, W), 'bgr8'), MASK, timeout=90,
+                       log=node.log)
+    except BaseException:
+        probe.close()
+        node.stop(signal.SIGKILL)
+        raise
+    return node, probe, pub
+
+
 def wait_mask(probe, stamp, timeout=60.0):
     assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in probe.received[MASK]),
                           timeout), f'no mask for stamp {stamp}'
@@ -95,10 +111,8 @@ def malformed_images(probe, count):
 def test_thousands_of_malformed_images_never_stop_the_node(checkpoint, segmenter):
     """2400 malformed frames in bursts, a valid frame after each burst: every valid frame
     is segmented exactly, rejects are counted, warnings are throttled."""
-    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, DOMAIN)
+    node, probe, pub = serving(checkpoint, DOMAIN)
     try:
-        pub = probe.publisher(Image, IN)
-        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
         bad = malformed_images(probe, 2400)
         rounds = 24
         for r in range(rounds):
@@ -133,6 +147,9 @@ def test_corrupt_compressed_images_never_stop_the_node(checkpoint, segmenter):
         ok, jpeg = cv2.imencode('.jpg', pattern_image(H, W))
         assert ok
         jpeg = jpeg.tobytes()
+        first = CompressedImage(format='jpeg', data=jpeg)
+        first.header = probe.image_msg(pattern_image(H, W), 'bgr8').header
+        probe.reply_to(pub, first, MASK, timeout=90, log=node.log)  # from here on: answered
         for r in range(10):
             for i in range(60):
                 msg = CompressedImage(format=('jpeg', 'png', '')[i % 3])
@@ -218,11 +235,7 @@ def test_camera_restart_and_subscribers_coming_and_going(checkpoint, segmenter):
             assert camera.wait_for_subscribers(IN, timeout=90), node.log()
             image = pattern_image(H, W, seed=generation)
             msg = camera.image_msg(image, 'bgr8')
-            # Resent until its mask comes: while the node has not yet matched the listener it
-            # skips frames (no subscriber), and discovery is not symmetric.
-            assert listener.wait_for(lambda: (pub.publish(msg), any(
-                stamp_ns(m) == stamp_ns(msg) for m in listener.received[MASK]))[1], 60)
-            mask = wait_mask(listener, stamp_ns(msg))
+            mask = listener.reply_to(pub, msg, MASK, log=node.log)  # a new camera: resent
             np.testing.assert_array_equal(image_to_array(mask), segmenter.segment(image).labels)
             camera.close()
         # subscribers come and go: a second listener joins, the first leaves
@@ -233,9 +246,7 @@ def test_camera_restart_and_subscribers_coming_and_going(checkpoint, segmenter):
         pub = camera.publisher(Image, IN)
         assert camera.wait_for_subscribers(IN, timeout=60)
         assert late.wait_for(lambda: late.node.count_publishers(MASK) >= 1, 30)
-        msg = camera.image_msg(pattern_image(H, W, seed=9), 'bgr8')
-        assert late.wait_for(lambda: (pub.publish(msg), any(
-            stamp_ns(m) == stamp_ns(msg) for m in late.received[MASK]))[1], 30)
+        late.reply_to(pub, camera.image_msg(pattern_image(H, W, seed=9), 'bgr8'), MASK, 30)
         camera.close()
         late.close()
         assert node.alive()
@@ -264,11 +275,9 @@ def test_model_file_corrupted_while_reloading_keeps_a_model_serving(checkpoint, 
 
     old = Segmenter(str(checkpoint), backend='torch')
     new = Segmenter(str(other), backend='torch')
-    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, DOMAIN + 4)
+    node, probe, pub = serving(checkpoint, DOMAIN + 4)
     writer = threading.Thread(target=flip, daemon=True)
     try:
-        pub = probe.publisher(Image, IN)
-        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
         writer.start()
         outcomes = []
         for attempt in range(6):
@@ -299,26 +308,10 @@ def _own_shm_segments(pid, others):
     return mapped(pid) - theirs
 
 
-def _serving(checkpoint, domain):
-    """``(node, probe, publisher)``: a node that has answered its first frame on ``IN``."""
-    node, probe = start({'model_path': str(checkpoint), **RELIABLE_INPUT}, domain)
-    try:
-        pub = probe.publisher(Image, IN)
-        assert probe.wait_for_subscribers(IN, timeout=90), node.log()
-        msg = probe.image_msg(pattern_image(H, W), 'bgr8')
-        pub.publish(msg)
-        wait_mask(probe, stamp_ns(msg))
-    except BaseException:
-        probe.close()
-        node.stop(signal.SIGKILL)
-        raise
-    return node, probe, pub
-
-
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.slow
 def test_signals_stop_the_node_quickly_without_shared_memory_left(checkpoint, sig):
-    node, probe, pub = _serving(checkpoint, DOMAIN + 5)
+    node, probe, pub = serving(checkpoint, DOMAIN + 5)
     try:
         segments = _own_shm_segments(node.proc.pid, [os.getpid()])
         for _ in range(20):  # keep the worker busy while the signal arrives
@@ -361,9 +354,8 @@ def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_p
     try:
         pub = probe.publisher(Image, IN)
         assert probe.wait_for_subscribers(IN, timeout=90), node.log()
-        msg = probe.image_msg(pattern_image(H, W), 'bgr8')
-        pub.publish(msg)
-        wait_mask(probe, stamp_ns(msg), timeout=120)
+        probe.reply_to(pub, probe.image_msg(pattern_image(H, W), 'bgr8'), MASK, timeout=120,
+                       log=node.log)
         assert list(node_tmp.rglob('bisenet_ort_*'))  # in the node's own folder under TMPDIR
         # fastdds_port<N> files are the domain's port queues, kept by Fast DDS for reuse.
         segments = [s for s in _own_shm_segments(node.proc.pid, [])
@@ -392,7 +384,7 @@ def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_p
 def test_a_burst_of_signals_during_the_stop_is_absorbed(checkpoint, sig):
     # Each signal after the first lands somewhere in the stop: none may raise there (CI saw a
     # second SIGINT from `ros2 launch` break the stop with a KeyboardInterrupt traceback).
-    node, probe, _ = _serving(checkpoint, DOMAIN + 7)
+    node, probe, _ = serving(checkpoint, DOMAIN + 7)
     try:
         code = node.stop(sig, timeout=10.0, repeat=40, interval=0.0005)
         log = node.log()

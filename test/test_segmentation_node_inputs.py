@@ -63,13 +63,19 @@ def probe(node):
     probe.close()
 
 
-def send(probe, cam, image, ext='.png'):
+def compressed(probe, cam, image, ext='.png'):
+    """``(message, decoded image)``: ``image`` encoded as ``ext``, stamped now, from ``cam``."""
     ok, buf = cv2.imencode(ext, image)
     assert ok
     msg = CompressedImage(format=ext[1:], data=buf.tobytes())
     msg.header = probe.image_msg(np.zeros((1, 1), np.uint8), 'mono8', f'{cam}_optical').header
+    return msg, cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def send(probe, cam, image, ext='.png'):
+    msg, decoded = compressed(probe, cam, image, ext)
     probe.publisher(CompressedImage, f'/{cam}/image_raw/compressed').publish(msg)
-    return stamp_ns(msg), cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return stamp_ns(msg), decoded
 
 
 def status(probe, suffix, after):
@@ -118,9 +124,9 @@ def test_two_cameras_share_one_inference_call_and_keep_their_namespaces(probe, s
     assert probe.wait_for_subscribers('/cam_left/camera_info', timeout=20)  # else it is lost
     info_pub.publish(info)  # kept by the node; cam_right's round trip below comes after it
     # cam_right becomes an active camera (the node waits batch_wait only for active ones)
-    stamp, _ = send(probe, 'cam_right', pattern_image(H, W, seed=2))
-    assert probe.wait_for(lambda: any(stamp_ns(m) == stamp for m in
-                                      probe.received['/segmentation/cam_right/mask']), 60)
+    probe.reply_to(probe.publisher(CompressedImage, '/cam_right/image_raw/compressed'),
+                   compressed(probe, 'cam_right', pattern_image(H, W, seed=2))[0],
+                   '/segmentation/cam_right/mask')
     images = {cam: pattern_image(H, W, seed=i + 3) for i, cam in enumerate(CAMERAS)}
     sent = {cam: send(probe, cam, images[cam], '.png') for cam in CAMERAS}
     for cam in CAMERAS:

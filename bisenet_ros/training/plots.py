@@ -67,6 +67,19 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def spaced_labels(xs: Sequence[float], ys: Sequence[float], min_dx: float, min_dy: float,
+                  keep: Sequence[int] = ()) -> List[int]:
+    """Indices of the points to write a value beside, ascending: every index in ``keep``, then
+    the others from the last one back, each kept apart from every point already chosen by at
+    least ``min_dx`` along x or ``min_dy`` along y (data units), so that the labels of
+    snapshots taken close together do not overlap."""
+    chosen = list(dict.fromkeys(keep))
+    for i in reversed(range(len(xs))):
+        if all(abs(xs[i] - xs[j]) >= min_dx or abs(ys[i] - ys[j]) >= min_dy for j in chosen):
+            chosen.append(i)
+    return sorted(chosen)
+
+
 def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
                         smooth: int = 20, title: str = 'Training') -> Path:
     """Loss (raw and moving average), learning rate and validation mIoU of a run folder."""
@@ -90,11 +103,14 @@ def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
     ax_loss.legend(loc='upper right', fontsize=8)
     val = _read_csv(run / 'val_log.csv')
     if val:
-        ax_val.plot([int(r['iteration']) for r in val],
-                    [100 * float(r['miou']) for r in val], 'o-', color='C2')
-        for r in val:
-            ax_val.annotate(f"{100 * float(r['miou']):.1f}", (int(r['iteration']),
-                            100 * float(r['miou'])), textcoords='offset points',
+        val_its = [int(r['iteration']) for r in val]
+        miou = [100 * float(r['miou']) for r in val]
+        ax_val.plot(val_its, miou, 'o-', color='C2')
+        best = max(range(len(miou)), key=miou.__getitem__)
+        spread = max(miou) - min(miou)
+        for i in spaced_labels(val_its, miou, max(its) / 15, spread / 16,
+                               keep=(best, len(val) - 1)):
+            ax_val.annotate(f'{miou[i]:.1f}', (val_its[i], miou[i]), textcoords='offset points',
                             xytext=(0, 6), ha='center', fontsize=8)
     ax_val.set_xlabel('iteration')
     ax_val.set_ylabel('val mIoU (%)')

@@ -154,11 +154,10 @@ class Probe:
             AssertionError: no reply within ``timeout`` seconds (with the end of ``log()``,
                 the node's log, when given).
         """
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        stamp = stamp_ns(msg)
 
         def reply() -> Any:
-            return next((m for m in self.received[topic]
-                         if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp), None)
+            return next((m for m in self.received[topic] if stamp_ns(m) == stamp), None)
         deadline = time.monotonic() + timeout
         while True:
             pub.publish(msg)
@@ -167,9 +166,8 @@ class Probe:
                 with self.spin.lock:
                     return reply()
             if time.monotonic() >= deadline:
-                raise AssertionError(f'no message on {topic} for the frame stamped '
-                                     f'{stamp[0]}.{stamp[1]:09d} in {timeout} s\n'
-                                     + (log()[-3000:] if log else ''))
+                raise AssertionError(f'no message on {topic} for the frame stamped {stamp} ns '
+                                     f'in {timeout} s\n' + (log()[-3000:] if log else ''))
 
     def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 30.0) -> bool:
         pub = self._publishers[topic]

@@ -69,10 +69,13 @@ def _send(probe, stamp_ns, depth, encoding, frame_id='camera_color_optical_frame
             probe.publisher(Image, IN)]
     for pub in pubs:
         assert probe.wait_for_subscribers(pub.topic_name, timeout=60)
-    pubs[2].publish(image)
-    # Best effort: the first messages after matching can be lost, so repeat depth and
-    # camera_info (same stamp) while the node waits for them (depth_wait).
-    for _ in range(40):
+    # Until the mask comes (60 s at most): the image every 2 s, as the node drops frames before
+    # its model is loaded and skips outputs whose subscriber it has not matched yet; depth and
+    # camera_info (best effort, same stamp) every 50 ms, as the first messages after matching
+    # can be lost while the node waits for them (depth_wait).
+    for i in range(1200):
+        if i % 40 == 0:
+            pubs[2].publish(image)
         pubs[0].publish(depth_msg)
         pubs[1].publish(info)
         if probe.wait_for(lambda: _stamped(probe, f'{OUT}/mask', stamp_ns), 0.05):

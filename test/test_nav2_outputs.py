@@ -18,7 +18,7 @@ from std_msgs.msg import String
 from bisenet_ros.image_conversions import confidence_to_mono8, fill_image, image_to_array
 from bisenet_ros.ros.node_process import NodeProcess
 from bisenet_ros.ros.point_cloud import point_dtype
-from ros_harness import pattern_image, Probe, write_random_checkpoint
+from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 try:
     from vision_msgs.msg import LabelInfo
@@ -58,8 +58,8 @@ def running(checkpoint):
         assert node.stop(signal.SIGINT) == 0, node.log()[-3000:]
 
 
-def _send(probe, stamp_ns, depth, encoding, frame_id='camera_color_optical_frame'):
-    image = probe.image_msg(pattern_image(H, W), 'bgr8', frame_id, stamp_ns)
+def _send(probe, stamp, depth, encoding, frame_id='camera_color_optical_frame'):
+    image = probe.image_msg(pattern_image(H, W), 'bgr8', frame_id, stamp)
     depth_msg = fill_image(Image(), depth, encoding)
     info = CameraInfo(height=H, width=W, k=K, distortion_model='plumb_bob')
     for msg in (depth_msg, info):
@@ -78,20 +78,19 @@ def _send(probe, stamp_ns, depth, encoding, frame_id='camera_color_optical_frame
             pubs[2].publish(image)
         pubs[0].publish(depth_msg)
         pubs[1].publish(info)
-        if probe.wait_for(lambda: _stamped(probe, f'{OUT}/mask', stamp_ns), 0.05):
+        if probe.wait_for(lambda: _stamped(probe, f'{OUT}/mask', stamp), 0.05):
             break
     return image.header
 
 
-def _stamped(probe, topic, stamp_ns):
-    return [m for m in probe.received[topic]
-            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns]
+def _stamped(probe, topic, stamp):
+    return [m for m in probe.received[topic] if stamp_ns(m) == stamp]
 
 
-def _by_stamp(probe, topic, stamp_ns):
-    assert probe.wait_for(lambda: bool(_stamped(probe, topic, stamp_ns)), 60.0), \
-        f'nothing on {topic} for {stamp_ns}'
-    return _stamped(probe, topic, stamp_ns)[0]
+def _by_stamp(probe, topic, stamp):
+    assert probe.wait_for(lambda: bool(_stamped(probe, topic, stamp)), 60.0), \
+        f'nothing on {topic} for {stamp}'
+    return _stamped(probe, topic, stamp)[0]
 
 
 @pytest.mark.parametrize('encoding, plane, metres', [('16UC1', 1500, 1.5),

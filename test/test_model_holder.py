@@ -191,9 +191,14 @@ def test_a_failed_reload_keeps_the_old_model_and_puts_the_parameters_back(probe,
     np.testing.assert_array_equal(mask_for(probe, image), expected(models, 'third', image))
     log = node.log()
     assert f"cannot load model '{models['bad']}'" in log and 'parameters set back' in log
-    # What can be told cheaply is refused at once, without a reload.
+    # A missing file is judged on the loader thread too (the parameter callback opens no
+    # file): accepted, refused there, the parameters set back.
     missing = probe.set_parameters({'model_path': '/nonexistent/model.pt'})[0]
-    assert not missing.successful and "'/nonexistent/model.pt' not found" in missing.reason
+    assert missing.successful, missing.reason
+    level, message, values = wait_reload_idle(probe)
+    assert "'/nonexistent/model.pt' not found" in values['last_reload_error'], values
+    assert probe.wait_for(lambda: probe.get_parameters(['model_path'])['model_path']
+                          == str(models['third']), 20), node.log()[-3000:]
     assert node.alive()
 
 

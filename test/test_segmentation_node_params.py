@@ -143,8 +143,11 @@ def test_model_reload_and_a_bad_model_keeps_the_old_one_serving(probe, node, mod
     assert probe.wait_for(lambda: 'reload failed' in newest_model_status(probe)[1], 60)
     level, message, _ = newest_model_status(probe)
     assert level == 1 and str(models['bad']) in message and 'still serving' in message
+    # A missing file too: the parameter callback opens no file (issue 23), the loader does.
     missing = probe.set_parameters({'model_path': '/nonexistent/model.pt'})[0]
-    assert not missing.successful and "'/nonexistent/model.pt' not found" in missing.reason
+    assert missing.successful, missing.reason
+    assert probe.wait_for(lambda: "'/nonexistent/model.pt' not found"
+                          in newest_model_status(probe)[2].get('last_reload_error', ''), 60)
     assert probe.wait_for(lambda: probe.get_parameters(['model_path'])['model_path']
                           == str(models['second']), 20)
     np.testing.assert_array_equal(round_trip(probe, image)['mask'], second)

@@ -116,10 +116,10 @@ class CameraIO:
             result[name] = bool(on) and pub is not None and pub.get_subscription_count() > 0
         return Outputs.from_flags(result)
 
-    def publish(self, header: Any, result: Any, wanted: Outputs,
-                image_is_bgr: bool, cloud: Any = None) -> None:
+    def publish(self, header: Any, result: Any, wanted: Outputs, cloud: Any = None) -> None:
         """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``
-        (and ``cloud``, a PointCloud2 made by :class:`DepthInput`, when given)."""
+        (its overlay is BGR; ``cloud``, a PointCloud2 made by :class:`DepthInput`, when
+        given)."""
         if wanted.mask:
             labels = result.labels
             self._send('mask', header, labels, 'mono16' if labels.dtype == np.uint16
@@ -127,8 +127,7 @@ class CameraIO:
         if wanted.color_mask and result.color is not None:
             self._send('color_mask', header, result.color, 'rgb8')
         if wanted.overlay and result.overlay is not None:
-            overlay = result.overlay if image_is_bgr else result.overlay[:, :, ::-1]
-            self._send('overlay', header, overlay, 'bgr8')
+            self._send('overlay', header, result.overlay, 'bgr8')
         if wanted.confidence and result.confidence is not None:
             self._send('confidence', header, result.confidence.astype(np.float32, copy=False),
                        '32FC1')

@@ -10,27 +10,41 @@ ends up loaded. A candidate that fails leaves the old model serving; the error i
 for ``/diagnostics`` and handed to the node's ``on_reloaded`` callback. The worker holds
 :meth:`ModelHolder.acquire` while it infers, so the old model is closed only after the frame in
 progress.
+
+Plain Python (no rclpy): the node hands it a logger and callbacks. Every :meth:`close`
+(lifecycle ``cleanup``, shutdown) starts a new generation: a load begun before it is dropped
+when it ends, even when a later :meth:`load` (``configure``) opened the holder again.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 import threading
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from rclpy.node import Node
-from std_msgs.msg import String
-
 from ..resources import default_model_path
-from .camera_io import LATCHED_QOS
 from .node_stats import ERROR, OK, WARN
 from .params import NodeParams
 
 #: ``on_reloaded(params, error)``: called on the loader thread after each finished request
 #: that no newer request replaced; ``error`` is ``None`` when ``params``' model now serves.
 ReloadCallback = Callable[[NodeParams, Optional[str]], None]
+#: ``on_swapped()``: called after a new model was swapped in (start-up load or reload), e.g.
+#: to republish the class metadata.
+SwapCallback = Callable[[], None]
+
+
+def class_metadata(label_set: Any, model_path: str, backend: str) -> dict:
+    """Class names, RGB colours, ignore id, mask encoding and model facts of a serving model
+    (what ``class_info`` and ``label_info`` publish)."""
+    return {'label_set': label_set.name, 'num_classes': label_set.num_classes,
+            'class_names': list(label_set.class_names),
+            'colors': [list(map(int, c)) for c in label_set.colors],
+            'ignore_index': int(label_set.ignore_index),
+            'mask_encoding': 'mono8'
+            if max(label_set.num_classes - 1, label_set.ignore_index) <= 255 else 'mono16',
+            'model_path': model_path, 'backend': backend}
 
 
 def _missing_model_message(path: str) -> str:
@@ -61,9 +75,11 @@ def precheck(p: NodeParams) -> Optional[str]:
 class ModelHolder:
     """Owns the Segmenter; loads candidates off the caller's thread and swaps them in."""
 
-    def __init__(self, logger: Any, on_reloaded: Optional[ReloadCallback] = None) -> None:
+    def __init__(self, logger: Any, on_reloaded: Optional[ReloadCallback] = None,
+                 on_swapped: Optional[SwapCallback] = None) -> None:
         self._logger = logger
         self._on_reloaded = on_reloaded
+        self._on_swapped = on_swapped
         self._infer_lock = threading.Lock()
         self._segmenter: Any = None
         self._params: Optional[NodeParams] = None
@@ -71,8 +87,8 @@ class ModelHolder:
         self.error: Optional[str] = 'no model loaded yet'
         #: Why the last reload failed while the previous model kept serving.
         self.reload_error: Optional[str] = None
-        self._metadata_pubs: List[Tuple[str, Any]] = []
         # Loader thread state, guarded by _cond.
+        self._generation = 0  # +1 at every close(): loads of an older generation are dropped
         self._cond = threading.Condition()
         self._pending: Optional[NodeParams] = None
         self._loading: Optional[NodeParams] = None
@@ -87,7 +103,15 @@ class ModelHolder:
         """Load the model ``p`` describes on this thread and swap it in; returns the error."""
         with self._cond:
             self._closed = False  # lifecycle: configure again after cleanup
-        return self._finish(p, *self._build(p))
+            generation = self._generation
+        segmenter, error = self._build(p)
+        with self._cond:
+            stale = generation != self._generation or self._closed
+        if stale:  # closed (cleanup, shutdown) while this loaded
+            if segmenter is not None:
+                segmenter.close()
+            return error or 'closed while the model was loading'
+        return self._finish(p, segmenter, error)
 
     def request(self, p: NodeParams) -> None:
         """Load ``p``'s model on the loader thread; returns at once.
@@ -114,13 +138,15 @@ class ModelHolder:
                     return
                 p, self._pending = self._pending, None
                 self._loading, self._loading_since = p, time.monotonic()
+                generation = self._generation
             assert p is not None
             self._logger.info(f'reloading the model: {p.model_path} (backend {p.backend}, '
                               f'device {p.device}); the current model serves meanwhile')
             segmenter, error = self._build(p)
             with self._cond:
-                superseded = self._pending is not None or self._closed
-            if superseded:  # a newer request (or close) came while this one loaded
+                superseded = (self._pending is not None or self._closed
+                              or generation != self._generation)
+            if superseded:  # a newer request, or a close (even one re-opened since)
                 if segmenter is not None:
                     segmenter.close()
                 self._logger.info(f'model {p.model_path} loaded but a newer reload was asked '
@@ -183,10 +209,11 @@ class ModelHolder:
         ls = segmenter.label_set
         self._logger.info(f'model {p.model_path}: backend {segmenter.backend_name}, label set '
                           f'{ls.name} ({ls.num_classes} classes)')
-        try:
-            self.publish_metadata()
-        except Exception as exc:  # publishers destroyed meanwhile (shutdown)
-            self._logger.warning(f'class metadata not published: {type(exc).__name__}: {exc}')
+        if self._on_swapped is not None:
+            try:
+                self._on_swapped()
+            except Exception as exc:  # publishers destroyed meanwhile (shutdown)
+                self._logger.warning(f'after the model swap: {type(exc).__name__}: {exc}')
         return None
 
     # Serving ---------------------------------------------------------------------------------
@@ -206,52 +233,11 @@ class ModelHolder:
         return self._params if self._segmenter is not None else None
 
     def metadata(self) -> Optional[dict]:
-        """Class names, RGB colours, ignore id and model facts, or None without a model."""
+        """:func:`class_metadata` of the serving model, or None without one."""
         seg, p = self._segmenter, self._params
         if seg is None or p is None:
             return None
-        ls = seg.label_set
-        return {'label_set': ls.name, 'num_classes': ls.num_classes,
-                'class_names': list(ls.class_names),
-                'colors': [list(map(int, c)) for c in ls.colors],
-                'ignore_index': int(ls.ignore_index),
-                'mask_encoding': 'mono8' if max(ls.num_classes - 1, ls.ignore_index) <= 255
-                else 'mono16',
-                'model_path': p.model_path, 'backend': seg.backend_name}
-
-    def create_metadata_publishers(self, node: Node, prefix: str) -> None:
-        """Latched ``<prefix>/class_info`` (JSON) and, when importable, vision_msgs LabelInfo."""
-        pubs = [('json', node.create_publisher(String, f'{prefix}/class_info', LATCHED_QOS))]
-        try:
-            from vision_msgs.msg import LabelInfo
-            pubs.append(('label_info', node.create_publisher(
-                LabelInfo, f'{prefix}/label_info', LATCHED_QOS)))
-        except ImportError:
-            pass
-        self._clock = node.get_clock()
-        self._metadata_pubs = pubs
-        self.publish_metadata()
-
-    def destroy_metadata_publishers(self, node: Node) -> None:
-        pubs, self._metadata_pubs = self._metadata_pubs, []
-        for _, pub in pubs:
-            node.destroy_publisher(pub)
-
-    def publish_metadata(self) -> None:
-        data = self.metadata()
-        if data is None:
-            return
-        for kind, pub in list(self._metadata_pubs):
-            if kind == 'json':
-                pub.publish(String(data=json.dumps(data)))
-            else:
-                from vision_msgs.msg import LabelInfo, VisionClass
-                msg = LabelInfo()
-                msg.header.stamp = self._clock.now().to_msg()
-                msg.class_map = [VisionClass(class_id=i, class_name=name)
-                                 for i, name in enumerate(data['class_names'])]
-                msg.threshold = float(self._params.confidence_threshold)  # type: ignore
-                pub.publish(msg)
+        return class_metadata(seg.label_set, p.model_path, seg.backend_name)
 
     def report(self) -> Tuple[int, str, List[Tuple[str, str]]]:
         """``(level, message, key/values)`` for ``/diagnostics``.
@@ -292,6 +278,7 @@ class ModelHolder:
         """Stop the loader (a load in progress is dropped when it ends) and free the model."""
         with self._cond:
             self._closed = True
+            self._generation += 1
             self._pending = None
             self._cond.notify_all()
         with self._infer_lock:

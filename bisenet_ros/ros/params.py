@@ -152,6 +152,9 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('future_stamp_tolerance', 1.0, 'Seconds an input stamp may be ahead of the '
               "node's clock before the camera reports WARN naming the offset (a camera clock "
               'ahead).', range=(0.0, 86400.0)),
+    ParamSpec('autostart', False, 'Lifecycle node only: configure and activate itself at '
+              'start (no lifecycle manager needed); the plain node always starts active.',
+              'startup'),
     ParamSpec('past_stamp_limit', 60.0, 'Seconds an input stamp may be behind the node\'s '
               'clock before the camera reports WARN naming the offset (a clock behind, a bag '
               'replayed without use_sim_time).', range=(0.001, 1e9)),

@@ -1,0 +1,252 @@
+"""The segmentation worker: newest frames in, masks out, as a two-stage pipeline.
+
+Stage 1, thread ``segmentation_infer``: takes the frames :class:`~.frame_slots.LatestFrameSlots`
+holds (latest frame wins), deserializes and decodes them, and runs one inference call per group
+of one network size (:func:`~.work.inference_groups`; the labels, plus confidence when an
+output needs it). Stage 2, thread ``segmentation_publish``: renders what has subscribers
+(colour mask, overlay, confidence images, the Nav2 cloud), serializes and publishes it with the
+input's header, and records the per-stage times.
+
+The two stages overlap: frame N is rendered and published while frame N+1 is inferred (numpy,
+OpenCV, DDS and the inference runtimes release the GIL), so the node's own work no longer adds to
+the inference time per frame. The hand-over holds one inference call's results: when publishing
+is the slower stage, stage 1 waits for it instead of building a backlog, so a mask is at most one
+inference plus one publish behind its frame's arrival. Plain threads; the ROS objects
+(:class:`~.camera_io.CameraIO`) are handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import queue
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..image_conversions import compressed_to_color, ConversionError, image_to_color
+from ..inference.postprocess import blend_overlay, colorize_labels
+from .frame_slots import Frame, LatestFrameSlots
+from .node_stats import CameraStats
+from .params import NodeParams, SPECS
+from .work import inference_groups, WorkItem
+
+#: Seconds a stage waits for work before it looks at the stop flag again.
+POLL_S = 0.2
+#: Log throttle of the worker's warnings, seconds.
+THROTTLE_S = 5.0
+
+
+@dataclass
+class InferredCall:
+    """One inference call's results on their way to stage 2.
+
+    Attributes:
+        pairs: ``(work item, SegmentationResult)`` of each frame segmented.
+        palette: ``(K, 3)`` uint8 RGB colour table of the model that segmented them.
+        params: The parameters the call ran with (alpha, thresholds, outputs).
+    """
+
+    pairs: List[Any]
+    palette: np.ndarray
+    params: NodeParams
+
+
+class SegmentationWorker:
+    """Runs the two stages for a node's cameras until :meth:`stop`.
+
+    Args:
+        cameras: The node's :class:`~.camera_io.CameraIO` objects, by camera index.
+        slots: Where the subscription callbacks leave each camera's newest frame.
+        stats: Per-camera counters and stage times, by camera index.
+        model: The :class:`~.model_holder.ModelHolder` (``acquire``/``release``).
+        params: Returns the node's current parameters.
+        logger: The node's logger.
+        stamp_age: Seconds from a header's stamp to now on the node's clock (``None``: unset).
+        running: Whether the ROS context still runs (a failure after a signal is quiet).
+    """
+
+    def __init__(self, cameras: List[Any], slots: LatestFrameSlots, stats: List[CameraStats],
+                 model: Any, params: Callable[[], NodeParams], logger: Any,
+                 stamp_age: Callable[[Any], Optional[float]],
+                 running: Callable[[], bool]) -> None:
+        self.cameras = cameras
+        self.slots = slots
+        self.stats = stats
+        self._model = model
+        self._params = params
+        self._logger = logger
+        self._stamp_age = stamp_age
+        self._running = running
+        #: Inference calls, frames segmented and the largest batch, for ``/diagnostics``.
+        self.counters: Dict[str, int] = {'inference_calls': 0, 'frames_segmented': 0,
+                                         'largest_batch': 0}
+        self._palettes: Dict[int, np.ndarray] = {}
+        self._handoff: 'queue.Queue[InferredCall]' = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._infer_loop, name='segmentation_infer',
+                                          daemon=True),
+                         threading.Thread(target=self._publish_loop,
+                                          name='segmentation_publish', daemon=True)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop both stages; waits up to ``timeout`` s for the frame in progress."""
+        self._stop.set()
+        self.slots.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # Stage 1 ---------------------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        while not self._stop.is_set():
+            frames = self.slots.take(timeout=POLL_S, batch_wait=self._params().batch_wait)
+            if not frames:
+                continue
+            try:
+                self._infer(frames, self._params())  # as of now: may have changed meanwhile
+            except Exception as exc:  # never let one batch stop the node
+                if not self._running():  # SIGINT/SIGTERM arrived mid-frame: stop quietly
+                    break
+                self._fail([f.camera for f in frames], exc)
+
+    def _infer(self, frames: List[Frame], p: NodeParams) -> None:
+        switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
+        work = [item for item in (self._decode(frame, switches, p) for frame in frames)
+                if item is not None]
+        if not work:
+            return
+        segmenter = self._model.acquire()
+        if segmenter is None:
+            self._logger.warning(f'no model loaded ({self._model.error}); frames dropped',
+                                 throttle_duration_sec=THROTTLE_S)
+            for item in work:
+                self.stats[item.camera].frame_dropped()
+            return
+        try:
+            palette = self._palette(segmenter.label_set)
+            for group in inference_groups(work, segmenter.input_size):  # smallest size first
+                t0 = time.perf_counter()
+                pairs = self._segment(segmenter, group, p)
+                self.slots.charge([item.camera for item in group], time.perf_counter() - t0)
+                self._hand_over(InferredCall(pairs, palette, p))  # published as soon as done
+        finally:
+            self._model.release()
+
+    def _decode(self, frame: Frame, switches: Dict[str, bool],
+                p: NodeParams) -> Optional[WorkItem]:
+        """The frame ready for inference, or None (skipped: nobody listens; or rejected)."""
+        camera = self.cameras[frame.camera]
+        wanted = camera.wanted(switches)
+        if not wanted.any():
+            self.stats[frame.camera].frame_skipped()
+            return None
+        t0 = time.perf_counter()
+        try:
+            frame.msg = camera.deserialize(frame.msg)
+            decode = compressed_to_color if p.compressed else image_to_color
+            image, is_bgr = decode(frame.msg, p.max_input_pixels)
+        except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
+            self.stats[frame.camera].frame_rejected(str(exc))
+            self._logger.warning(f'{camera.topic}: frame rejected: {exc}',
+                                 throttle_duration_sec=THROTTLE_S)
+            return None
+        return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
+
+    def _segment(self, segmenter: Any, group: List[WorkItem], p: NodeParams) -> List[Any]:
+        """One inference call for ``group`` (one size and channel order): labels, and
+        confidence where an output needs it; a failed batch is retried frame by frame."""
+        def run(items: List[WorkItem]) -> List[Any]:
+            return segmenter.segment_batch(
+                [w.image for w in items], bgr=items[0].is_bgr,
+                confidence=any(w.outputs.needs_confidence(p.points_confidence) for w in items),
+                confidence_threshold=p.confidence_threshold)
+        try:
+            pairs = list(zip(group, run(group)))
+            self.counters['inference_calls'] += 1
+            self.counters['frames_segmented'] += len(group)
+            self.counters['largest_batch'] = max(self.counters['largest_batch'], len(group))
+            return pairs
+        except Exception as exc:
+            if len(group) == 1:
+                raise
+            self._logger.warning(f'batch failed ({exc}); retrying frame by frame',
+                                 throttle_duration_sec=THROTTLE_S)
+        pairs = []
+        for item in group:
+            try:
+                pairs.append((item, run([item])[0]))
+            except Exception as one:
+                self.stats[item.camera].frame_rejected(f'{type(one).__name__}: {one}')
+        return pairs
+
+    def _hand_over(self, call: InferredCall) -> None:
+        """Give ``call`` to stage 2, waiting while it still publishes the previous one."""
+        while not self._stop.is_set():
+            try:
+                self._handoff.put(call, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _palette(self, label_set: Any) -> np.ndarray:
+        """The label set's colour table, made once per label set."""
+        key = id(label_set)
+        if key not in self._palettes:
+            self._palettes = {key: label_set.palette()}  # one model serves at a time
+        return self._palettes[key]
+
+    # Stage 2 ---------------------------------------------------------------------------------
+    def _publish_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                call = self._handoff.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            for item, result in call.pairs:
+                try:
+                    self._publish(item, result, call)
+                except Exception as exc:  # one frame's outputs, never the node
+                    if not self._running():
+                        return
+                    self._fail([item.camera], exc)
+
+    def _publish(self, item: WorkItem, result: Any, call: InferredCall) -> None:
+        """Render ``item``'s wanted outputs, then publish them with its header."""
+        p, outputs = call.params, item.outputs
+        t0 = time.perf_counter()
+        if outputs.color:
+            result.color = colorize_labels(result.labels, call.palette)
+        if outputs.overlay:  # published bgr8: blended in BGR whatever the input order
+            image = item.image if item.is_bgr else item.image[:, :, ::-1]
+            result.overlay = blend_overlay(np.ascontiguousarray(image), result.color,
+                                           p.overlay_alpha, bgr=True)
+        camera = self.cameras[item.camera]
+        cloud = self._cloud(camera, item.header, result, p) if outputs.points else None
+        t1 = time.perf_counter()
+        camera.publish(item.header, result, outputs, cloud)
+        t2 = time.perf_counter()
+        stages = dict(result.timings, decode=item.decode_s, render=t1 - t0, publish=t2 - t1)
+        self.stats[item.camera].frame_published(stages, self._stamp_age(item.header))
+
+    def _cloud(self, camera: Any, header: Any, result: Any, p: NodeParams) -> Any:
+        """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""
+        try:
+            return camera.depth.cloud(
+                header, result.labels, result.confidence if p.points_confidence else None,
+                p.depth_stamp_tolerance, p.depth_wait)
+        except (LookupError, ValueError) as exc:  # DepthMismatch, ConversionError
+            self._logger.warning(f'{camera.topic}: no point cloud: {exc}',
+                                 throttle_duration_sec=THROTTLE_S)
+            return None
+
+    def _fail(self, cameras: List[int], exc: Exception) -> None:
+        self._logger.error(f'segmentation failed: {type(exc).__name__}: {exc}',
+                           throttle_duration_sec=THROTTLE_S)
+        for camera in cameras:
+            self.stats[camera].frame_rejected(f'{type(exc).__name__}: {exc}')

@@ -220,3 +220,69 @@ def test_broken_candidates_are_refused_and_the_old_model_serves(probe, node, mod
         assert values['model_path'] == str(models['third']) and level == 1
         np.testing.assert_array_equal(mask_for(probe, image), expected(models, 'third', image))
     assert node.alive()
+
+
+# Without a ROS graph: the loader's generations (lifecycle cleanup against a load in flight) ---
+
+class _Built:
+    """A stand-in for a Segmenter, built by :func:`_gated_build` (what ModelHolder serves)."""
+
+    def __init__(self, path):
+        from bisenet_ros.labels import load_label_set
+        self.path, self.closed = path, threading.Event()
+        self.label_set, self.backend_name, self.input_size = load_label_set('camvid'), 'x', None
+
+    def close(self):
+        self.closed.set()
+
+
+def _gated_build(gates, built, started):
+    """A ModelHolder build function: a path in ``gates`` waits for its event first."""
+    def build(p):
+        started.add(p.model_path)
+        gate = gates.get(p.model_path)
+        if gate is not None:
+            gate.wait(60.0)
+        built[p.model_path] = _Built(p.model_path)
+        return built[p.model_path], None
+    return build
+
+
+def _holder_params(path):
+    from bisenet_ros.ros.params import NodeParams
+    return NodeParams.from_values({'model_path': path})
+
+
+@pytest.mark.parametrize('then', ['configure', 'reload', 'nothing'])
+def test_a_load_begun_before_cleanup_is_never_swapped_in_after_it(then):
+    """(was: a slow reload started before deactivate/cleanup was swapped in after a later
+    configure, so the parameters named one model while another served)"""
+    from rclpy.logging import get_logger
+    from bisenet_ros.ros.model_holder import ModelHolder
+    slow = threading.Event()
+    built, started = {}, set()
+    holder = ModelHolder(get_logger('test_model_holder'),
+                         build=_gated_build({'/slow.pt': slow}, built, started))
+    assert holder.load(_holder_params('/first.pt')) is None
+    holder.request(_holder_params('/slow.pt'))  # starts loading, blocked on its gate
+    assert _wait(lambda: '/slow.pt' in started)
+    holder.close()  # lifecycle cleanup while /slow.pt loads
+    if then == 'configure':
+        assert holder.load(_holder_params('/second.pt')) is None
+    elif then == 'reload':
+        assert holder.load(_holder_params('/second.pt')) is None
+        holder.request(_holder_params('/third.pt'))
+    slow.set()
+    assert _wait(lambda: '/slow.pt' in built and built['/slow.pt'].closed.is_set())
+    expected = {'configure': '/second.pt', 'reload': '/third.pt', 'nothing': None}[then]
+    assert _wait(lambda: (holder.serving.model_path if holder.serving else None) == expected)
+    holder.close()
+
+
+def _wait(predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

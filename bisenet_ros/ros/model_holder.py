@@ -72,12 +72,38 @@ def precheck(p: NodeParams) -> Optional[str]:
     return None
 
 
+def build_segmenter(p: NodeParams) -> Tuple[Any, Optional[str]]:
+    """A new, checked Segmenter for ``p`` (or None) and the reason it could not be made: what
+    :class:`ModelHolder` builds by default (the file check of :func:`precheck` included)."""
+    error = precheck(p)
+    if error is not None:
+        return None, error
+    segmenter = None
+    try:
+        from ..inference import Segmenter
+        from ..inference.model_check import check_candidate
+        segmenter = Segmenter(p.model_path, backend=p.backend,
+                              input_size=p.model_input_size, device=p.device,
+                              precision=p.precision, label_set=p.label_set or None,
+                              threads=p.threads or None)
+        check_candidate(segmenter)  # layout, classes vs label set, a test run
+    except Exception as exc:  # any load or check failure must leave the node serving
+        if segmenter is not None:
+            segmenter.close()
+        return None, (f"cannot load model '{p.model_path}' (backend {p.backend}, device "
+                      f'{p.device}): {type(exc).__name__}: {exc}')
+    return segmenter, None
+
+
 class ModelHolder:
     """Owns the Segmenter; loads candidates off the caller's thread and swaps them in."""
 
     def __init__(self, logger: Any, on_reloaded: Optional[ReloadCallback] = None,
-                 on_swapped: Optional[SwapCallback] = None) -> None:
+                 on_swapped: Optional[SwapCallback] = None,
+                 build: Optional[Callable[[NodeParams], Tuple[Any, Optional[str]]]] = None
+                 ) -> None:
         self._logger = logger
+        self._build = build or build_segmenter
         self._on_reloaded = on_reloaded
         self._on_swapped = on_swapped
         self._infer_lock = threading.Lock()
@@ -167,27 +193,6 @@ class ModelHolder:
                 except Exception as exc:  # e.g. the node is being destroyed: never a traceback
                     self._logger.warning(f'after the reload of {p.model_path}: '
                                          f'{type(exc).__name__}: {exc}')
-
-    def _build(self, p: NodeParams) -> Tuple[Any, Optional[str]]:
-        """A new Segmenter for ``p`` (or None) and the reason it could not be made."""
-        error = precheck(p)
-        if error is not None:
-            return None, error
-        segmenter = None
-        try:
-            from ..inference import Segmenter
-            from ..inference.model_check import check_candidate
-            segmenter = Segmenter(p.model_path, backend=p.backend,
-                                  input_size=p.model_input_size, device=p.device,
-                                  precision=p.precision, label_set=p.label_set or None,
-                                  threads=p.threads or None)
-            check_candidate(segmenter)  # layout, classes vs label set, a test run
-        except Exception as exc:  # any load or check failure must leave the node serving
-            if segmenter is not None:
-                segmenter.close()
-            return None, (f"cannot load model '{p.model_path}' (backend {p.backend}, device "
-                          f'{p.device}): {type(exc).__name__}: {exc}')
-        return segmenter, None
 
     def _finish(self, p: NodeParams, segmenter: Any, error: Optional[str]) -> Optional[str]:
         """Swap ``segmenter`` in, or record ``error``; returns the error."""

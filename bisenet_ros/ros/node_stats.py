@@ -13,7 +13,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 #: Stages timed for every processed frame, in pipeline order.
-STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'publish')
+STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'render', 'publish')
 
 OK, WARN, ERROR = 0, 1, 2
 

@@ -1,0 +1,153 @@
+"""The segmentation worker's two-stage pipeline, without a ROS graph: real frame slots, stats,
+model holder and Segmenter (a small random BiSeNet V2 on CPU), and a camera object of this test
+that records what the worker hands it (the worker's only ROS-facing dependency)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from rclpy.logging import get_logger
+from sensor_msgs.msg import Image
+
+from bisenet_ros.image_conversions import fill_image
+from bisenet_ros.inference.postprocess import blend_overlay
+from bisenet_ros.ros.frame_slots import LatestFrameSlots
+from bisenet_ros.ros.model_holder import ModelHolder
+from bisenet_ros.ros.node_stats import CameraStats
+from bisenet_ros.ros.params import NodeParams
+from bisenet_ros.ros.work import Outputs
+from bisenet_ros.ros.worker import SegmentationWorker
+from ros_harness import pattern_image, write_random_checkpoint
+
+H, W = 64, 96
+
+
+class RecordingCamera:
+    """What the worker needs of a camera: which outputs are wanted, deserializing a frame, and
+    publishing results; it records the order of those calls."""
+
+    topic = '/cam/image_raw'
+    depth = None
+
+    def __init__(self) -> None:
+        self.events = []
+        self.published = {}
+        self.taken = {}  # stamp sec -> threading.Event set when stage 1 deserialized it
+        self.hold_first_publish_until = None  # stamp sec whose deserialize must come first
+        self.overlapped = None
+
+    def wanted(self, switches):
+        return Outputs(mask=True, color_mask=True, overlay=True)
+
+    def deserialize(self, msg):
+        self.events.append(('deserialize', msg.header.stamp.sec))
+        self.taken.setdefault(msg.header.stamp.sec, threading.Event()).set()
+        return msg
+
+    def publish(self, header, result, outputs, cloud=None):
+        sec = header.stamp.sec
+        if self.hold_first_publish_until is not None and self.overlapped is None:
+            later = self.taken.setdefault(self.hold_first_publish_until, threading.Event())
+            self.overlapped = later.wait(60.0)
+        self.events.append(('publish', sec))
+        self.published[sec] = result
+
+
+def wait_until(predicate, timeout=60.0):
+    """Poll ``predicate`` until it holds (True) or ``timeout`` s pass (False)."""
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        done.wait(0.01)
+    return predicate()
+
+
+def frame(image, encoding, sec):
+    msg = fill_image(Image(), image, encoding)
+    msg.header.stamp.sec = sec
+    msg.header.frame_id = 'cam'
+    return msg
+
+
+@pytest.fixture(scope='module')
+def holder(tmp_path_factory):
+    model = write_random_checkpoint(tmp_path_factory.mktemp('worker') / 'random.pt')
+    params = NodeParams.from_values({'model_path': str(model), 'backend': 'torch',
+                                     'precision': 'fp32', 'threads': 1})
+    holder = ModelHolder(get_logger('test_worker'))
+    assert holder.load(params) is None
+    yield holder, params
+    holder.close()
+
+
+def run_worker(holder, params, camera):
+    slots = LatestFrameSlots(1)
+    stats = [CameraStats(camera.topic)]
+    worker = SegmentationWorker([camera], slots, stats, holder, lambda: params,
+                                get_logger('test_worker'), lambda header: None, lambda: True)
+    worker.start()
+    return worker, slots, stats
+
+
+def test_frame_n_is_published_while_frame_n_plus_1_is_taken_for_inference(holder):
+    holder, params = holder
+    camera = RecordingCamera()
+    camera.hold_first_publish_until = 2  # frame 1's publish waits for stage 1 to take frame 2
+    worker, slots, stats = run_worker(holder, params, camera)
+    try:
+        slots.put(0, frame(pattern_image(H, W, seed=1), 'bgr8', 1))
+        assert camera.taken.setdefault(1, threading.Event()).wait(60.0)
+        slots.put(0, frame(pattern_image(H, W, seed=2), 'bgr8', 2))
+        assert wait_until(lambda: len(camera.published) == 2), camera.events
+    finally:
+        worker.stop()
+    # In series, frame 2 could only be taken after frame 1's publish returned: the wait
+    # above would time out and overlapped would be False.
+    assert camera.overlapped is True, camera.events
+    assert camera.events.index(('deserialize', 2)) < camera.events.index(('publish', 1))
+    assert sorted(camera.published) == [1, 2]
+    assert stats[0].published == 2 and worker.counters['frames_segmented'] == 2
+
+
+def test_outputs_equal_the_segmenter_and_the_overlay_is_bgr_for_an_rgb_input(holder):
+    holder, params = holder
+    camera = RecordingCamera()
+    worker, slots, _ = run_worker(holder, params, camera)
+    image = pattern_image(H, W, seed=3)  # BGR
+    try:
+        slots.put(0, frame(image[:, :, ::-1].copy(), 'rgb8', 5))  # the same pixels as rgb8
+        assert wait_until(lambda: 5 in camera.published)
+    finally:
+        worker.stop()
+    segmenter = holder.acquire()
+    try:
+        expected = segmenter.segment(image, bgr=True, color=True, overlay=True,
+                                     overlay_alpha=params.overlay_alpha)
+    finally:
+        holder.release()
+    result = camera.published[5]
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    np.testing.assert_array_equal(result.color, expected.color)
+    np.testing.assert_array_equal(result.overlay, expected.overlay)  # BGR, as published
+    np.testing.assert_array_equal(
+        result.overlay, blend_overlay(image, expected.color, params.overlay_alpha, bgr=True))
+
+
+def test_a_frame_that_fails_to_decode_is_counted_and_the_next_one_is_segmented(holder):
+    holder, params = holder
+    camera = RecordingCamera()
+    worker, slots, stats = run_worker(holder, params, camera)
+    try:
+        bad = frame(pattern_image(H, W, seed=4), 'bgr8', 7)
+        bad.step = 3  # shorter than a row
+        slots.put(0, bad)
+        assert wait_until(lambda: stats[0].rejected == 1)
+        slots.put(0, frame(pattern_image(H, W, seed=5), 'bgr8', 8))
+        assert wait_until(lambda: 8 in camera.published)
+    finally:
+        worker.stop()
+    assert stats[0].rejected == 1 and 'step' in stats[0].last_reject_reason
+    assert sorted(camera.published) == [8]

@@ -162,3 +162,32 @@ def test_output_qos_serves_sensor_data_subscribers_and_label_info_is_latched(run
     names = json.loads(probe.received[f'{OUT}/class_info'][0].data)['class_names']
     assert [(c.class_id, c.class_name) for c in label_info.class_map] == list(enumerate(names))
     assert 'road' in names and 'pedestrian' in names
+
+
+def test_label_info_follows_the_confidence_threshold(running):
+    """(was: the latched LabelInfo kept the threshold it was first published with)"""
+    node, probe = running
+    topic = f'{OUT}/label_info'
+    probe.subscribe(LabelInfo, topic, **LATCHED)
+    assert probe.wait_for(lambda: probe.received[topic], 30.0)
+    assert probe.received[topic][-1].threshold == pytest.approx(0.0)
+    try:
+        assert probe.set_parameters({'confidence_threshold': 0.35})[0].successful
+        assert probe.wait_for(lambda: probe.received[topic][-1].threshold
+                              == pytest.approx(0.35), 30.0), node.log()[-2000:]
+        # A late subscriber gets the new value from the latched topic.
+        late = Probe(DOMAIN, 'late_label_info')
+        try:
+            late.subscribe(LabelInfo, topic, **LATCHED)
+            assert late.wait_for(lambda: late.received[topic], 30.0)
+            assert late.received[topic][-1].threshold == pytest.approx(0.35)
+        finally:
+            late.close()
+        # A change that alters nothing published republishes nothing.
+        count = len(probe.received[topic])
+        assert probe.set_parameters({'overlay_alpha': 0.3})[0].successful
+        assert probe.set_parameters({'confidence_threshold': 0.35})[0].successful
+        assert probe.get_parameters(['overlay_alpha'])['overlay_alpha'] == pytest.approx(0.3)
+        assert len(probe.received[topic]) == count
+    finally:
+        assert probe.set_parameters({'confidence_threshold': 0.0})[0].successful

@@ -98,3 +98,41 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
         probe.close()
         code = launch.stop()
     assert code == 0, launch.log()[-3000:]
+
+
+def test_autostart_configures_and_activates_without_a_manager(tmp_path):
+    """(was: a lifecycle node gave no output until something activated it)"""
+    from bisenet_ros.ros.node_process import NodeProcess
+    checkpoint = write_random_checkpoint(tmp_path / 'random.pt', seed=5)
+    domain = DOMAIN + 10
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'autostart': True, 'image_topics': [TOPIC]}, domain,
+                       extra_args=['--lifecycle'])
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, MASK)
+        pub = probe.publisher(Image, TOPIC)
+        msg = probe.image_msg(pattern_image(48, 64), 'bgr8')
+        assert probe.reply_to(pub, msg, MASK, log=node.log).header.frame_id == msg.header.frame_id
+        log = node.log()
+        assert 'autostart: configuring' in log and 'autostart: activating' in log
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()[-2000:]
+
+
+def test_autostart_with_a_missing_model_says_why_and_stays_unconfigured(tmp_path):
+    from bisenet_ros.ros.node_process import NodeProcess
+    domain = DOMAIN + 11
+    missing = tmp_path / 'missing.pt'
+    node = NodeProcess({'model_path': str(missing), 'autostart': True,
+                        'image_topics': [TOPIC]}, domain, extra_args=['--lifecycle'])
+    probe = Probe(domain)
+    try:
+        assert probe.wait_for(lambda: 'autostart: configure failed' in node.log(), 120), \
+            node.log()
+        assert f"model file '{missing}' not found" in node.log()
+        assert node.alive() and probe.node.count_subscribers(TOPIC) == 0
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()[-2000:]

@@ -152,9 +152,10 @@ class ClassGroups:
             self._threshold_lut[label_set.ignore_index] = 0.0
         used = thresholds[class_to_group != UNKNOWN_ID]
         self._used_thresholds = used
-        #: The one threshold of every grouped class, when they share one (a scalar compare).
-        self._uniform: Optional[float] = float(used[0]) if used.size and \
-            bool((used == used[0]).all()) else None
+        #: The one threshold of every grouped class (of every id), when they share one: a
+        #: scalar compare instead of a lookup.
+        self._uniform = _common(used)
+        self._uniform_all = _common(self._threshold_lut) if size == 256 else None
 
     def _check_groups(self) -> None:
         if not self.groups:
@@ -234,17 +235,14 @@ class ClassGroups:
 
         Args:
             labels: ``(H, W)`` uint8 or uint16 class ids of the model.
-            confidence: ``(H, W)`` float32 top-class probability in [0, 1], needed when any
-                threshold is above 0 (:attr:`needs_confidence`); pixels whose confidence is
-                below their class's threshold become :data:`UNKNOWN_ID`.
+            confidence: ``(H, W)`` float32 top-class probability in [0, 1], needed when a
+                grouped class has a threshold above 0 (:attr:`needs_confidence`); pixels whose
+                confidence is below their class's threshold become :data:`UNKNOWN_ID`.
 
         Raises:
             ValueError: wrong dtype, rank or shape, or thresholds set and no confidence.
         """
-        if not isinstance(labels, np.ndarray) or labels.ndim != 2 \
-                or labels.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f'group_ids: labels must be a (H, W) uint8 or uint16 array, got '
-                             f'{_describe(labels)}')
+        _check_labels(labels, 'group_ids')
         import cv2
         if labels.dtype == np.uint8:
             groups = cv2.LUT(labels, self._group_lut[:256])
@@ -252,25 +250,36 @@ class ClassGroups:
             groups = np.take(self._group_lut, labels, mode='clip')
         if not self.needs_confidence:
             return groups
+        below = self._below(labels, confidence, self._uniform, 'group_ids')
+        # below is 0 or 255 per pixel, and 255 | id = 255 = UNKNOWN_ID.
+        return cv2.bitwise_or(groups, below, dst=groups)
+
+    def below_threshold(self, labels: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """``(H, W)`` uint8: 255 where a pixel's confidence is below its class's threshold
+        (grouped or not), else 0; e.g. ``labels[mask > 0] = ignore_index`` applies the
+        per-class thresholds to the class mask. Same inputs as :meth:`group_ids`."""
+        _check_labels(labels, 'below_threshold')
+        return self._below(labels, confidence, self._uniform_all, 'below_threshold')
+
+    def _below(self, labels: np.ndarray, confidence: Optional[np.ndarray],
+               uniform: Optional[float], what: str) -> np.ndarray:
         if confidence is None:
-            raise ValueError(f'group_ids: {self.where} has confidence thresholds (up to '
+            raise ValueError(f'{what}: {self.where} has confidence thresholds (up to '
                              f'{float(self.class_thresholds.max()):g}), so it needs the '
                              'confidence map; got None')
         if not isinstance(confidence, np.ndarray) or confidence.shape != labels.shape \
                 or confidence.dtype.kind != 'f':
-            raise ValueError(f'group_ids: confidence must be a float array of the labels\' '
+            raise ValueError(f'{what}: confidence must be a float array of the labels\' '
                              f'shape {labels.shape}, got {_describe(confidence)}')
+        import cv2
         confidence = confidence.astype(np.float32, copy=False)
-        if self._uniform is not None:
-            below = cv2.compare(confidence, float(self._uniform), cv2.CMP_LT)
+        if uniform is not None:
+            return cv2.compare(confidence, float(uniform), cv2.CMP_LT)
+        if labels.dtype == np.uint8:
+            limits = cv2.LUT(labels, self._threshold_lut[:256])
         else:
-            if labels.dtype == np.uint8:
-                limits = cv2.LUT(labels, self._threshold_lut[:256])
-            else:
-                limits = np.take(self._threshold_lut, labels, mode='clip')
-            below = cv2.compare(confidence, limits, cv2.CMP_LT)
-        # below is 0 or 255 per pixel, and 255 | id = 255 = UNKNOWN_ID.
-        return cv2.bitwise_or(groups, below, dst=groups)
+            limits = np.take(self._threshold_lut, labels, mode='clip')
+        return cv2.compare(confidence, limits, cv2.CMP_LT)
 
     # -- files ------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -374,6 +383,17 @@ def _color(value: Any, what: str) -> Color:
             for c in value):
         raise ClassGroupsError(f'{what} must be 3 ints in 0..255 (RGB), got {value!r}')
     return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def _common(values: np.ndarray) -> Optional[float]:
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
+
+
+def _check_labels(labels: Any, what: str) -> None:
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 \
+            or labels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'{what}: labels must be a (H, W) uint8 or uint16 array, got '
+                         f'{_describe(labels)}')
 
 
 def _describe(value: Any) -> str:

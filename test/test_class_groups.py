@@ -70,6 +70,19 @@ def test_group_mask_by_hand(home):
     assert labels[0, 0] == 0 and confidence[0, 1] == np.float32(0.49)  # inputs untouched
 
 
+def test_below_threshold_for_the_class_mask(home):
+    """Every class's threshold counts, in a group or not (wall: the default 0.1)."""
+    labels = np.array([[0, 0, 1, 1, 3, 4]], np.uint8)
+    confidence = np.array([[0.5, 0.4, 0.1, 0.05, 0.6, 0.0]], np.float32)
+    expected = [[0, 255, 0, 255, 255, 0]]
+    for dtype in (np.uint8, np.uint16):
+        mask = home.below_threshold(labels.astype(dtype), confidence)
+        assert mask.dtype == np.uint8
+        np.testing.assert_array_equal(mask, expected)
+    with pytest.raises(ValueError, match='below_threshold: .* needs the confidence map'):
+        home.below_threshold(labels, None)
+
+
 @pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
 @pytest.mark.parametrize('class_thresholds', [{}, {'table': 0.7}])
 def test_group_mask_matches_reference_on_random_maps(dtype, class_thresholds):

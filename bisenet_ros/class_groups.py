@@ -19,9 +19,10 @@ set names::
       pole: 0.4
 
 The group mask holds one uint8 id per pixel: the group of the pixel's class, or
-:data:`UNKNOWN_ID` (255) where the class is in no group (``unassigned: unknown``), is the label
-set's ignore id, is outside the label set, or where the pixel's confidence (top-class softmax
-probability) is below its class's threshold. 255 stays the same whatever groups a file has, and
+:data:`UNKNOWN_ID` (255) where the class is in no group (``unassigned: unknown``), where the
+id is not a class of the label set (its ignore id, e.g. CamVid's 11, set by the node's
+``confidence_threshold``), or where the pixel's confidence (top-class softmax probability) is
+below its class's threshold. 255 stays the same whatever groups a file has, and
 is the "unlabelled" value of the project's bags, so a group mask can be scored like a label map.
 The effective threshold of a class is its ``class_thresholds`` entry, else its group's
 ``threshold``, else ``default_threshold`` (0 = keep every pixel).
@@ -140,16 +141,13 @@ class ClassGroups:
         self.class_thresholds = thresholds
         self.class_thresholds.setflags(write=False)
         self.class_to_group.setflags(write=False)
-        # Lookup tables indexed by label value: every uint8 (or uint16) id has an entry, ids
-        # outside the label set (the ignore id included) map to unknown.
+        # Lookup tables indexed by label value: every uint8 (or uint16) id has an entry; ids
+        # outside the label set (the ignore id, unless a class has it) map to unknown.
         size = 256 if label_set.num_classes <= 256 else 65536
         self._group_lut = np.full(size, UNKNOWN_ID, np.uint8)
         self._group_lut[:label_set.num_classes] = class_to_group
         self._threshold_lut = np.zeros(size, np.float32)
         self._threshold_lut[:label_set.num_classes] = thresholds
-        if 0 <= label_set.ignore_index < size:
-            self._group_lut[label_set.ignore_index] = UNKNOWN_ID
-            self._threshold_lut[label_set.ignore_index] = 0.0
         used = thresholds[class_to_group != UNKNOWN_ID]
         self._used_thresholds = used
         #: The one threshold of every grouped class (of every id), when they share one: a

@@ -238,3 +238,13 @@ def test_camvid_example_matches_the_nav2_costmap_example():
     assert road.any() and (mask[road] == 0).all()
     assert (mask[truth == camvid.ignore_index] == UNKNOWN_ID).all()
     assert set(np.unique(mask)) <= {0, 1, 2, 3, UNKNOWN_ID}
+
+
+def test_an_ignore_id_that_is_a_class_keeps_its_group():
+    """A label set whose ignore id is one of its classes (0 here): that class is grouped as
+    any other, since the mask cannot tell the two apart."""
+    floor_ignored = LabelSet(name='f', class_names=('floor', 'wall'),
+                             colors=((1, 1, 1), (2, 2, 2)), ignore_index=0)
+    groups = ClassGroups([Group('floor', (0, 255, 0), ('floor',))], floor_ignored)
+    np.testing.assert_array_equal(groups.group_ids(np.array([[0, 1, 2]], np.uint8)),
+                                  [[0, 255, 255]])

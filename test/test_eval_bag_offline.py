@@ -235,3 +235,53 @@ def test_cli_same_model_two_backends_agree(tmp_path, other):
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
     assert [m['backend'] for m in report['models']] == ['torch', other]
     assert report['agreement'][0]['pixel_agreement'] > 0.99
+
+
+@pytest.mark.slow
+def test_cli_smoothing(tmp_path, capsys):
+    """--smoothing W with the packaged model: the labels are the argmax of the moving average
+    of the model's softmax (computed here from the torch module itself); W = 1, or a stamp gap
+    before every frame, gives the unsmoothed labels exactly."""
+    import torch
+    from bisenet_ros.model.checkpoint import load_model
+    from bisenet_ros.preprocess import preprocess
+    from bisenet_ros.resources import default_model_path
+    data = _frames_and_truth(3, size=(96, 128))
+    write_frames_bag(lambda i: data[i], range(3), tmp_path / 'bag', start_ns=T0, rate_hz=10)
+    path = default_model_path()
+    module = load_model(path)
+    camvid = load_label_set('camvid')
+    average, raw, smoothed = None, [], []
+    for rgb, _ in data:
+        batch, _ = preprocess([rgb], camvid.mean, camvid.std, bgr=False)
+        with torch.inference_mode():
+            probabilities = torch.softmax(module(torch.from_numpy(batch)), dim=1)[0].numpy()
+        raw.append(probabilities.argmax(axis=0))
+        average = probabilities if average is None else 0.5 * probabilities + 0.5 * average
+        smoothed.append(average.argmax(axis=0))
+    assert any((a != b).any() for a, b in zip(raw, smoothed))  # the average changes labels
+    truths = [t for _, t in data]
+    common = ['eval-bag', str(tmp_path / 'bag'), '--model', str(path), '--backend', 'torch',
+              '--threads', '1', '--no-plots', '--samples', '0']
+    runs = {'plain': [], 'w1': ['--smoothing', '1'], 'w05': ['--smoothing', '0.5'],
+            'gap': ['--smoothing', '0.5', '--smoothing-max-gap', '0.05']}
+    reports = {}
+    for name, extra in runs.items():
+        assert cli_main(common + extra + ['-o', str(tmp_path / name)]) == 0
+        reports[name] = json.loads((tmp_path / name / 'report.json').read_text())['models'][0]
+    assert reports['plain']['confusion_matrix'] == _confusion(raw, truths)
+    for name in ('w1', 'gap'):
+        assert reports[name]['confusion_matrix'] == reports['plain']['confusion_matrix']
+        assert reports[name]['temporal_consistency'] == \
+            reports['plain']['temporal_consistency']
+    assert reports['w05']['confusion_matrix'] == _confusion(smoothed, truths)
+    flips = [float((a != b).mean()) for a, b in zip(smoothed, smoothed[1:])]
+    assert reports['w05']['temporal_consistency']['mean_flip_share'] == \
+        pytest.approx(np.mean(flips))
+    assert reports['w05']['smoothing'] == 0.5 and 'smoothing 0.5]' in reports['w05']['name']
+    assert {'inference', 'smoothing', 'total'} <= set(reports['w05']['latency_ms'])
+    assert 'flicker' in capsys.readouterr().out
+    for bad, message in [(['--smoothing', '0'], 'weight must be in (0, 1]'),
+                         (['--smoothing', '0.5', '--live'], 'applies to the offline'),
+                         (['--smoothing', '0.5', '--smoothing-max-gap', '0'], 'max_gap_s')]:
+        assert cli_main(common + bad + ['-o', str(tmp_path / 'bad')]) == 1

@@ -1,7 +1,9 @@
 """Offline evaluation: run one or more predictors (Segmenters) over a bag's frames.
 
 A predictor is any callable ``image_bgr (H, W, 3) uint8 -> (labels (H, W), timings seconds)``,
-so a test can evaluate label maps it controls and users can compare backends or precisions.
+so a test can evaluate label maps it controls and users can compare backends or precisions. A
+*stamped* predictor (``NamedPredictor.stamped``) also takes the frame's ``stamp_ns`` and
+``frame_id``: temporal smoothing (:func:`smoothed_predictor`) needs them.
 """
 
 from __future__ import annotations
@@ -13,19 +15,30 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from ..labels import LabelSet
+from ..temporal_smoothing import DEFAULT_MAX_GAP_S
 from .stamp_matching import MatchCounts
 from .stream_eval import ModelStats, StreamEvaluation
 
-Predictor = Callable[[np.ndarray], Tuple[np.ndarray, Dict[str, float]]]
+Predictor = Callable[..., Tuple[np.ndarray, Dict[str, float]]]
 
 
 @dataclass
 class NamedPredictor:
-    """A predictor with a report name and details (backend, model file, precision...)."""
+    """A predictor with a report name and details (backend, model file, precision...).
+
+    ``stamped``: ``predict(image, stamp_ns, frame_id)`` rather than ``predict(image)``.
+    """
 
     name: str
     predict: Predictor
     details: Dict[str, Any] = field(default_factory=dict)
+    stamped: bool = False
+
+    def run(self, frame: Any) -> Tuple[np.ndarray, Dict[str, float]]:
+        """Predict one ``Frame``-like (``image``, ``stamp_ns``, ``frame_id``)."""
+        if self.stamped:
+            return self.predict(frame.image, frame.stamp_ns, getattr(frame, 'frame_id', ''))
+        return self.predict(frame.image)
 
 
 def segmenter_predictor(segmenter: Any) -> Predictor:
@@ -35,6 +48,46 @@ def segmenter_predictor(segmenter: Any) -> Predictor:
         result = segmenter.segment(image_bgr, bgr=True)
         total = time.perf_counter() - start
         return result.labels, dict(result.timings, total=total)
+    return predict
+
+
+def segmenter_logits(segmenter: Any, image_bgr: np.ndarray) -> np.ndarray:
+    """``(C, h, w)`` float32 logits of one BGR image at the network's resolution (the
+    segmenter's ``input_size``, else the image's size), from its backend.
+
+    Stands in for a Segmenter option returning logits (proposed in ``docs/smoothing.md``); a
+    model without a logits output (an ONNX file exported with labels only) is a clear
+    ``RuntimeError`` from the backend.
+    """
+    from ..preprocess import preprocess
+    labels = segmenter.label_set
+    batch, _ = preprocess([image_bgr], labels.mean, labels.std, bgr=True,
+                          input_size=segmenter.input_size)
+    return segmenter.backend.infer(batch, ('logits',))['logits'][0]
+
+
+def smoothed_predictor(segmenter: Any, weight: float,
+                       max_gap_s: float = DEFAULT_MAX_GAP_S) -> Predictor:
+    """A stamped predictor: the segmenter's logits, averaged over frames by a
+    :class:`~bisenet_ros.temporal_smoothing.TemporalSmoother` of ``weight``, then the argmax
+    resized to the image (as the Segmenter resizes labels). Timings: ``inference``
+    (preprocess + network), ``smoothing`` (softmax + average + argmax + resize), ``total``."""
+    from ..inference.postprocess import resize_labels
+    from ..temporal_smoothing import labels_and_confidence, TemporalSmoother
+    smoother = TemporalSmoother(weight, max_gap_s, name='eval-bag')
+    ignore = segmenter.label_set.ignore_index
+
+    def predict(image_bgr: np.ndarray, stamp_ns: int,
+                frame_id: str) -> Tuple[np.ndarray, Dict[str, float]]:
+        start = time.perf_counter()
+        logits = segmenter_logits(segmenter, image_bgr)
+        middle = time.perf_counter()
+        probabilities = smoother.update(logits, stamp_ns, frame_id, logits=True)
+        labels = labels_and_confidence(probabilities, ignore)[0]
+        labels = resize_labels(labels, image_bgr.shape[:2])
+        end = time.perf_counter()
+        return labels, {'inference': middle - start, 'smoothing': end - middle,
+                        'total': end - start}
     return predict
 
 
@@ -53,11 +106,11 @@ def evaluate_frames(frames: Iterable[Any], predictors: Sequence[NamedPredictor],
     first = True
     for frame in frames:
         if first:
-            for _ in range(warmup):
+            for _ in range(warmup):  # a smoother sees the first frame twice: the same average
                 for predictor in predictors:
-                    predictor.predict(frame.image)
+                    predictor.run(frame)
             first = False
-        outputs = [p.predict(frame.image) for p in predictors]
+        outputs = [p.run(frame) for p in predictors]
         evaluation.add_frame(frame.index, frame.stamp_ns, frame.image, frame.ground_truth,
                              [o[0] for o in outputs], [o[1] for o in outputs])
         if progress:

@@ -48,8 +48,8 @@ def _latency_table(latency: Mapping[str, Mapping[str, Any]]) -> List[str]:
 def _model_section(model: Mapping[str, Any]) -> List[str]:
     lines = [f"## {model['name']}", '']
     details = [f'{k}: `{v}`' for k, v in model.items()
-               if k in ('backend', 'model', 'precision', 'device', 'node', 'mask_topic',
-                        'rate_scale', 'max_in_flight')]
+               if k in ('backend', 'model', 'precision', 'device', 'smoothing', 'node',
+                        'mask_topic', 'rate_scale', 'max_in_flight')]
     if details:
         lines += ['- ' + '; '.join(details), '']
     acc = model.get('accuracy')
@@ -67,8 +67,8 @@ def _model_section(model: Mapping[str, Any]) -> List[str]:
     lines += [''] + _latency_table(model.get('latency_ms', {}))
     temporal = model.get('temporal_consistency') or {}
     if temporal.get('pairs'):
-        lines += ['', f"Temporal consistency: {_pct(temporal['mean_flip_share'])} of pixels "
-                  f"change label between consecutive frames on average (max "
+        lines += ['', f"Flicker: {_pct(temporal['mean_flip_share'])} of pixels change label "
+                  f"between consecutive frames on average (max "
                   f"{_pct(temporal['max_flip_share'])}, {temporal['pairs']} pairs)."]
     dist = model.get('class_distribution') or {}
     if dist:
@@ -123,7 +123,7 @@ def summary_lines(report: Mapping[str, Any]) -> List[str]:
             parts.append(f"{model['fps']:.1f} FPS")
         temporal = model.get('temporal_consistency') or {}
         if temporal.get('pairs'):
-            parts.append(f"label flips {_pct(temporal['mean_flip_share'])}/frame")
+            parts.append(f"flicker {_pct(temporal['mean_flip_share'])} (label flips/frame)")
         out.append(' '.join(parts[:1]) + ' ' + '; '.join(parts[1:]))
     for a in report.get('agreement') or []:
         out.append(f"agreement {a['candidate']} vs {a['reference']}: mIoU {_pct(a['miou'])}, "

@@ -11,6 +11,10 @@ Examples::
     bisenet eval-bag my.bag --model a.pt --model a.onnx  # two models + their agreement
     bisenet eval-bag my.bag --model a.onnx --backend onnxruntime --backend tensorrt
     bisenet eval-bag my.bag --live --rate-scale 2        # through the running node, 2x speed
+    bisenet eval-bag camvid_val.bag --smoothing 0.5      # flicker and mIoU, smoothed offline
+
+Every model's report has mIoU (with ground truth) and flicker: the share of pixels whose label
+changes between consecutive frames.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ DEFAULT_MASK_TOPIC = '/segmentation/mask'
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bisenet eval-bag``."""
     from ..inference.backends import BACKENDS, PRECISIONS
+    from ..temporal_smoothing import DEFAULT_MAX_GAP_S
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
     parser.add_argument('bag', help='rosbag2 folder (sqlite3/mcap) or ROS 1 .bag file')
@@ -50,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='network input size (default: each image at its own size)')
     models.add_argument('--threads', type=int, help='CPU threads for inference')
     models.add_argument('--label-set', help="label set name/YAML (default: the model's)")
+    models.add_argument('--smoothing', type=float, metavar='W',
+                        help='offline: average class probabilities over frames, weight W of '
+                        'the newest in (0, 1] (1: the same path unsmoothed; default: off)')
+    models.add_argument('--smoothing-max-gap', type=float, default=DEFAULT_MAX_GAP_S,
+                        metavar='S', help='with --smoothing: start the average again after a '
+                        f'stamp gap over S seconds (default: {DEFAULT_MAX_GAP_S:g})')
     bag = parser.add_argument_group('bag')
     bag.add_argument('--image-topic', default=DEFAULT_IMAGE_TOPIC,
                      help=f'Image or CompressedImage topic (default: {DEFAULT_IMAGE_TOPIC}, '
@@ -146,7 +157,7 @@ def source_info(args: argparse.Namespace, reader: Any, frames: Any, mode: str) -
 
 def _predictors(args: argparse.Namespace) -> Any:
     """One Segmenter-backed predictor per model/backend/precision, and their label set."""
-    from ..evaluation.offline import NamedPredictor, segmenter_predictor
+    from ..evaluation.offline import NamedPredictor, segmenter_predictor, smoothed_predictor
     from ..inference import Segmenter
     from ..inference.threads import set_torch_threads
     set_torch_threads(args.threads)
@@ -162,10 +173,17 @@ def _predictors(args: argparse.Namespace) -> Any:
         elif seg.label_set.num_classes != label_set.num_classes:
             raise ValueError(f'{path} predicts {seg.label_set.num_classes} classes but '
                              f'{paths[0]} predicts {label_set.num_classes}')
-        predictors.append(NamedPredictor(
-            f'{Path(path).name} [{seg.backend_name}, {precision}]', segmenter_predictor(seg),
-            {'model': str(Path(path).resolve()), 'backend': seg.backend_name,
-             'precision': precision, 'device': args.device}))
+        details = {'model': str(Path(path).resolve()), 'backend': seg.backend_name,
+                   'precision': precision, 'device': args.device}
+        name = f'{Path(path).name} [{seg.backend_name}, {precision}]'
+        if args.smoothing is None:
+            predictors.append(NamedPredictor(name, segmenter_predictor(seg), details))
+        else:
+            details['smoothing'] = args.smoothing
+            predictors.append(NamedPredictor(
+                f'{name[:-1]}, smoothing {args.smoothing:g}]',
+                smoothed_predictor(seg, args.smoothing, args.smoothing_max_gap), details,
+                stamped=True))
     return predictors, label_set
 
 
@@ -279,6 +297,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError('choose --live (replay) or --listen, not both')
     if args.start_node and not args.live:
         raise ValueError('--start-node needs --live')
+    if args.smoothing is not None:
+        from ..temporal_smoothing import check_bounds, check_weight
+        check_weight(args.smoothing)
+        check_bounds(args.smoothing_max_gap)
+        if args.live or args.listen:
+            raise ValueError('--smoothing applies to the offline evaluation (the node smooths '
+                             'with its own parameter)')
     if args.live or args.listen:
         result = run_live(args)
     else:

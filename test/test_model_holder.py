@@ -243,8 +243,9 @@ def _gated_build(gates, built, started):
         gate = gates.get(p.model_path)
         if gate is not None:
             gate.wait(60.0)
+        from bisenet_ros.ros.model_holder import ServingModel
         built[p.model_path] = _Built(p.model_path)
-        return built[p.model_path], None
+        return ServingModel(built[p.model_path]), None
     return build
 
 

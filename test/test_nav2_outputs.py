@@ -191,3 +191,39 @@ def test_label_info_follows_the_confidence_threshold(running):
         assert len(probe.received[topic]) == count
     finally:
         assert probe.set_parameters({'confidence_threshold': 0.0})[0].successful
+
+
+def test_group_mask_and_its_label_info_follow_the_groups_file(checkpoint):
+    """class_groups:=camvid_nav2: /segmentation/groups (mono8) is the groups file's mapping of
+    the mask with its per-class thresholds, with its own latched LabelInfo."""
+    from bisenet_ros.class_groups import load_class_groups, UNKNOWN_ID
+    from bisenet_ros.labels import load_label_set
+    domain = DOMAIN + 20
+    node = NodeProcess({'backend': 'torch', 'threads': 1, 'model_path': str(checkpoint),
+                        'class_groups': 'camvid_nav2', 'publish_confidence': True}, domain)
+    probe = Probe(domain)
+    groups = load_class_groups('camvid_nav2', load_label_set('camvid'))
+    try:
+        for name in ('mask', 'confidence', 'groups'):
+            probe.subscribe(Image, f'{OUT}/{name}')
+        probe.subscribe(LabelInfo, f'{OUT}/groups_label_info', **LATCHED)
+        pub = probe.publisher(Image, IN)
+        msg = probe.image_msg(pattern_image(H, W, seed=9), 'bgr8')
+        reply = probe.reply_to(pub, msg, f'{OUT}/groups', log=node.log)
+        assert reply.encoding == 'mono8' and (reply.height, reply.width) == (H, W)
+        assert probe.wait_for(lambda: all(
+            [m for m in probe.received[f'{OUT}/{n}'] if stamp_ns(m) == stamp_ns(msg)]
+            for n in ('mask', 'confidence')), 30.0)
+        mask, confidence = (image_to_array(next(
+            m for m in probe.received[f'{OUT}/{n}'] if stamp_ns(m) == stamp_ns(msg)))
+            for n in ('mask', 'confidence'))
+        got = image_to_array(reply)
+        np.testing.assert_array_equal(got, groups.group_ids(mask, confidence))
+        assert set(np.unique(got)) <= set(range(groups.num_groups)) | {UNKNOWN_ID}
+        assert probe.wait_for(lambda: probe.received[f'{OUT}/groups_label_info'], 30.0)
+        info = probe.received[f'{OUT}/groups_label_info'][-1]
+        assert [(c.class_id, c.class_name) for c in info.class_map] == groups.class_map()
+        assert info.threshold == pytest.approx(groups.min_threshold)
+    finally:
+        probe.close()
+        assert node.stop(signal.SIGINT) == 0, node.log()[-3000:]

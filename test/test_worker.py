@@ -46,7 +46,7 @@ class RecordingCamera:
         self.taken.setdefault(msg.header.stamp.sec, threading.Event()).set()
         return msg
 
-    def publish(self, header, result, outputs, cloud=None):
+    def publish(self, header, result, outputs, cloud=None, groups=None):
         sec = header.stamp.sec
         if self.hold_first_publish_until is not None and self.overlapped is None:
             later = self.taken.setdefault(self.hold_first_publish_until, threading.Event())
@@ -122,7 +122,7 @@ def test_outputs_equal_the_segmenter_and_the_overlay_is_bgr_for_an_rgb_input(hol
         assert wait_until(lambda: 5 in camera.published)
     finally:
         worker.stop()
-    segmenter = holder.acquire()
+    segmenter = holder.acquire().segmenter
     try:
         expected = segmenter.segment(image, bgr=True, color=True, overlay=True,
                                      overlay_alpha=params.overlay_alpha)

@@ -25,7 +25,8 @@ OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask',
            'overlay': ('publish_overlay', Image), 'confidence': ('publish_confidence', Image),
            'confidence_mono8': ('publish_confidence_mono8', Image),
            'points': ('publish_points', PointCloud2),
-           'camera_info': ('publish_camera_info', CameraInfo)}
+           'camera_info': ('publish_camera_info', CameraInfo),
+           'groups': ('publish_groups', Image)}
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -116,10 +117,11 @@ class CameraIO:
             result[name] = bool(on) and pub is not None and pub.get_subscription_count() > 0
         return Outputs.from_flags(result)
 
-    def publish(self, header: Any, result: Any, wanted: Outputs, cloud: Any = None) -> None:
+    def publish(self, header: Any, result: Any, wanted: Outputs, cloud: Any = None,
+                groups: Optional[np.ndarray] = None) -> None:
         """Publish the wanted outputs of one :class:`SegmentationResult` with ``header``
-        (its overlay is BGR; ``cloud``, a PointCloud2 made by :class:`DepthInput`, when
-        given)."""
+        (its overlay is BGR; ``cloud``, a PointCloud2 made by :class:`DepthInput`, and
+        ``groups``, ``(H, W)`` uint8 group ids, when given)."""
         if wanted.mask:
             labels = result.labels
             self._send('mask', header, labels, 'mono16' if labels.dtype == np.uint16
@@ -134,6 +136,8 @@ class CameraIO:
         if wanted.confidence_mono8 and result.confidence is not None:
             self._send('confidence_mono8', header, confidence_to_mono8(result.confidence),
                        'mono8')
+        if wanted.groups and groups is not None:
+            self._send('groups', header, groups, 'mono8')
         if wanted.points and cloud is not None:
             self.publishers['points'].publish(cloud)
         if wanted.camera_info and self.latest_info is not None:

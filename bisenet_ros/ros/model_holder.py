@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
 from ..resources import default_model_path
@@ -72,9 +73,22 @@ def precheck(p: NodeParams) -> Optional[str]:
     return None
 
 
-def build_segmenter(p: NodeParams) -> Tuple[Any, Optional[str]]:
-    """A new, checked Segmenter for ``p`` (or None) and the reason it could not be made: what
-    :class:`ModelHolder` builds by default (the file check of :func:`precheck` included)."""
+@dataclass
+class ServingModel:
+    """What serves frames: the Segmenter and the class groups (``class_groups``) made for its
+    label set, loaded and swapped together."""
+
+    segmenter: Any
+    groups: Any = None  # bisenet_ros.class_groups.ClassGroups
+
+    def close(self) -> None:
+        self.segmenter.close()
+
+
+def build_segmenter(p: NodeParams) -> Tuple[Optional[ServingModel], Optional[str]]:
+    """A new, checked Segmenter for ``p`` with its class groups (or None), and the reason it
+    could not be made: what :class:`ModelHolder` builds by default (the file check of
+    :func:`precheck` included)."""
     error = precheck(p)
     if error is not None:
         return None, error
@@ -87,12 +101,16 @@ def build_segmenter(p: NodeParams) -> Tuple[Any, Optional[str]]:
                               precision=p.precision, label_set=p.label_set or None,
                               threads=p.threads or None)
         check_candidate(segmenter)  # layout, classes vs label set, a test run
+        groups = None
+        if p.class_groups:
+            from ..class_groups import load_class_groups
+            groups = load_class_groups(p.class_groups, segmenter.label_set)
     except Exception as exc:  # any load or check failure must leave the node serving
         if segmenter is not None:
             segmenter.close()
         return None, (f"cannot load model '{p.model_path}' (backend {p.backend}, device "
                       f'{p.device}): {type(exc).__name__}: {exc}')
-    return segmenter, None
+    return ServingModel(segmenter, groups), None
 
 
 class ModelHolder:
@@ -100,14 +118,15 @@ class ModelHolder:
 
     def __init__(self, logger: Any, on_reloaded: Optional[ReloadCallback] = None,
                  on_swapped: Optional[SwapCallback] = None,
-                 build: Optional[Callable[[NodeParams], Tuple[Any, Optional[str]]]] = None
+                 build: Optional[Callable[[NodeParams],
+                                          Tuple[Optional[ServingModel], Optional[str]]]] = None
                  ) -> None:
         self._logger = logger
         self._build = build or build_segmenter
         self._on_reloaded = on_reloaded
         self._on_swapped = on_swapped
         self._infer_lock = threading.Lock()
-        self._segmenter: Any = None
+        self._serving: Optional[ServingModel] = None
         self._params: Optional[NodeParams] = None
         #: Why no model is serving (None while one is).
         self.error: Optional[str] = 'no model loaded yet'
@@ -130,14 +149,14 @@ class ModelHolder:
         with self._cond:
             self._closed = False  # lifecycle: configure again after cleanup
             generation = self._generation
-        segmenter, error = self._build(p)
+        serving, error = self._build(p)
         with self._cond:
             stale = generation != self._generation or self._closed
         if stale:  # closed (cleanup, shutdown) while this loaded
-            if segmenter is not None:
-                segmenter.close()
+            if serving is not None:
+                serving.close()
             return error or 'closed while the model was loading'
-        return self._finish(p, segmenter, error)
+        return self._finish(p, serving, error)
 
     def request(self, p: NodeParams) -> None:
         """Load ``p``'s model on the loader thread; returns at once.
@@ -168,20 +187,20 @@ class ModelHolder:
             assert p is not None
             self._logger.info(f'reloading the model: {p.model_path} (backend {p.backend}, '
                               f'device {p.device}); the current model serves meanwhile')
-            segmenter, error = self._build(p)
+            serving, error = self._build(p)
             with self._cond:
                 superseded = (self._pending is not None or self._closed
                               or generation != self._generation)
             if superseded:  # a newer request, or a close (even one re-opened since)
-                if segmenter is not None:
-                    segmenter.close()
+                if serving is not None:
+                    serving.close()
                 self._logger.info(f'model {p.model_path} loaded but a newer reload was asked '
                                   'for; it is dropped' if error is None else
                                   f'model {p.model_path} not loaded ({error}); a newer reload '
                                   'was asked for')
                 outcome = None
             else:
-                outcome = self._finish(p, segmenter, error)
+                outcome = self._finish(p, serving, error)
             with self._cond:
                 self._loading = None
                 if not superseded:
@@ -194,10 +213,11 @@ class ModelHolder:
                     self._logger.warning(f'after the reload of {p.model_path}: '
                                          f'{type(exc).__name__}: {exc}')
 
-    def _finish(self, p: NodeParams, segmenter: Any, error: Optional[str]) -> Optional[str]:
-        """Swap ``segmenter`` in, or record ``error``; returns the error."""
+    def _finish(self, p: NodeParams, serving: Optional[ServingModel],
+                error: Optional[str]) -> Optional[str]:
+        """Swap ``serving`` in, or record ``error``; returns the error."""
         if error is not None:
-            if self._segmenter is not None:
+            if self._serving is not None:
                 error += f'; still serving {self._params.model_path}'  # type: ignore[union-attr]
                 self.reload_error = error
             else:
@@ -207,13 +227,15 @@ class ModelHolder:
         with self._infer_lock:
             from ..inference.threads import set_torch_threads
             set_torch_threads(p.threads)  # the node owns its process: torch's pool is ours
-            old, self._segmenter, self._params = self._segmenter, segmenter, p
+            old, self._serving, self._params = self._serving, serving, p
             self.error = self.reload_error = None
             if old is not None:
                 old.close()
-        ls = segmenter.label_set
-        self._logger.info(f'model {p.model_path}: backend {segmenter.backend_name}, label set '
-                          f'{ls.name} ({ls.num_classes} classes)')
+        seg = serving.segmenter  # type: ignore[union-attr]
+        ls = seg.label_set
+        self._logger.info(f'model {p.model_path}: backend {seg.backend_name}, label set '
+                          f'{ls.name} ({ls.num_classes} classes)'
+                          + (f', class groups {p.class_groups}' if p.class_groups else ''))
         if self._on_swapped is not None:
             try:
                 self._on_swapped()
@@ -222,12 +244,12 @@ class ModelHolder:
         return None
 
     # Serving ---------------------------------------------------------------------------------
-    def acquire(self) -> Any:
-        """The serving Segmenter (or None), locked against swaps until :meth:`release`."""
+    def acquire(self) -> Optional[ServingModel]:
+        """The serving model (or None), locked against swaps until :meth:`release`."""
         self._infer_lock.acquire()
-        if self._segmenter is None:
+        if self._serving is None:
             self._infer_lock.release()
-        return self._segmenter
+        return self._serving
 
     def release(self) -> None:
         self._infer_lock.release()
@@ -235,13 +257,20 @@ class ModelHolder:
     @property
     def serving(self) -> Optional[NodeParams]:
         """The parameters of the serving model, ``None`` without one."""
-        return self._params if self._segmenter is not None else None
+        return self._params if self._serving is not None else None
+
+    @property
+    def groups(self) -> Any:
+        """The serving model's class groups (``ClassGroups``), or None."""
+        serving = self._serving
+        return serving.groups if serving is not None else None
 
     def metadata(self) -> Optional[dict]:
         """:func:`class_metadata` of the serving model, or None without one."""
-        seg, p = self._segmenter, self._params
-        if seg is None or p is None:
+        serving, p = self._serving, self._params
+        if serving is None or p is None:
             return None
+        seg = serving.segmenter
         return class_metadata(seg.label_set, p.model_path, seg.backend_name)
 
     def report(self) -> Tuple[int, str, List[Tuple[str, str]]]:
@@ -250,7 +279,8 @@ class ModelHolder:
         Keys ``reload`` (``idle``, ``in progress`` or ``failed``), ``reload_target`` and
         ``reload_seconds`` say what the loader thread does; ``error`` the last failure.
         """
-        seg, p = self._segmenter, self._params
+        serving, p = self._serving, self._params
+        seg = serving.segmenter if serving is not None else None
         with self._cond:
             target = self._pending or self._loading
             since = self._loading_since
@@ -287,6 +317,6 @@ class ModelHolder:
             self._pending = None
             self._cond.notify_all()
         with self._infer_lock:
-            if self._segmenter is not None:
-                self._segmenter.close()
-                self._segmenter = None
+            if self._serving is not None:
+                self._serving.close()
+                self._serving = None

@@ -58,6 +58,7 @@ class _Segmentation:
         self.cameras: List[CameraIO] = []
         self._worker: Optional[SegmentationWorker] = None
         self._metadata: Optional[MetadataPublisher] = None
+        self._groups_metadata: Optional[MetadataPublisher] = None
         self._params_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -79,7 +80,10 @@ class _Segmentation:
                      else f'{p.output_prefix}/{names[i]}',
                      p.compressed, p.use_camera_info, self._on_frame, group, p.depth_topic)
             for i, topic in enumerate(p.image_topics)]
-        self._metadata = MetadataPublisher(self, p.output_prefix)
+        self._metadata = MetadataPublisher(self, f'{p.output_prefix}/class_info',
+                                           f'{p.output_prefix}/label_info')
+        self._groups_metadata = MetadataPublisher(self, f'{p.output_prefix}/groups_info',
+                                                  f'{p.output_prefix}/groups_label_info')
         self._publish_metadata()
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
@@ -99,9 +103,10 @@ class _Segmentation:
         worker.stop(timeout=30.0)
         self.destroy_timer(self._diag_timer)
         self.destroy_publisher(self._diag_pub)
-        metadata, self._metadata = self._metadata, None
-        if metadata is not None:
-            metadata.destroy()
+        for metadata in (self._metadata, self._groups_metadata):
+            if metadata is not None:
+                metadata.destroy()
+        self._metadata = self._groups_metadata = None
         for camera in self.cameras:
             camera.destroy()
         self.cameras = []
@@ -179,9 +184,13 @@ class _Segmentation:
     def _publish_metadata(self, p: Optional[NodeParams] = None) -> None:
         """(Re)publish the latched class topics when what they say changed: a model swap, a
         new threshold (``p``: the parameters about to apply)."""
-        metadata = self._metadata
+        metadata, groups_metadata = self._metadata, self._groups_metadata
         if metadata is not None:
             metadata.update(self.model.metadata(), (p or self.params).confidence_threshold)
+        groups = self.model.groups
+        if groups_metadata is not None and groups is not None:
+            groups_metadata.update(dict(groups.metadata(), class_map=groups.class_map()),
+                                   groups.min_threshold)
 
     # Input, clock and diagnostics -------------------------------------------------------------
     def _on_frame(self, index: int, msg: Any) -> None:

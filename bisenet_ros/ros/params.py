@@ -89,6 +89,9 @@ SPECS: Tuple[ParamSpec, ...] = (
               "TensorRT .engine/.plan; '' = the packaged CamVid model.", 'reload'),
     ParamSpec('label_set', '', "Label set name ('camvid', 'cityscapes') or YAML path; empty: "
               'the one stored in the checkpoint.', 'reload'),
+    ParamSpec('class_groups', '', "Class groups YAML ('camvid_nav2' or a path): model classes "
+              'merged into navigation groups with per-class confidence thresholds, published '
+              "on <output_prefix>/groups (mono8, 255 = unknown); '' = off.", 'reload'),
     ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
     ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda[:<index>]', 'gpu[:<index>]' (OpenVINO) or "
               "'auto'.", 'reload', check=_check_device),
@@ -131,6 +134,8 @@ SPECS: Tuple[ParamSpec, ...] = (
               'classes).'),
     ParamSpec('publish_color_mask', True, 'Publish <output_prefix>/color_mask (rgb8).'),
     ParamSpec('publish_overlay', True, 'Publish <output_prefix>/overlay (bgr8).'),
+    ParamSpec('publish_groups', True, 'Publish <output_prefix>/groups (mono8 group ids; needs '
+              'class_groups).'),
     ParamSpec('publish_confidence', False, 'Publish <output_prefix>/confidence (32FC1).'),
     ParamSpec('publish_confidence_mono8', False, 'Publish <output_prefix>/confidence_mono8 '
               '(mono8, round(probability * 255); what Nav2 semantic layers read).'),

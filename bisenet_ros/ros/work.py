@@ -29,6 +29,7 @@ class Outputs:
     confidence_mono8: bool = False
     points: bool = False
     camera_info: bool = False
+    groups: bool = False
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, bool]) -> 'Outputs':

@@ -46,11 +46,13 @@ class InferredCall:
         pairs: ``(work item, SegmentationResult)`` of each frame segmented.
         palette: ``(K, 3)`` uint8 RGB colour table of the model that segmented them.
         params: The parameters the call ran with (alpha, thresholds, outputs).
+        groups: The serving model's class groups (``ClassGroups``), or None.
     """
 
     pairs: List[Any]
     palette: np.ndarray
     params: NodeParams
+    groups: Any = None
 
 
 class SegmentationWorker:
@@ -121,20 +123,22 @@ class SegmentationWorker:
                 if item is not None]
         if not work:
             return
-        segmenter = self._model.acquire()
-        if segmenter is None:
+        serving = self._model.acquire()
+        if serving is None:
             self._logger.warning(f'no model loaded ({self._model.error}); frames dropped',
                                  throttle_duration_sec=THROTTLE_S)
             for item in work:
                 self.stats[item.camera].frame_dropped()
             return
         try:
+            segmenter = serving.segmenter
             palette = self._palette(segmenter.label_set)
             for group in inference_groups(work, segmenter.input_size):  # smallest size first
                 t0 = time.perf_counter()
-                pairs = self._segment(segmenter, group, p)
+                pairs = self._segment(serving, group, p)
                 self.slots.charge([item.camera for item in group], time.perf_counter() - t0)
-                self._hand_over(InferredCall(pairs, palette, p))  # published as soon as done
+                # published as soon as done
+                self._hand_over(InferredCall(pairs, palette, p, serving.groups))
         finally:
             self._model.release()
 
@@ -158,13 +162,18 @@ class SegmentationWorker:
             return None
         return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
 
-    def _segment(self, segmenter: Any, group: List[WorkItem], p: NodeParams) -> List[Any]:
+    def _segment(self, serving: Any, group: List[WorkItem], p: NodeParams) -> List[Any]:
         """One inference call for ``group`` (one size and channel order): labels, and
-        confidence where an output needs it; a failed batch is retried frame by frame."""
+        confidence where an output (or a group threshold) needs it; a failed batch is retried
+        frame by frame."""
+        groups = serving.groups
+        group_confidence = groups is not None and groups.needs_confidence
+
         def run(items: List[WorkItem]) -> List[Any]:
-            return segmenter.segment_batch(
+            return serving.segmenter.segment_batch(
                 [w.image for w in items], bgr=items[0].is_bgr,
-                confidence=any(w.outputs.needs_confidence(p.points_confidence) for w in items),
+                confidence=any(w.outputs.needs_confidence(p.points_confidence)
+                               or (w.outputs.groups and group_confidence) for w in items),
                 confidence_threshold=p.confidence_threshold)
         try:
             pairs = list(zip(group, run(group)))
@@ -226,10 +235,13 @@ class SegmentationWorker:
             image = item.image if item.is_bgr else item.image[:, :, ::-1]
             result.overlay = blend_overlay(np.ascontiguousarray(image), result.color,
                                            p.overlay_alpha, bgr=True)
+        groups = None
+        if outputs.groups and call.groups is not None:
+            groups = call.groups.group_ids(result.labels, result.confidence)
         camera = self.cameras[item.camera]
         cloud = self._cloud(camera, item.header, result, p) if outputs.points else None
         t1 = time.perf_counter()
-        camera.publish(item.header, result, outputs, cloud)
+        camera.publish(item.header, result, outputs, cloud, groups)
         t2 = time.perf_counter()
         stages = dict(result.timings, decode=item.decode_s, render=t1 - t0, publish=t2 - t1)
         self.stats[item.camera].frame_published(stages, self._stamp_age(item.header))

@@ -7,7 +7,7 @@ nothing), and every output carries the input's header (stamp and frame_id) and r
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 from rclpy.node import Node
@@ -18,6 +18,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..image_conversions import confidence_to_mono8, fill_image
+from .topics import camera_info_topic
 from .work import Outputs
 
 #: Output name -> (parameter switching it, message type).
@@ -31,28 +32,6 @@ OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask',
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def camera_names(topics: List[str]) -> List[str]:
-    """Output sub-namespace of each input topic: its parent namespace, made unique.
-
-    ``/cam_left/image_raw`` -> ``cam_left``; ``/robot/front/image`` -> ``robot/front``;
-    a topic without a parent becomes ``camera<i>``.
-    """
-    names: List[str] = []
-    for i, topic in enumerate(topics):
-        parent = topic.lstrip('~').strip('/').rpartition('/')[0]
-        name = parent or f'camera{i}'
-        while name in names:
-            name = f'{name}_{i}'
-        names.append(name)
-    return names
-
-
-def camera_info_topic(image_topic: str) -> str:
-    """``<namespace of the image topic>/camera_info`` (the image_transport convention)."""
-    parent = image_topic.rpartition('/')[0]
-    return f'{parent}/camera_info' if parent else 'camera_info'
 
 
 class CameraIO:

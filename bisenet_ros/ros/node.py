@@ -23,12 +23,13 @@ from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
 
-from .camera_io import CameraIO, camera_names
+from .camera_io import CameraIO
 from .frame_slots import LatestFrameSlots
 from .metadata import MetadataPublisher
 from .model_holder import ModelHolder
 from .node_stats import CameraStats, diagnostic_status
 from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+from .topics import camera_names
 from .worker import SegmentationWorker
 
 NODE_NAME = 'segmentation_node'

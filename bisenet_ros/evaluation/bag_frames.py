@@ -6,7 +6,7 @@ This generator is the only thing the evaluation code needs from a bag; it has no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -116,8 +116,3 @@ class BagFrames:
         frame_id, image = pair.image
         return Frame(index, pair.stamp_ns, pair.log_time_ns, frame_id, image,
                      pair.partner if pair.matched else None)
-
-
-def read_all(frames: BagFrames) -> List[Frame]:
-    """Materialise a (short) bag's frames, e.g. for a live replay."""
-    return list(frames)

@@ -8,7 +8,7 @@ as wrong for their ground-truth class (column dropped).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -103,9 +103,3 @@ class ConfusionMatrix:
             pixel_accuracy=float(tp.sum() / total) if total else float('nan'),
             mean_class_accuracy=float(np.nanmean(class_acc)) if (gt > 0).any() else float('nan'),
             pixels=int(total))
-
-
-def per_class_rows(scores: SegmentationScores, class_names: Sequence[str]) -> List[str]:
-    """Human-readable ``name: IoU`` lines for logs and reports."""
-    return [f'{name:>16s}: ' + ('   n/a' if np.isnan(v) else f'{100 * v:6.2f}')
-            for name, v in zip(class_names, scores.iou)]

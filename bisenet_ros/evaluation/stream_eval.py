@@ -15,9 +15,6 @@ from ..labels import LabelSet
 from .accumulators import ClassDistribution, LatencyStats, TemporalConsistency
 from .metrics import ConfusionMatrix
 
-#: Ground-truth value that marks unlabelled pixels in bags written by ``bisenet make-bag``.
-UNLABELLED = 255
-
 
 def fit_to(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Nearest-neighbour resize of an ``(H, W)`` label map to ``shape`` (no-op if equal)."""

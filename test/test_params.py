@@ -85,11 +85,13 @@ def test_descriptors_carry_ranges_read_only_and_constraints():
 
 
 def test_node_params_fields_are_the_spec_table():
-    """NodeParams is made from SPECS: every spec a field of its default's type (lists as
-    tuples), in table order; nothing is listed twice."""
+    """NodeParams, a plain dataclass a type checker reads, has one field per spec of the
+    default's type (lists as tuples), in table order; adding a spec without its field (or the
+    other way round) fails here."""
     from dataclasses import fields
-    from typing import get_args, get_origin
-    got = [(f.name, f.type) for f in fields(NodeParams)]
+    from typing import get_args, get_origin, get_type_hints
+    hints = get_type_hints(NodeParams)
+    got = [(f.name, hints[f.name]) for f in fields(NodeParams)]
     assert [name for name, _ in got] == [s.name for s in SPECS]
     for (name, kind), spec in zip(got, SPECS):
         if isinstance(spec.default, list):

@@ -15,7 +15,7 @@ rclpy itself rejects out-of-range values. Each spec says when a change takes eff
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass, fields
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -222,16 +222,47 @@ def descriptor(spec: ParamSpec) -> Any:
     return desc
 
 
-def _field_type(spec: ParamSpec) -> Any:
-    """The Python type a :class:`NodeParams` field holds for ``spec`` (lists become tuples)."""
-    default = spec.default
-    if isinstance(default, list):
-        return Tuple[type(default[0]), ...]  # type: ignore[misc]
-    return type(default)
+@dataclass(frozen=True)
+class NodeParams:
+    """Validated node parameters: one field per entry of :data:`SPECS` (same name, the
+    default's type, lists as tuples; see there for meanings and units). Build with
+    :meth:`from_values`; ``test_params.py`` checks the fields against :data:`SPECS`."""
 
-
-class _NodeParamsBase:
-    """Methods of :class:`NodeParams`; its fields come from :data:`SPECS`."""
+    model_path: str
+    label_set: str
+    class_groups: str
+    backend: str
+    device: str
+    precision: str
+    input_size: Tuple[int, ...]
+    threads: int
+    max_input_pixels: int
+    image_topics: Tuple[str, ...]
+    compressed: bool
+    use_camera_info: bool
+    depth_topic: str
+    output_prefix: str
+    max_rate: float
+    batch_wait: float
+    overlay_alpha: float
+    confidence_threshold: float
+    publish_mask: bool
+    publish_color_mask: bool
+    publish_overlay: bool
+    publish_groups: bool
+    publish_confidence: bool
+    publish_confidence_mono8: bool
+    publish_points: bool
+    points_confidence: bool
+    depth_wait: float
+    depth_stamp_tolerance: float
+    publish_camera_info: bool
+    diagnostics_period: float
+    stale_timeout: float
+    warn_input_age: float
+    future_stamp_tolerance: float
+    autostart: bool
+    past_stamp_limit: float
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> 'NodeParams':
@@ -255,33 +286,24 @@ class _NodeParamsBase:
             converted[spec.name] = value
         if not converted['model_path'].strip():
             converted['model_path'] = str(default_model_path())
-        return cls(**converted)  # type: ignore[return-value]
+        return cls(**converted)
 
     def with_changes(self, changes: Mapping[str, Any]) -> 'NodeParams':
         """A copy with ``changes`` applied, validated like :meth:`from_values`."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
         current = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
         current.update(changes)
-        return type(self).from_values(current)  # type: ignore[attr-defined]
+        return type(self).from_values(current)
 
     @property
     def model_input_size(self) -> Optional[Tuple[int, int]]:
         """``input_size`` for the Segmenter: ``None`` means the model's own size."""
-        size = tuple(self.input_size)  # type: ignore[attr-defined]
-        return None if size == (0, 0) else size  # type: ignore[return-value]
+        size = tuple(self.input_size)
+        return None if size == (0, 0) else (int(size[0]), int(size[1]))
 
     def model_settings(self) -> Tuple[Any, ...]:
         """The values whose change needs a model reload."""
         return tuple(getattr(self, s.name) for s in SPECS if s.applies == 'reload')
-
-
-#: Validated node parameters, frozen: one field per spec of :data:`SPECS` (same name, the
-#: default's type, lists as tuples). Build with :meth:`NodeParams.from_values`.
-NodeParams = make_dataclass('NodeParams', [(spec.name, _field_type(spec)) for spec in SPECS],
-                            bases=(_NodeParamsBase,), frozen=True,
-                            namespace={'__module__': __name__, '__doc__': (
-                                'Validated node parameters: one field per entry of SPECS (see '
-                                'there for meanings and units).')})
 
 
 def reload_needed(old: NodeParams, new: NodeParams) -> bool:

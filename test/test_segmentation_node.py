@@ -254,3 +254,54 @@ def test_sigterm_shuts_the_node_down_cleanly(node, probe):
     code = node.stop(signal.SIGTERM)
     assert code == 0, node.log()[-2000:]
     assert 'Traceback' not in node.log()
+
+
+def test_with_use_sim_time_input_age_and_the_rate_cap_follow_clock(checkpoint):
+    """use_sim_time: the input age is measured on /clock, and max_rate counts simulated
+    seconds (a paused simulation holds the next frame until /clock moves)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+    from ros_harness import Probe
+    domain = DOMAIN + 40
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'use_sim_time': True, 'diagnostics_period': 0.2}, domain)
+    probe = Probe(domain)
+    sim = 1_000 * 10**9  # /clock stays at 1000 s: a paused simulation
+
+    def tick(ns):
+        clock = Clock()
+        clock.clock.sec, clock.clock.nanosec = divmod(ns, 10**9)
+        clock_pub.publish(clock)
+
+    def ages():
+        return [float(kv.value) for msg in probe.received['/diagnostics']
+                for status in msg.status if status.name.endswith(IN)
+                for kv in status.values if kv.key == 'input_age_ms' and kv.value]
+
+    def mask_of(stamp):
+        return any(stamp_ns(m) == stamp for m in probe.received[f'{OUT}/mask'])
+    try:
+        clock_pub = probe.publisher(Clock, '/clock')
+        probe.subscribe(Image, f'{OUT}/mask')
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+        pub = probe.publisher(Image, IN)
+        assert probe.wait_for_subscribers('/clock', timeout=90), node.log()
+        # Frames stamped 0.5 s before /clock until one was aged on /clock (the first ones
+        # may be segmented before the node heard /clock, or dropped while the model loads).
+        for k in range(120):
+            tick(sim)
+            pub.publish(probe.image_msg(pattern_image(H, W, seed=1), 'bgr8',
+                                        stamp_ns=sim - 5 * 10**8 + k))
+            if probe.wait_for(lambda: any(abs(a - 500.0) < 1.0 for a in ages()), 1.0):
+                break
+        assert any(abs(a - 500.0) < 1.0 for a in ages()), (ages(), node.log()[-2000:])
+        # A cap of 1 Hz in simulated time: while /clock stands still, the next frame waits.
+        assert probe.set_parameters({'max_rate': 1.0})[0].successful
+        second = probe.image_msg(pattern_image(H, W, seed=2), 'bgr8', stamp_ns=sim)
+        pub.publish(second)
+        assert not probe.wait_for(lambda: mask_of(sim), 3.0)  # 3 wall s: 3 periods
+        tick(sim + 10**9)  # one simulated second later: due
+        assert probe.wait_for(lambda: mask_of(sim), 30), node.log()[-2000:]
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()[-2000:]

@@ -145,3 +145,19 @@ def test_a_camera_with_costly_frames_waits_until_the_others_caught_up():
     for cam in range(3):
         slots.put(cam, 'next')
     assert [f.camera for f in slots.take(timeout=0)] == [1, 2]
+
+
+def test_the_rate_cap_runs_on_the_clock_it_is_given():
+    """A simulated clock (use_sim_time): paused, it holds the next frame whatever wall time
+    passes; moved on by a period, the frame is due; moved back (a bag restarted), at once."""
+    now = [100.0]
+    slots = LatestFrameSlots(1, max_rate=1.0, clock=lambda: now[0])
+    slots.put(0, 'first')
+    assert [f.msg for f in slots.take(timeout=0)] == ['first']
+    slots.put(0, 'second')
+    assert slots.take(timeout=0.3) == []  # 0.3 wall seconds, no simulated time
+    now[0] = 101.0
+    assert [f.msg for f in slots.take(timeout=5.0)] == ['second']
+    slots.put(0, 'third')
+    now[0] = 50.0  # the clock went back
+    assert [f.msg for f in slots.take(timeout=5.0)] == ['third']

@@ -13,7 +13,12 @@ waiting, a camera that is ahead of it by more than that camera's last frame wait
 whose frames take seconds gets its turn after the small cameras caught up, not every round, so
 each active camera gets an equal share of the worker, and an idle worker serves anyone.
 Cameras of equal cost stay within one frame of each other and keep sharing batched calls.
-Plain Python (no rclpy).
+
+The rate cap runs on the clock it is given (``clock``): the node hands in its ROS clock, so with
+``use_sim_time`` a bag replayed at twice real time is capped in simulated seconds, and a paused
+simulation holds the next frame until its clock moves. Waits on such a clock are polled every
+:data:`SIM_POLL_S` of wall time. Worker time (the fair share) is always wall time. Plain Python
+(no rclpy).
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 
 #: Seconds without a new frame after which a camera no longer counts in the fair share.
 IDLE_S = 2.0
+#: Wall seconds between looks at a clock other than ``time.monotonic`` while a frame waits
+#: for its rate-cap slot.
+SIM_POLL_S = 0.02
 
 
 @dataclass
@@ -49,11 +57,16 @@ class LatestFrameSlots:
     Args:
         cameras: Number of cameras (slots).
         max_rate: Most frames per second per camera (0: no cap); see :meth:`set_rate`.
+        clock: Seconds of the clock the rate cap runs on (default: ``time.monotonic``; the
+            node's ROS clock follows ``use_sim_time``).
     """
 
-    def __init__(self, cameras: int, max_rate: float = 0.0) -> None:
+    def __init__(self, cameras: int, max_rate: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if cameras < 1:
             raise ValueError(f'need at least one camera, got {cameras}')
+        self._clock = clock
+        self._poll = None if clock is time.monotonic else SIM_POLL_S
         self._cond = threading.Condition()
         self._slots: List[Optional[Frame]] = [None] * cameras
         self._period = _period(max_rate)
@@ -103,22 +116,29 @@ class LatestFrameSlots:
         batch_deadline: Optional[float] = None
         with self._cond:
             while not self._closed:
-                now = time.monotonic()
+                now = time.monotonic()  # wall: timeouts, batching, activity
+                rate_now = self._clock()  # the rate cap's clock
                 waiting = [i for i, f in enumerate(self._slots) if f is not None]
-                due = self._fair([i for i in waiting if now >= self._next_allowed[i]])
+                for i in waiting:  # the clock went back (a replayed bag restarted): re-plan
+                    last = self._last_taken[i]
+                    if last is not None and rate_now < last:
+                        self._last_taken[i], self._next_allowed[i] = None, rate_now
+                due = self._fair([i for i in waiting if rate_now >= self._next_allowed[i]])
                 if due and batch_wait > 0 and len(self._slots) > 1:
                     batch_deadline = batch_deadline or now + batch_wait
                     missing = [i for i, f in enumerate(self._slots)
-                               if f is None and now >= self._next_allowed[i]
+                               if f is None and rate_now >= self._next_allowed[i]
                                and now - self._last_put[i] < 1.0 + 2.0 * batch_wait]
                     if missing and now < batch_deadline:
                         self._cond.wait(batch_deadline - now)
                         continue
                 if due:
-                    return self._pop(due, now)
+                    return self._pop(due, rate_now)
                 wait = None if deadline is None else deadline - now
                 if waiting:
-                    soonest = min(self._next_allowed[i] for i in waiting) - now
+                    soonest = min(self._next_allowed[i] for i in waiting) - rate_now
+                    if self._poll is not None:  # another clock: look at it again soon
+                        soonest = min(max(soonest, 0.0), self._poll) or self._poll
                     wait = soonest if wait is None else min(wait, soonest)
                 if wait is not None and wait <= 0:
                     if deadline is not None and now >= deadline:

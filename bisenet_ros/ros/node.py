@@ -18,6 +18,7 @@ import time
 from typing import Any, List, Optional
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
@@ -71,7 +72,8 @@ class _Segmentation:
 
     def _activate(self) -> None:
         p = self.params
-        self._slots = slots = LatestFrameSlots(len(p.image_topics), p.max_rate)
+        self._slots = slots = LatestFrameSlots(len(p.image_topics), p.max_rate,
+                                               **self._rate_clock())
         self.stats = [CameraStats(t) for t in p.image_topics]
         names = camera_names(list(p.image_topics))
         group = MutuallyExclusiveCallbackGroup()
@@ -87,7 +89,9 @@ class _Segmentation:
                                                   f'{p.output_prefix}/groups_label_info')
         self._publish_metadata()
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        # Health is wall-time health (rates, stalls): a paused simulation still reports.
+        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._worker = SegmentationWorker(self.cameras, slots, self.stats, self.model,
                                           lambda: self.params, self.get_logger(),
                                           self._stamp_age, lambda: self.context.ok())
@@ -194,6 +198,13 @@ class _Segmentation:
                                    groups.min_threshold)
 
     # Input, clock and diagnostics -------------------------------------------------------------
+    def _rate_clock(self) -> dict:
+        """With ``use_sim_time``, the rate cap runs on the node's (simulated) clock."""
+        if not self.get_parameter('use_sim_time').value:
+            return {}
+        clock = self.get_clock()
+        return {'clock': lambda: clock.now().nanoseconds / 1e9}
+
     def _on_frame(self, index: int, msg: Any) -> None:
         """Subscription callback: keep the frame's bytes in its camera's slot."""
         self.stats[index].last_input_time = time.monotonic()

@@ -332,5 +332,28 @@ def params_file_problem(path: str) -> Optional[str]:
     return None if found is None else f'params file {path}: {found.lstrip("/")}'
 
 
+def markdown_table() -> str:
+    """The parameter table of the README (name, default, when a change applies, meaning), made
+    from :data:`SPECS`; ``test_params.py`` checks that the README holds exactly this."""
+    when = {'runtime': 'runtime', 'reload': 'reload', 'startup': 'start'}
+    rows = ['| parameter | default | applies | meaning |', '| --- | --- | --- | --- |']
+    for spec in SPECS:
+        default = spec.default if spec.name != 'model_path' else "'' (packaged model)"
+        if isinstance(default, str) and spec.name != 'model_path':
+            default = repr(default)
+        text = spec.description
+        if spec.choices:
+            text += ' One of ' + ', '.join(spec.choices) + '.'
+        if spec.range is not None:
+            text += f' Range {spec.range[0]}..{spec.range[1]}.'
+        text = text.replace('<', '\\<')  # not an HTML tag
+        rows.append(f'| `{spec.name}` | `{default}` | {when[spec.applies]} | {text} |')
+    return '\n'.join(rows)
+
+
+if __name__ == '__main__':  # python -m bisenet_ros.ros.params: the README's table
+    print(markdown_table())
+
+
 __all__ = ['BACKENDS', 'PRECISIONS', 'ParamError', 'ParamSpec', 'SPECS', 'SPEC_BY_NAME',
            'validate', 'descriptor', 'NodeParams', 'reload_needed', 'params_file_problem']

@@ -261,7 +261,7 @@ class ModelHolder:
 
     @property
     def groups(self) -> Any:
-        """The serving model's class groups (``ClassGroups``), or None."""
+        """The ``ClassGroups`` of the serving model, or None."""
         serving = self._serving
         return serving.groups if serving is not None else None
 
@@ -293,13 +293,13 @@ class ModelHolder:
             reload_values += [('reload_target', target.model_path),
                               ('reload_seconds', f'{time.monotonic() - since:.1f}')]
         reloading = '' if target is None else f'; reloading {target.model_path}'
-        if seg is None:
+        if seg is None or p is None:
             message = (self.error or 'no model') + reloading
             return ERROR, message, [('error', self.error or '')] + reload_values
         ls = seg.label_set
         size = seg.input_size
-        values = [('model_path', p.model_path), ('backend', seg.backend_name),  # type: ignore
-                  ('device', p.device), ('precision', p.precision),  # type: ignore
+        values = [('model_path', p.model_path), ('backend', seg.backend_name),
+                  ('device', p.device), ('precision', p.precision),
                   ('label_set', ls.name), ('num_classes', str(ls.num_classes)),
                   ('input_size', 'native' if size is None else f'{size[0]}x{size[1]}')]
         values += reload_values
@@ -307,7 +307,7 @@ class ModelHolder:
             return WARN, f'model reload failed: {self.reload_error}{reloading}', \
                 values + [('error', self.reload_error)]
         return OK, f'{seg.backend_name} serving {Path(p.model_path).name}{reloading}', \
-            values  # type: ignore
+            values
 
     def close(self) -> None:
         """Stop the loader (a load in progress is dropped when it ends) and free the model."""

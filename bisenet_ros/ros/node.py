@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Optional, TYPE_CHECKING
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -35,8 +35,14 @@ from .worker import SegmentationWorker
 
 NODE_NAME = 'segmentation_node'
 
+# The mixin is used over Node and LifecycleNode; type checkers see it as a Node.
+if TYPE_CHECKING:
+    _NodeBase = Node
+else:
+    _NodeBase = object
 
-class _Segmentation:
+
+class _Segmentation(_NodeBase):
     """The node's behaviour, shared by the plain and the lifecycle node (mixed into a Node).
 
     Stages: :meth:`_declare` (parameters), :meth:`_configure` (load the model),

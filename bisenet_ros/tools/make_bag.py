@@ -1,12 +1,12 @@
-"""``bisenet make-bag``: write a ROS 2 bag of camera images + ground-truth labels from a dataset.
+r"""``bisenet make-bag``: write a ROS 2 bag of camera images + ground-truth labels from a dataset.
 
 Examples::
 
-    bisenet make-bag camvid_val.bag --dataset camvid --root ../shared/datasets/camvid \\
+    bisenet make-bag camvid_val.bag --dataset camvid --root ../shared/datasets/camvid \
         --split val --sequence 0016E5 --rate 15
-    bisenet make-bag city.bag --dataset cityscapes --root ~/cityscapes --split val --limit 50 \\
+    bisenet make-bag city.bag --dataset cityscapes --root ~/cityscapes --split val --limit 50 \
         --storage sqlite3 --compressed
-    bisenet make-bag mine.bag --dataset folder --images imgs/ --labels masks/ \\
+    bisenet make-bag mine.bag --dataset folder --images imgs/ --labels masks/ \
         --label-set my_labels.yaml
 """
 

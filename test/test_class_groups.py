@@ -231,7 +231,7 @@ def test_camvid_example_matches_the_nav2_costmap_example():
     assert obstacle.threshold == pytest.approx(camera['obstacle']['mark_confidence'] / 255,
                                                abs=0.01)
     # On a real frame's labels (as confident as can be): the ground truth's groups.
-    from bisenet_ros.bags.datasets import demo_dataset
+    from bisenet_ros.training.datasets import demo_dataset
     truth = demo_dataset().load(0)[1]
     mask = groups.group_ids(truth, np.ones(truth.shape, np.float32))
     road = truth == camvid.class_names.index('road')

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bisenet_ros.bags.datasets import demo_frames_dir
+from bisenet_ros.training.datasets import demo_frames_dir
 from bisenet_ros.cli import main as cli_main
 from bisenet_ros.tools import demo
 

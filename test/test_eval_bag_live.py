@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 def _data(count=3, size=(48, 64)):
     import cv2
-    from bisenet_ros.bags.datasets import demo_dataset
+    from bisenet_ros.training.datasets import demo_dataset
     dataset = demo_dataset()
     out = []
     for i in range(count):

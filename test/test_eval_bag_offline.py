@@ -107,7 +107,7 @@ def test_exact_metrics_on_hand_made_bag(tmp_path, three_classes):
 def _frames_and_truth(count=3, size=(48, 64)):
     """Small real street frames (demo data, downscaled) with their labels (255 = void)."""
     import cv2
-    from bisenet_ros.bags.datasets import demo_dataset
+    from bisenet_ros.training.datasets import demo_dataset
     dataset = demo_dataset()
     out = []
     for i in range(count):

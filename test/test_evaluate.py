@@ -13,8 +13,8 @@ from bisenet_ros.tools import evaluate as evaluate_tool
 from bisenet_ros.tools import export_checkpoint as export_tool
 from bisenet_ros.training.config import DEFAULTS, merge
 from bisenet_ros.training.datasets import build_dataset
-from bisenet_ros.training.evaluate import evaluate_dataset
-from bisenet_ros.training.plots import plot_training_curve
+from bisenet_ros.training.validation import evaluate_dataset
+from bisenet_ros.training.curves import plot_training_curve
 from bisenet_ros.training.synthetic import TOY_LABEL_SET, write_toy_dataset
 from bisenet_ros.training.trainer import Trainer
 

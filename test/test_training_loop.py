@@ -144,7 +144,7 @@ def test_fine_tuning_starts_from_a_checkpoint_with_another_class_count(toy, tmp_
 def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(toy, tmp_path):
     from bisenet_ros.model.checkpoint import read_checkpoint
     from bisenet_ros.tools.train import continue_point
-    from bisenet_ros.training.export import export_train_state
+    from bisenet_ros.training.checkpoint_export import export_train_state
     from bisenet_ros.training.schedule import lr_factor
     config = _config(toy, tmp_path / 'run', iterations=4, batch_size=2)
     Trainer(config).fit(stop_after=2)
@@ -178,7 +178,7 @@ def test_continue_from_resumes_a_state_else_warm_starts_from_the_packaged_model(
 @pytest.mark.slow
 def test_a_model_from_a_branch_warm_starts_its_parent_run_at_the_branch_point(toy, tmp_path):
     from bisenet_ros.tools.train import continue_point
-    from bisenet_ros.training.export import export_train_state
+    from bisenet_ros.training.checkpoint_export import export_train_state
     parent = _config(toy, tmp_path / 'long', iterations=6, batch_size=2)
     Trainer(parent).fit(stop_after=2)
     branch = dict(parent, output_dir=str(tmp_path / 'anneal'),
@@ -196,7 +196,7 @@ def test_a_model_from_a_branch_warm_starts_its_parent_run_at_the_branch_point(to
 
 
 def test_warm_start_refuses_a_checkpoint_past_the_end_of_the_run(toy, tmp_path):
-    from bisenet_ros.training.export import export_train_state
+    from bisenet_ros.training.checkpoint_export import export_train_state
     Trainer(_config(toy, tmp_path / 'run', iterations=3, batch_size=2)).fit(stop_after=3)
     packaged = export_train_state(tmp_path / 'run' / 'last.pt', tmp_path / 'model.pt')
     with pytest.raises(ValueError, match=r'iterations=3.*\[0, 3\)'):

@@ -1,6 +1,6 @@
 """``bisenet calibrate``: fit per-class logit offsets on a training split and fold them into a
 copy of the checkpoint (same architecture and inference cost; see
-:mod:`bisenet_ros.training.calibrate`)."""
+:mod:`bisenet_ros.training.logit_offsets`)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference.threads import set_torch_threads
     from ..model.checkpoint import load_model, save_checkpoint
-    from ..training.calibrate import (add_logit_offsets, fit_logit_offsets, LOGIT_OFFSETS_META,
-                                      offsets_meta, recorded_offsets, sample_logits)
+    from ..training.logit_offsets import (add_logit_offsets, fit_logit_offsets,
+                                          LOGIT_OFFSETS_META, offsets_meta, recorded_offsets,
+                                          sample_logits)
     from ..training.trainer import select_device
     set_torch_threads(args.threads)
     if os.path.realpath(args.output) == os.path.realpath(args.checkpoint):

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _demo_bag(out_dir: Path, rate: float, rebuild: bool, frames: Optional[int]) -> Path:
     """The demo bag in ``out_dir``, built unless a complete one like it exists."""
-    from ..bags.datasets import demo_dataset
+    from ..training.datasets import demo_dataset
     from ..bags.make import write_frames_bag
     from ..bags.reader import BagError, BagReader
     dataset = demo_dataset()

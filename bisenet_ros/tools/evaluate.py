@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     """(model, label_set, meta) from a project checkpoint or a training state."""
     from ..model.checkpoint import load_model
-    from ..training.export import model_from_train_state
+    from ..training.checkpoint_export import model_from_train_state
     from ..training.state import TRAIN_STATE_FORMAT
     import torch
     raw_format = None
@@ -85,7 +85,7 @@ def dataset_for(args: argparse.Namespace, label_set, meta: Dict):
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.threads import set_torch_threads
-    from ..training.evaluate import evaluate_dataset
+    from ..training.validation import evaluate_dataset
     from ..training.trainer import select_device
     set_torch_threads(args.threads)
     device = select_device(args.device, '--device')
@@ -121,7 +121,7 @@ def _print(name: str, scores: Dict, dataset) -> None:
 
 
 def _write(out: Path, args: argparse.Namespace, results: Dict, label_set, dataset) -> None:
-    from ..training.plots import plot_class_iou
+    from ..training.curves import plot_class_iou
     out.mkdir(parents=True, exist_ok=True)
     report = {'checkpoint': str(args.checkpoint), 'dataset': dataset.name,
               'images': len(dataset) if args.max_images is None

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..training.export import export_train_state
+    from ..training.checkpoint_export import export_train_state
     extra = {}
     for item in args.meta:
         if '=' not in item:

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the bag; prints what was written. Returns the exit code."""
-    from ..bags import datasets  # OpenCV and the training loaders only when the command runs
+    from ..training import datasets  # OpenCV and the training loaders only when the command runs
     from ..bags.make import select_indices, write_frames_bag
     from ..evaluation.progress import progress_bar
 

@@ -55,7 +55,7 @@ def continue_point(config: Dict[str, Any], checkpoint: str
     when present, else ``CHECKPOINT`` when this run wrote it, else neither (from scratch)."""
     from pathlib import Path
 
-    from ..training.export import made_by_run
+    from ..training.checkpoint_export import made_by_run
     last = Path(config['output_dir']) / 'last.pt'
     if last.is_file():
         return str(last), None

@@ -17,8 +17,8 @@ from ..model.factory import build_model
 from . import distributed as ddp
 from .config import ConfigError, save_config
 from .datasets import build_dataset, SegmentationDataset
-from .evaluate import evaluate_dataset
-from .export import export_model, warm_start_iteration
+from .validation import evaluate_dataset
+from .checkpoint_export import export_model, warm_start_iteration
 from .logs import MetricsLog, Progress
 from .precision import resolve_cpu_precision
 from .loss import enet_class_weights, OhemCrossEntropy
@@ -84,7 +84,7 @@ def init_weights(model: torch.nn.Module, path: str) -> Dict[str, Any]:
     first: training continues from the trained weights.
     """
     from ..model.checkpoint import read_checkpoint
-    from .calibrate import CLASSIFIER_BIAS, recorded_offsets
+    from .logit_offsets import CLASSIFIER_BIAS, recorded_offsets
     source, info = read_checkpoint(path)
     if info.label_set is not None and CLASSIFIER_BIAS in source:
         offsets = recorded_offsets(info.meta, info.label_set.class_names)

@@ -1,6 +1,6 @@
-"""Per-class logit offsets (training/calibrate.py) and ``bisenet calibrate`` (tools/calibrate.py):
-the fit, the exact fold into the classifier bias, the CLI on a real dataset and model, and
-training from a calibrated checkpoint."""
+"""Per-class logit offsets (training/logit_offsets.py) and ``bisenet calibrate``
+(tools/calibrate.py): the fit, the exact fold into the classifier bias, the CLI on a real
+dataset and model, and training from a calibrated checkpoint."""
 
 import numpy as np
 import pytest
@@ -10,10 +10,10 @@ from bisenet_ros.cli import main as cli_main
 from bisenet_ros.labels import load_label_set
 from bisenet_ros.model.checkpoint import load_model, save_checkpoint
 from bisenet_ros.model.factory import build_model
-from bisenet_ros.training.calibrate import (add_logit_offsets, CLASSIFIER_BIAS,
-                                            fit_logit_offsets, LOGIT_OFFSETS_META,
-                                            recorded_offsets, sample_logits,
-                                            scores_with_offsets)
+from bisenet_ros.training.logit_offsets import (add_logit_offsets, CLASSIFIER_BIAS,
+                                                fit_logit_offsets, LOGIT_OFFSETS_META,
+                                                recorded_offsets, sample_logits,
+                                                scores_with_offsets)
 from bisenet_ros.training.datasets import build_dataset
 from bisenet_ros.training.synthetic import write_toy_dataset
 from bisenet_ros.training.trainer import init_weights

@@ -21,7 +21,7 @@ import torch
 
 from ..evaluation.metrics import ConfusionMatrix
 from .datasets import IGNORE, SegmentationDataset
-from .evaluate import predict_logits
+from .validation import predict_logits
 
 #: Meta key of a calibrated checkpoint: ``{'offsets': {class: float}, 'fitted_on': ..., ...}``.
 LOGIT_OFFSETS_META = 'logit_offsets'

@@ -121,7 +121,7 @@ def plot_training_curve(run_dir: Union[str, Path], path: Union[str, Path], *,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m bisenet_ros.training.plots RUN_DIR OUT.png [TITLE]``: the training curve."""
+    """``python -m bisenet_ros.training.curves RUN_DIR OUT.png [TITLE]``: the training curve."""
     import sys
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 3):

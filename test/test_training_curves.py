@@ -1,6 +1,6 @@
 """Chart helpers that need no figure."""
 
-from bisenet_ros.training.plots import spaced_labels
+from bisenet_ros.training.curves import spaced_labels
 
 
 def test_spaced_labels_keep_the_given_points_and_space_the_others():

@@ -45,6 +45,12 @@ class StampBuffer:
                     return found
                 self._changed.wait(left)
 
+    def nearest_gap(self, stamp_ns: int) -> Optional[int]:
+        """Nanoseconds from ``stamp_ns`` to the nearest stamp held (any distance), or None
+        when empty: how far off the stamps are when nothing matched."""
+        with self._changed:
+            return min((abs(stamp - int(stamp_ns)) for stamp, _ in self._items), default=None)
+
     def clear(self) -> None:
         with self._changed:
             self._items.clear()

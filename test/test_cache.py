@@ -130,3 +130,33 @@ def test_a_warm_start_reuses_the_export(tmp_path, monkeypatch):
         assert np.array_equal(seg.segment(image).labels, cold)
     assert sorted((tmp_path / 'onnx').glob('*.onnx')) == files
     assert files[0].stat().st_mtime_ns == stamp
+
+
+def test_a_warm_start_of_a_checkpoint_does_not_load_it(tmp_path, monkeypatch):
+    """With the checkpoint's graph cached, a new process serves it without importing torch."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.resources import default_model_path
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    with Segmenter(default_model_path(), backend='onnxruntime', precision='fp32',
+                   threads=1) as seg:  # cold: loads the checkpoint, exports, caches
+        cold = seg.segment(np.full((40, 60, 3), 90, np.uint8)).labels
+    code = ('import sys, numpy as np\n'
+            'from bisenet_ros.inference import Segmenter\n'
+            'from bisenet_ros.resources import default_model_path\n'
+            "seg = Segmenter(default_model_path(), backend='onnxruntime', precision='fp32', "
+            'threads=1)\n'
+            'labels = seg.segment(np.full((40, 60, 3), 90, np.uint8)).labels\n'
+            "print(seg.label_set.name, seg.label_set.num_classes, 'torch' in sys.modules, "
+            'labels.sum())\n')
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root),
+                                                      os.environ.get('PYTHONPATH', '')]))
+    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['camvid', '11', 'False', str(cold.sum())], done.stdout

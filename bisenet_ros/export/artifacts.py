@@ -103,24 +103,39 @@ class RuntimeArtifacts:
         return self._digests[memo]
 
     def _key(self, model: str, size: Optional[Tuple[int, int]], **extra: Any) -> str:
-        import torch
+        from importlib.metadata import PackageNotFoundError, version
 
         from ..cpu_features import cpu_features
+        try:
+            torch_version = version('torch')  # without importing torch (a warm start skips it)
+        except PackageNotFoundError:
+            torch_version = None
         int8 = self.precision == 'int8'
-        return cache_key(model=model, runtime=self.runtime, torch=torch.__version__,
+        return cache_key(model=model, runtime=self.runtime, torch=torch_version,
                          precision=self.precision,
                          size=None if size is None else list(size),
                          layers=self.int8_layers if int8 else None,
                          calibration=calibration_digest(self.calibration) if int8 else None,
                          fast_int8=cpu_features().fast_int8 if int8 else None, **extra)
 
-    def for_module(self, module: Any, size: Optional[Tuple[int, int]]) -> Path:
+    def _what(self, size: Optional[Tuple[int, int]]) -> str:
+        name = 'dynamic H, W' if size is None else f'{size[0]}x{size[1]}'
+        return f'{self.precision} ONNX graph at {name} ({self.runtime})'
+
+    def lookup(self, model_id: str, size: Optional[Tuple[int, int]]) -> Optional[Path]:
+        """The cached graph of the model ``model_id`` at ``size``, or ``None`` (nothing built:
+        a warm start finds its graph here without loading the PyTorch model)."""
+        return self.cache.find(self._key(model_id, size), '.onnx', self._what(size),
+                               check=_check_onnx)
+
+    def for_module(self, module: Any, size: Optional[Tuple[int, int]],
+                   model_id: Optional[str] = None) -> Path:
         """``module``'s graph at ``size`` (``None``: dynamic H, W) in this precision, from the
-        cache or built now (export, then int8 calibration) with progress logged."""
+        cache or built now (export, then int8 calibration) with progress logged. ``model_id``
+        keys it (default: the digest of the module's weights)."""
         if size is None and self.precision == 'int8':
             raise ValueError('int8 needs a fixed network size (the calibrated one)')
-        name = 'dynamic H, W' if size is None else f'{size[0]}x{size[1]}'
-        key = self._key(self._model_digest(module), size)
+        key = self._key(model_id or self._model_digest(module), size)
 
         def build(target: Path) -> None:
             if self.precision != 'int8':
@@ -131,9 +146,7 @@ class RuntimeArtifacts:
                 quantize_into(fp32, target, size, self.calibration,  # type: ignore[arg-type]
                               getattr(module, 'label_set', None), self.int8_layers)
 
-        return self.cache.get_or_build(key, '.onnx', build,
-                                       f'{self.precision} ONNX graph at {name} '
-                                       f'({self.runtime})', check=_check_onnx)
+        return self.cache.get_or_build(key, '.onnx', build, self._what(size), check=_check_onnx)
 
     def quantized(self, path: Path, size: Tuple[int, int], label_set: Any) -> Path:
         """An int8 (Q/DQ) copy of the fp32 ONNX file ``path`` at ``size``, cached by its
@@ -144,6 +157,13 @@ class RuntimeArtifacts:
                                                        label_set, self.int8_layers),
             f'int8 calibration of {Path(path).name} at {size[0]}x{size[1]} ({self.runtime})',
             check=_check_onnx)
+
+
+def checkpoint_id(path: Path, label_set: Any) -> str:
+    """The cache identity of a checkpoint file loaded with ``label_set`` (a name, a YAML path,
+    a ``LabelSet`` or ``None``): its bytes' digest and the label set asked for."""
+    token = label_set.to_dict() if hasattr(label_set, 'to_dict') else label_set
+    return cache_key(checkpoint=model_digest(path), label_set=token)
 
 
 def quantize_into(path: Path, target: Path, size: Tuple[int, int], calibration_images: Any,

@@ -165,19 +165,10 @@ class ArtifactCache:
         ``check(path)`` may raise to reject a present entry that hashes right but cannot be
         used (it is then rebuilt once). ``what`` names the artifact in the progress log.
         """
+        found = self.find(key, suffix, what, check)
+        if found is not None:
+            return found
         path = self.path(key, suffix)
-        if path.exists() or _sidecar(path).exists():
-            problem = None if self.valid(path) else 'its checksum does not match'
-            if problem is None and check is not None:
-                try:
-                    check(path)
-                except Exception as exc:  # any failure to use it means: rebuild
-                    problem = f'{type(exc).__name__}: {exc}'
-            if problem is None:
-                LOG.info('artifact cache: reusing %s (%s)', path, what)
-                return path
-            LOG.warning('artifact cache: %s is corrupt (%s); rebuilding it', path, problem)
-            self.discard(path)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.folder, prefix=f'.{key}', suffix=suffix)
         os.close(fd)
@@ -195,6 +186,25 @@ class ArtifactCache:
         self.builds += 1
         LOG.info('artifact cache: wrote %s', path)
         return path
+
+    def find(self, key: str, suffix: str, what: str,
+             check: Optional[Callable[[Path], None]] = None) -> Optional[Path]:
+        """The valid entry ``key``, or ``None`` (a corrupt one is deleted, with a warning)."""
+        path = self.path(key, suffix)
+        if not (path.exists() or _sidecar(path).exists()):
+            return None
+        problem = None if self.valid(path) else 'its checksum does not match'
+        if problem is None and check is not None:
+            try:
+                check(path)
+            except Exception as exc:  # any failure to use it means: rebuild
+                problem = f'{type(exc).__name__}: {exc}'
+        if problem is None:
+            LOG.info('artifact cache: reusing %s (%s)', path, what)
+            return path
+        LOG.warning('artifact cache: %s is corrupt (%s); rebuilding it', path, problem)
+        self.discard(path)
+        return None
 
     def discard(self, path: Path) -> None:
         """Delete an entry and its sidecar (missing files are fine)."""

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..model_file import identify, load_module, ModelFile
+from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
                    derive_outputs, OUTPUTS, outputs_to_fetch, pad_to_stride, Size)
@@ -163,19 +163,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _init_from_module(self, info: ModelFile, label_set: Any,
                           input_size: Optional[Size]) -> None:
-        module = load_module(info, label_set)
-        self.num_classes = int(module.num_classes)
-        self.label_set = getattr(module, 'label_set', None)
+        self.num_classes, self.label_set, self.fixed_size = self._files.open_model(
+            info, label_set, input_size, self._dynamic_size, self.name)
         self._output_names = ['logits', 'labels', 'confidence']
-        if input_size is not None or self.precision == 'int8':
-            if input_size is None:
-                raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
-                                 'input_size (the calibrated network size)')
-            self.fixed_size = tuple(input_size)  # type: ignore[assignment]
-            self._files.use_module(module, dynamic_size=False)
+        if self.fixed_size is not None:
             self._session_for(self.fixed_size, ('labels',))  # export (and quantize) now
-        else:
-            self._files.use_module(module, self._dynamic_size)
 
     def _session(self, model: Union[Path, bytes], name: Path):
         """An ``InferenceSession`` on a file or serialized model (``name`` for errors)."""

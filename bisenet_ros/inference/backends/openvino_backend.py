@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..model_file import identify, load_module, ModelFile
+from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
                    derive_outputs, device_class, LruCache, MAX_CACHED_SIZES, OUTPUTS,
@@ -180,19 +180,11 @@ class OpenVINOBackend(Backend):
 
     def _init_from_module(self, info: ModelFile, label_set: Any,
                           input_size: Optional[Size]) -> None:
-        module = load_module(info, label_set)
-        self.num_classes = int(module.num_classes)
-        self.label_set = getattr(module, 'label_set', None)
+        self.num_classes, self.label_set, self.fixed_size = self._files.open_model(
+            info, label_set, input_size, True, self.name)
         self._output_names = list(OUTPUTS)
-        if input_size is not None or self.precision == 'int8':
-            if input_size is None:
-                raise ValueError('openvino backend: int8 from a PyTorch model needs input_size '
-                                 '(the calibrated network size)')
-            self.fixed_size = (int(input_size[0]), int(input_size[1]))
-            self._files.use_module(module, dynamic_size=False)
+        if self.fixed_size is not None:
             self._files.file_for(self.fixed_size)  # export (and quantize) now
-        else:
-            self._files.use_module(module)
 
     def _read(self, path: Path) -> Any:
         try:

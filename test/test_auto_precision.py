@@ -104,6 +104,7 @@ def test_a_missed_bound_falls_back_to_the_next_candidate_then_fp32(cpu):
         assert choice.reason == 'no faster configuration passed'
 
 
+@pytest.mark.slow
 def test_a_fast_int8_host_tries_int8_first_and_takes_it_only_within_the_bound(cpu):
     cpu(VNNI)
     with Segmenter(default_model_path(), threads=1, input_size=(96, 128)) as seg:
@@ -139,6 +140,7 @@ def test_a_model_that_cannot_run_the_guard_frames_falls_back_to_fp32_with_the_re
         assert 'ValueError' in reasons['openvino:bf16'] and '(H, W, 3)' in reasons['openvino:bf16']
 
 
+@pytest.mark.slow
 def test_a_model_with_another_class_count_is_guarded_on_the_same_frames(cpu, tmp_path):
     from ros_harness import write_random_checkpoint
     cpu(AMX)

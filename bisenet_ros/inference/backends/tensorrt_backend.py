@@ -36,7 +36,8 @@ class TensorRTBackend(Backend):
         input_size: ``(H, W)`` to export at (module/checkpoint input; required there).
         max_batch: Largest batch of the engine (module/checkpoint input; default 1).
         dynamic_batch: Accept batches 1..max_batch (module/checkpoint input).
-        cache_dir: Where engines are cached (default ``~/.cache/bisenet_ros/tensorrt``).
+        cache_dir: Where engines are cached (default: the ``tensorrt`` folder of the artifact
+            cache, see :mod:`bisenet_ros.export.cache`).
         calibration_images: Folder or list of BGR uint8 images for int8.
         workspace_gb: Builder workspace limit in GiB.
         label_set: Label set for a checkpoint path.

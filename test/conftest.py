@@ -1,6 +1,7 @@
 """Shared test configuration.
 
-* ROS environment defaults keep DDS traffic on this machine and logs in a temp dir.
+* ROS environment defaults keep DDS traffic on this machine and logs in a temp dir; the
+  artifact cache (``XDG_CACHE_HOME``) is a temp dir of the session.
 * With ``BISENET_REQUIRE_ALL=1`` (set by ``.ci/run``) a skipped test fails, unless its reason
   names something CI cannot have (a GPU/TensorRT, rosbag2_py).
 * ``colcon_install``: the package built by ``colcon build`` into a temp workspace, once.
@@ -18,6 +19,14 @@ import pytest
 os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='bisenet_ros_log_'))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', '77')
+# The artifact cache (exports, int8 graphs, precision='auto' verdicts) of this test session: a
+# temp folder shared by the session (and the nodes it starts), never the user's ~/.cache.
+os.environ['XDG_CACHE_HOME'] = tempfile.mkdtemp(prefix='bisenet_ros_cache_')
+os.environ.pop('BISENET_CACHE_DIR', None)
+# precision='auto' decides by CPU features: tests see none (auto = fp32, the same numbers and
+# load times on every host) unless they force a mask themselves (test_auto_precision.py) or the
+# run sets BISENET_CPU_FLAGS, e.g. to this host's flags.
+os.environ.setdefault('BISENET_CPU_FLAGS', '')
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / 'shared'

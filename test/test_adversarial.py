@@ -259,46 +259,45 @@ def test_params_file_as_launch_ros_writes_it_is_accepted(tmp_path):
 SIZES = [(32 + 8 * i, 48 + 16 * (i % 5)) for i in range(10)]  # 10 distinct sizes, mostly odd
 
 
-def _scratch_files(root):
-    return sorted(p.relative_to(root) for p in root.rglob('*') if p.is_file())
+def _cached_onnx(root):
+    return sorted((root / 'onnx').glob('*.onnx'))
 
 
 @pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
 def test_many_input_sizes_keep_one_dynamic_export_and_match_torch(checkpoint, tmp_path,
                                                                   monkeypatch, backend):
-    import tempfile
-
     from bisenet_ros.inference import Segmenter
     pytest.importorskip(backend, reason=f'{backend} is not installed (pip install {backend})')
-    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where the backend exports
-    with Segmenter(str(checkpoint), backend='torch', threads=1) as ref, \
-            Segmenter(str(checkpoint), backend=backend, threads=1) as seg:
+    monkeypatch.setenv('BISENET_CACHE_DIR', str(tmp_path))  # where the backend exports
+    with Segmenter(str(checkpoint), backend='torch', threads=1, precision='fp32') as ref, \
+            Segmenter(str(checkpoint), backend=backend, threads=1, precision='fp32') as seg:
         for i, (h, w) in enumerate(SIZES):
             image = pattern_image(h, w, seed=i)
             got, want = seg.segment(image).labels, ref.segment(image).labels
             assert got.shape == (h, w)
             assert np.mean(got == want) > 0.999, (h, w)
-            files = [f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']
-            assert len(files) == 1 and files[0].name == 'bisenet_dynamic.onnx', files
-    assert _scratch_files(tmp_path) == []  # closed: the export is gone
+            assert len(_cached_onnx(tmp_path)) == 1  # one dynamic-H/W export for every size
+    assert len(_cached_onnx(tmp_path)) == 1  # closed: the export stays cached for next time
 
 
-def test_lru_keeps_at_most_max_sizes_and_deletes_evicted_exports(checkpoint, tmp_path,
-                                                                 monkeypatch):
-    """Per-size exports (no dynamic graph): at most MAX_CACHED_SIZES of them on disk."""
-    import tempfile
-
+def test_lru_keeps_at_most_max_sizes_open_and_reuses_cached_exports(checkpoint, tmp_path,
+                                                                    monkeypatch):
+    """Per-size exports (no dynamic graph): one cached file per size, a size that comes back
+    after its eviction reuses its cached file instead of exporting again."""
     from bisenet_ros.inference import Segmenter
     from bisenet_ros.inference.backends.base import MAX_CACHED_SIZES
-    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-    with Segmenter(str(checkpoint), backend='onnxruntime', threads=1,
+    monkeypatch.setenv('BISENET_CACHE_DIR', str(tmp_path))
+    with Segmenter(str(checkpoint), backend='onnxruntime', threads=1, precision='fp32',
                    dynamic_size=False) as seg:
-        counts = []
+        counts, first = [], None
         for i, (h, w) in enumerate(SIZES[:6] + SIZES[:1]):  # the evicted first size comes back
             assert seg.segment(pattern_image(h, w, seed=i)).labels.shape == (h, w)
-            counts.append(len([f for f in _scratch_files(tmp_path) if f.suffix == '.onnx']))
-        assert MAX_CACHED_SIZES == 4 and counts == [1, 2, 3, 4, 4, 4, 4]
-    assert _scratch_files(tmp_path) == []
+            files = _cached_onnx(tmp_path)
+            counts.append(len(files))
+            if first is None:
+                first = {f: f.stat().st_mtime_ns for f in files}
+        assert MAX_CACHED_SIZES == 4 and counts == [1, 2, 3, 4, 5, 6, 6]
+        assert all(f.stat().st_mtime_ns == t for f, t in first.items())  # not re-exported
 
 
 def test_lru_cache_evicts_the_least_recently_used():

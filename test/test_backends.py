@@ -73,8 +73,6 @@ def test_unavailable_backends_devices_and_precisions_fail_clearly(reference_mode
         create_backend('onnxruntime', reference_model, precision='fp16')
     with pytest.raises(BackendUnavailableError, match='bf16'):
         create_backend('onnxruntime', reference_model, precision='bf16')
-    with pytest.raises(ValueError, match='calibration_images'):
-        create_backend('onnxruntime', reference_model, precision='int8', input_size=(64, 64))
     with pytest.raises(BackendUnavailableError, match='int8'):
         create_backend('torch', reference_model, precision='int8')
     with pytest.raises(ValueError, match='precision'):

@@ -139,8 +139,6 @@ def test_unsupported_devices_precisions_and_files_fail_clearly(reference_model, 
         OpenVINOBackend(reference_model, precision='fp16')
     with pytest.raises(BackendUnavailableError, match='CUDA device'):
         OpenVINOBackend(reference_model, device='cuda')
-    with pytest.raises(ValueError, match='calibration_images'):
-        OpenVINOBackend(reference_model, precision='int8', input_size=(64, 64))
     engine = tmp_path / 'm.engine'
     engine.write_bytes(b'')
     with pytest.raises(ValueError, match='tensorrt backend'):

@@ -26,7 +26,7 @@ def test_defaults_are_valid_and_model_defaults_to_the_packaged_one():
     ('overlay_alpha', 1.5, 'must be in 0.0..1.0'),
     ('confidence_threshold', True, 'expected float'),
     ('backend', 'caffe', 'must be one of auto, torch, onnxruntime, openvino, tensorrt'),
-    ('precision', 'int4', 'must be one of fp32, fp16, bf16, int8'),
+    ('precision', 'int4', 'must be one of auto, fp32, fp16, bf16, int8'),
     ('device', 'gpu0', "'gpu[:<index>]' (OpenVINO) or 'auto'"),
     ('input_size', [512], 'expected [height, width], got 1 values'),
     ('input_size', [16, 512], 'each of height, width must be in 32..8192'),

@@ -344,11 +344,14 @@ def _shm_in_use():
 @pytest.mark.slow
 def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_path):
     # `ros2 launch` without a terminal delivers two SIGINTs. The onnxruntime backend keeps its
-    # exported graph in a temp dir: the node's own TMPDIR must be empty after exit 0.
+    # exported graph in the artifact cache (not a temp dir): the node's own TMPDIR must be
+    # empty after exit 0.
     node_tmp = tmp_path / 'node_tmp'
     node_tmp.mkdir()
+    cache = tmp_path / 'cache'
     node = NodeProcess({'backend': 'onnxruntime', 'threads': 1, 'model_path': str(checkpoint),
-                        **RELIABLE_INPUT}, DOMAIN + 6, env={'TMPDIR': str(node_tmp)})
+                        **RELIABLE_INPUT}, DOMAIN + 6,
+                       env={'TMPDIR': str(node_tmp), 'BISENET_CACHE_DIR': str(cache)})
     probe = Probe(DOMAIN + 6)
     probe.subscribe(Image, MASK)
     try:
@@ -356,7 +359,7 @@ def test_two_signals_10ms_apart_still_clean_up_everything(checkpoint, sig, tmp_p
         assert probe.wait_for_subscribers(IN, timeout=90), node.log()
         probe.reply_to(pub, probe.image_msg(pattern_image(H, W), 'bgr8'), MASK, timeout=120,
                        log=node.log)
-        assert list(node_tmp.rglob('bisenet_ort_*'))  # in the node's own folder under TMPDIR
+        assert list(cache.rglob('*.onnx'))  # the export is in the artifact cache
         # fastdds_port<N> files are the domain's port queues, kept by Fast DDS for reuse.
         segments = [s for s in _own_shm_segments(node.proc.pid, [])
                     if not Path(s).name.startswith('fastdds_port')]

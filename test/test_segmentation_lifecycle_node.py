@@ -37,15 +37,17 @@ def _poll(predicate, timeout):
     return predicate()
 
 
-def _ort_dirs(tmp):
-    return list(tmp.rglob('bisenet_ort_*'))  # in the node's own temp folder under TMPDIR
+def _graphs(cache):
+    return list(cache.rglob('*.onnx'))  # the exports, in the node's own artifact cache
 
 
 def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / 'random.pt', seed=4)
     node_tmp = tmp_path / 'node_tmp'
     node_tmp.mkdir()
-    env = dict(overlay_env(DOMAIN, colcon_install), TMPDIR=str(node_tmp))
+    cache = tmp_path / 'cache'
+    env = dict(overlay_env(DOMAIN, colcon_install), TMPDIR=str(node_tmp),
+               BISENET_CACHE_DIR=str(cache))
     launch = LaunchProcess(['bisenet_ros', 'segment.launch.py', 'lifecycle:=On',
                             'compressed:=yes', 'backend:=onnxruntime', f'model:={checkpoint}',
                             f'image_topics:={TOPIC}'], env)
@@ -63,7 +65,7 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
     try:
         assert _poll(lambda: state() == 'unconfigured', 120), launch.log()
         assert probe.node.count_subscribers(f'{TOPIC}/compressed') == 0
-        assert _ort_dirs(node_tmp) == []  # no model yet
+        assert _graphs(cache) == []  # no model yet
 
         transition('configure')
         assert 'backend onnxruntime' in launch.log(), launch.log()  # the model is loaded...
@@ -84,16 +86,16 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
             return probe.wait_for(lambda: bool(probe.received[MASK]), 1.0)
         assert _poll(masks_after_publishing, 120), launch.log()[-3000:]
         assert probe.received[MASK][0].header.frame_id == 'lifecycle_camera'
-        assert len(_ort_dirs(node_tmp)) == 1  # the runtime's files, made on the first frame
+        assert len(_graphs(cache)) == 1  # the runtime's graph, made on the first frame
 
         transition('deactivate')
         assert probe.wait_for(lambda: probe.node.count_subscribers(f'{TOPIC}/compressed') == 0
                               and probe.node.count_publishers(MASK) == 0, 30)
-        assert len(_ort_dirs(node_tmp)) == 1  # still configured: the model stays
+        assert len(_graphs(cache)) == 1  # still configured: the model stays
 
         transition('cleanup')
         assert state() == 'unconfigured'
-        assert _ort_dirs(node_tmp) == []  # the model and its files are freed
+        assert len(_graphs(cache)) == 1  # the model is freed; its graph stays cached
     finally:
         probe.close()
         code = launch.stop()

@@ -184,13 +184,10 @@ def _mark_int8(path: Path) -> None:
 
 
 def cpu_has_vnni() -> bool:
-    """Whether the CPU has VNNI int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return True  # unknown (not Linux): assume a modern CPU, keep full range
-    flags = set(text.split())
-    return bool(flags & {'avx512_vnni', 'avx_vnni', 'amx_int8'})
+    """Whether the CPU has VNNI int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8), read at
+    run time by :func:`bisenet_ros.cpu_features.cpu_features` (unknown: no)."""
+    from ..cpu_features import cpu_features
+    return cpu_features().fast_int8
 
 
 def _classifier_nodes(graph: Any) -> List[str]:

@@ -14,13 +14,18 @@ from pathlib import Path
 import tempfile
 from typing import Any, Dict, Optional, Tuple
 
+from .cache import (ArtifactCache, atomic_write_bytes, cache_key, cache_root, model_digest,
+                    progress)
 from .tensorrt_plan import (build_plan, BuildPlan, cache_paths, EngineKey, file_sha256,
                             read_sidecar, write_sidecar)
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / \
-    'bisenet_ros' / 'tensorrt'
+
+def default_cache() -> Path:
+    """Where engines are cached: the ``tensorrt`` folder of the per-user artifact cache
+    (:func:`.cache.cache_root`), read when an engine is built."""
+    return cache_root() / 'tensorrt'
 
 
 class EngineBuilder:
@@ -31,7 +36,7 @@ class EngineBuilder:
         torch: The imported ``torch`` module (device queries, calibration buffers).
         device: ``'cuda'`` or ``'cuda:N'``.
         precision: ``'fp32'``, ``'fp16'`` or ``'int8'``; an engine file's own precision wins.
-        cache_dir: Where engines are cached (default :data:`DEFAULT_CACHE`).
+        cache_dir: Where engines are cached (default :func:`default_cache`).
         calibration_images: Folder or list of BGR uint8 images for int8.
         workspace_gb: Builder workspace limit in GiB.
     """
@@ -45,7 +50,7 @@ class EngineBuilder:
         self.plan: BuildPlan = build_plan(trt.__version__, precision)
         self._calibration = calibration_images
         self._workspace = int(workspace_gb * (1 << 30))
-        self._cache = Path(cache_dir) if cache_dir else DEFAULT_CACHE
+        self._cache = Path(cache_dir) if cache_dir else default_cache()
         self._logger = trt.Logger(trt.Logger.WARNING)
 
     def current_key(self, onnx_path: Path, shape: Any, dynamic: bool) -> EngineKey:
@@ -118,18 +123,28 @@ class EngineBuilder:
                              'engine from a PyTorch model')
         ls = getattr(module, 'label_set', None)
         variant = self.plan.onnx_variant
-        self._cache.mkdir(parents=True, exist_ok=True)
-        onnx_path = self._cache / (f'bisenet_{input_size[0]}x{input_size[1]}_b{max_batch}'
-                                   f"{'d' if dynamic else ''}_{variant}.onnx")
-        export_onnx(module, onnx_path, input_size, batch=max_batch, dynamic_batch=dynamic,
-                    outputs=('logits', 'labels', 'confidence'), labels_dtype='int32',
-                    fp16=variant == 'fp16', label_set=ls)
-        if variant == 'qdq':
-            from .quantize import quantize_int8
-            qdq = onnx_path.with_name(onnx_path.stem + '_qdq.onnx')
-            mean_std = (ls.mean, ls.std) if ls is not None else None
-            onnx_path = quantize_int8(onnx_path, qdq, self._calibration, input_size, mean_std,
-                                      for_tensorrt=True)
+        size = f'{input_size[0]}x{input_size[1]}'
+        key = cache_key(model=model_digest(module), torch=self._torch.__version__,
+                        trt=self._trt.__version__, size=size, batch=max_batch, dynamic=dynamic,
+                        variant=variant)
+
+        def build(target: Path) -> None:
+            export_onnx(module, target, input_size, batch=max_batch, dynamic_batch=dynamic,
+                        outputs=('logits', 'labels', 'confidence'), labels_dtype='int32',
+                        fp16=variant == 'fp16', label_set=ls)
+            if variant == 'qdq':
+                from .artifacts import calibration_source
+                from .quantize import quantize_int8
+                mean_std = (ls.mean, ls.std) if ls is not None else None
+                with tempfile.TemporaryDirectory(prefix='bisenet_qdq_') as tmp:
+                    qdq = quantize_int8(target, Path(tmp) / 'qdq.onnx',
+                                        calibration_source(self._calibration), input_size,
+                                        mean_std, for_tensorrt=True)
+                    os.replace(qdq, target)
+
+        onnx_path = ArtifactCache('onnx', self._cache.parent).get_or_build(
+            key, f'_{size}_b{max_batch}_{variant}.onnx', build,
+            f'{variant} ONNX graph at {size} for TensorRT')
         return self.engine_for_onnx(onnx_path, ls)
 
     def _build(self, onnx_path: Path, key: EngineKey, engine_path: Path,
@@ -172,15 +187,15 @@ class EngineBuilder:
                                          calib_batch, ls, engine_path.with_suffix('.calib'),
                                          self.device)
             config.int8_calibrator = calibrator
-        serialized = builder.build_serialized_network(network, config)
+        with progress(f'tensorrt engine: building the {key.precision} engine of {onnx_path.name} '
+                      f'for {key.input_shape} on compute capability {key.compute_capability} '
+                      f'(TensorRT {key.trt_version})', LOG):
+            serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f'tensorrt engine: building the engine from {onnx_path} '
                                'failed (see the TensorRT log above)')
         engine_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=engine_path.parent, suffix='.tmp')
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(bytes(serialized))
-        os.replace(tmp, engine_path)
+        atomic_write_bytes(engine_path, bytes(serialized))
         write_sidecar(engine_path, key, {'onnx': str(onnx_path.resolve()),
                                          'label_set': label_set})
         LOG.info('tensorrt engine: wrote %s', engine_path)

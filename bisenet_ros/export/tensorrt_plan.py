@@ -117,11 +117,8 @@ def mismatches(stored: EngineKey, current: EngineKey) -> Dict[str, Tuple[Any, An
 
 def file_sha256(path: Path) -> str:
     """First 16 hex digits of a file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    from .cache import file_digest
+    return file_digest(path)[:16]
 
 
 def cache_paths(cache_dir: Path, stem: str, key: EngineKey) -> Tuple[Path, Path]:

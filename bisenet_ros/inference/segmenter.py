@@ -13,7 +13,7 @@ import numpy as np
 
 from ..labels import LabelSet, load_label_set
 from ..limits import LimitError, threads_problem, work_problem
-from .backends import Backend, create_backend
+from .backends import Backend, create_backend, DEFAULT_BOUND, PrecisionChoice
 from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
                           resize_confidence, resize_labels)
 from ..preprocess import check_image, check_size, preprocess
@@ -54,18 +54,29 @@ class Segmenter:
             it for inference (outputs are mapped back). Fixed-shape models (ONNX/engines
             exported at one size) set it themselves.
         device: ``'cpu'``, ``'cuda[:i]'``, ``'gpu[:i]'`` (OpenVINO) or ``'auto'``.
-        precision: ``'fp32'``, ``'fp16'``, ``'bf16'`` or ``'int8'`` (backend permitting).
+        precision: ``'auto'`` (default: the fastest configuration this hardware runs natively
+            whose labels agree with fp32 on the packaged frames at least ``agreement_bound``;
+            see :mod:`bisenet_ros.inference.backends.auto_precision`), or ``'fp32'``,
+            ``'fp16'``, ``'bf16'`` or ``'int8'`` (backend permitting, used as given).
         label_set: Label set name, YAML path or object; defaults to the model's own.
         threads: CPU threads of the runtime's session (ONNX Runtime, OpenVINO), at most the
             CPUs this process may use; torch's pool is per process and is set by the entry
             point, not here.
-        backend_options: Extra keyword options for the backend.
+        agreement_bound: ``precision='auto'``: least fraction of labels equal to fp32's
+            (default :data:`~bisenet_ros.inference.backends.DEFAULT_BOUND`).
+        backend_options: Extra keyword options for the backend (``calibration_images`` for
+            int8, ``guard_frames`` for ``auto``'s agreement check, ...).
+
+    Attributes:
+        choice: What was chosen and why (:class:`PrecisionChoice`: backend, precision, reason,
+            agreement measured, candidates passed over), for logs and diagnostics.
     """
 
     def __init__(self, model_or_path: Any, backend: str = 'auto',
                  input_size: Optional[Sequence[int]] = None, device: str = 'cpu',
-                 precision: str = 'fp32', label_set: Union[str, LabelSet, None] = None,
-                 threads: Optional[int] = None, **backend_options: Any) -> None:
+                 precision: str = 'auto', label_set: Union[str, LabelSet, None] = None,
+                 threads: Optional[int] = None, agreement_bound: float = DEFAULT_BOUND,
+                 **backend_options: Any) -> None:
         size = check_size(input_size)
         problem = threads_problem(threads) or (size and work_problem(*size))
         if problem:
@@ -77,8 +88,10 @@ class Segmenter:
             backend_options.setdefault('label_set', requested)
         self._backend: Optional[Backend] = create_backend(
             backend, model_or_path, device=device, precision=precision, threads=threads,
-            input_size=size, **backend_options)
+            input_size=size, agreement_bound=agreement_bound, **backend_options)
         be = self._backend
+        self.choice: PrecisionChoice = be.choice or PrecisionChoice(
+            be.name, be.precision, 'backend made directly')
         self._label_set = requested or getattr(be, 'label_set', None) \
             or LabelSet.generic(be.num_classes)
         if self._label_set.num_classes != be.num_classes:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from ..inference.backends import BACKENDS, PRECISIONS
+from ..inference.backends import BACKENDS, PRECISION_CHOICES, PRECISIONS
 from ..limits import (DEFAULT_MAX_INPUT_PIXELS, LimitError, load_yaml, threads_problem,
                       work_problem)
 from ..resources import default_model_path
@@ -95,9 +95,10 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('backend', 'auto', 'Inference runtime.', 'reload', choices=BACKENDS),
     ParamSpec('device', 'cpu', "Device: 'cpu', 'cuda[:<index>]', 'gpu[:<index>]' (OpenVINO) or "
               "'auto'.", 'reload', check=_check_device),
-    ParamSpec('precision', 'fp32', 'Numeric precision of inference (backend permitting).',
-              'reload',
-              choices=PRECISIONS),
+    ParamSpec('precision', 'auto', "Numeric precision of inference; 'auto': the fastest this "
+              'hardware runs natively whose labels agree with fp32 on the packaged frames '
+              '(>= 99%), else fp32; others as given (backend permitting).', 'reload',
+              choices=PRECISION_CHOICES),
     ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
               "model's own size. Outputs always have the input image's resolution.", 'reload',
               check=_check_input_size),

@@ -47,11 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by the tools that build a :class:`Segmenter`."""
-    from ..inference.backends import BACKENDS, PRECISIONS
+    from ..inference.backends import BACKENDS, PRECISION_CHOICES
     parser.add_argument('--backend', default='auto', choices=BACKENDS)
     parser.add_argument('--device', default='cpu',
                         help="'cpu', 'cuda[:N]', 'gpu[:N]' (OpenVINO GPU) or 'auto'")
-    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--precision', default='auto', choices=PRECISION_CHOICES)
     parser.add_argument('--input-size', type=parse_size,
                         help='HxW to resize to for inference (default: native size)')
     parser.add_argument('--label-set', help="label set name or YAML (default: the model's)")

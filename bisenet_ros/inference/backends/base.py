@@ -18,9 +18,6 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 import importlib.util
 import logging
-from pathlib import Path
-import shutil
-import tempfile
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -42,36 +39,6 @@ STRIDE = 32
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend, device or precision cannot run here; the message says why."""
-
-
-class ScratchDir:
-    """A temporary folder made on first use, removed by :meth:`remove` or when collected
-    (backends export and quantize on demand into it)."""
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._path: Optional[str] = None
-
-    @property
-    def path(self) -> Path:
-        """The folder (created now if needed)."""
-        if self._path is None:
-            self._path = tempfile.mkdtemp(prefix=self._prefix)
-        return Path(self._path)
-
-    def discard(self, path: Path) -> None:
-        """Delete ``path`` if it lies in this folder (never a file of the user's)."""
-        if self._path is not None and Path(path).parent == Path(self._path):
-            Path(path).unlink(missing_ok=True)
-
-    def remove(self) -> None:
-        """Delete the folder and what it holds. Idempotent."""
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
-            self._path = None
-
-    def __del__(self) -> None:
-        self.remove()
 
 
 class LruCache:
@@ -160,6 +127,8 @@ class Backend(ABC):
     fixed_size: Optional[Size] = None
     max_batch: Optional[int] = None
     available_outputs: Tuple[str, ...] = OUTPUTS
+    #: What was chosen and why (:class:`.auto_precision.PrecisionChoice`, set by the registry).
+    choice: Any = None
 
     @abstractmethod
     def infer(self, batch: np.ndarray,

@@ -2,12 +2,12 @@
 
 Accepts an ``.onnx`` file (fixed or dynamic batch, as exported) or a ``BiSeNetV2`` module /
 checkpoint, which is exported on demand (dynamic batch, outputs logits + labels + confidence)
-into a temporary directory by :mod:`bisenet_ros.export.artifacts`: once, with dynamic H and W,
-for every input size (inputs padded to multiples of 32, outputs cropped), or at the one
-``input_size`` asked for. Per-size state is bounded: at most :data:`.base.MAX_CACHED_SIZES`
-sizes keep a file and sessions, the least recently used is dropped with its file.
-``int8`` quantizes the export statically (QDQ, per-channel weights) on calibration images, see
-:mod:`bisenet_ros.export.quantize`.
+into the per-user artifact cache (:mod:`.onnx_files`, shared with the OpenVINO backend): once,
+with dynamic H and W, for every input size (inputs padded to multiples of 32, outputs cropped),
+or at the one ``input_size`` asked for. Per-size state is bounded: at most
+:data:`.base.MAX_CACHED_SIZES` sizes keep sessions, the least recently used is dropped.
+``int8`` quantizes the export statically (QDQ, per-channel weights) on calibration images (the
+packaged demo frames unless given), see :mod:`bisenet_ros.export.quantize`; the result is cached.
 
 ONNX Runtime computes every node of a graph whatever outputs are fetched, so each set of
 requested outputs gets its own session on a copy of the graph pruned to those outputs
@@ -22,11 +22,11 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..model_file import identify, load_module, ModelFile
+from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
-                   derive_outputs, LruCache, MAX_CACHED_SIZES, OUTPUTS, outputs_to_fetch,
-                   pad_to_stride, ScratchDir, Size)
+                   derive_outputs, OUTPUTS, outputs_to_fetch, pad_to_stride, Size)
+from .onnx_files import ModelFiles
 
 LOG = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class OnnxRuntimeBackend(Backend):
     Args:
         model: ``.onnx`` path, ``BiSeNetV2`` module or checkpoint path.
         device: ``'cpu'`` or ``'cuda[:i]'`` (needs ``onnxruntime-gpu``).
-        precision: ``'fp32'``; ``'int8'`` (CPU, needs ``calibration_images`` unless the
-            ``.onnx`` file is quantized already, e.g. by ``bisenet export --int8``, which runs
-            as int8 whatever is asked); ``'fp16'`` (CUDA, from a module: half weights).
+        precision: ``'fp32'``; ``'int8'`` (CPU; an ``.onnx`` file quantized already, e.g. by
+            ``bisenet export --int8``, runs as int8 whatever is asked); ``'fp16'`` (CUDA, from
+            a module: half weights).
         threads: ``intra_op_num_threads`` (``None``: ORT's default, one per core).
         input_size: ``(H, W)`` to export at (module input); ``None``: one dynamic-H/W export
             (per size seen, at most :data:`.base.MAX_CACHED_SIZES` kept, for a module whose
@@ -51,7 +51,8 @@ class OnnxRuntimeBackend(Backend):
         label_set: Label set for a checkpoint path.
         graph_optimization: ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
         tensorrt_ep: On CUDA, put ORT's TensorRT execution provider first.
-        calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images.
+        calibration_images: int8 only: ``(H, W, 3)`` uint8 BGR images or a folder of images
+            (``None``: the packaged demo frames).
         int8_layers: int8 only: ``'compute'`` (default) or ``'all'``, see
             :mod:`bisenet_ros.export.quantize`.
         dynamic_size: A module without ``input_size`` is exported once with dynamic H, W
@@ -71,8 +72,6 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.precision = precision
         self._threads = threads
-        self._calibration = calibration_images
-        self._int8_layers = int8_layers
         self._dynamic_size = dynamic_size
         if graph_optimization not in OPT_LEVELS:
             raise ValueError(f'graph_optimization must be one of {sorted(OPT_LEVELS)}, got '
@@ -83,14 +82,11 @@ class OnnxRuntimeBackend(Backend):
         #: ``model`` is an .onnx file quantized already (run as int8 as it is).
         self._prequantized = info.kind == 'onnx-int8'
         self._check_precision(info)
-        self._scratch = ScratchDir('bisenet_ort_')
-        #: Model file per network input size; ``None`` keys a file that takes any size.
-        self._files = LruCache(MAX_CACHED_SIZES, self._drop_size)
-        #: Inputs are padded to multiples of 32 for a dynamic-H/W graph exported here.
-        self._pad = False
+        #: Model file per network input size (exports cached per user).
+        self._files = ModelFiles(f'onnxruntime {ort.__version__}', precision, calibration_images,
+                                 int8_layers, self._drop_size)
         #: One session per (input size key, fetched outputs).
         self._sessions: Dict[Tuple[Optional[Size], Tuple[str, ...]], Any] = {}
-        self._module = None
         self.label_set = None
         if info.kind in ('onnx', 'onnx-int8'):
             self._init_from_file(info)
@@ -129,9 +125,6 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == 'int8' and on_gpu:
             raise BackendUnavailableError('onnxruntime backend: int8 is the CPU path; on a GPU '
                                           'use the tensorrt backend for int8')
-        if self.precision == 'int8' and self._calibration is None and not self._prequantized:
-            raise ValueError('onnxruntime backend: int8 needs calibration_images (a folder or '
-                             'a list of (H, W, 3) uint8 BGR images like the ones you segment)')
         if info.kind not in ('onnx', 'onnx-int8', 'module', 'checkpoint'):
             raise ValueError(f'onnxruntime backend: cannot run {info.describe()}; use the '
                              f"{'tensorrt' if info.kind == 'engine' else 'openvino'} backend")
@@ -151,8 +144,8 @@ class OnnxRuntimeBackend(Backend):
             if self.fixed_size is None:
                 raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
                                  f'{path} has dynamic H/W')
-            path = self._quantize(path, self.fixed_size)
-        self._files.put(self.fixed_size, path)
+            path = self._files.quantized(path, self.fixed_size, self.label_set)
+        self._files.use_file(path, self.fixed_size)
         session = self._session_for(self.fixed_size, None)  # loads (and checks) the file
         out = session.get_outputs()
         self._output_names = [o.name for o in out]
@@ -170,20 +163,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _init_from_module(self, info: ModelFile, label_set: Any,
                           input_size: Optional[Size]) -> None:
-        module = load_module(info, label_set)
-        self._module = module
-        self.num_classes = int(module.num_classes)
-        self.label_set = getattr(module, 'label_set', None)
+        self.num_classes, self.label_set, self.fixed_size = self._files.open_model(
+            info, label_set, input_size, self._dynamic_size, self.name)
         self._output_names = ['logits', 'labels', 'confidence']
-        if input_size is not None or self.precision == 'int8':
-            if input_size is None:
-                raise ValueError('onnxruntime backend: int8 from a PyTorch model needs '
-                                 'input_size (the calibrated network size)')
-            self.fixed_size = tuple(input_size)  # type: ignore[assignment]
+        if self.fixed_size is not None:
             self._session_for(self.fixed_size, ('labels',))  # export (and quantize) now
-        else:
-            from ...export.artifacts import supports_dynamic_size
-            self._pad = self._dynamic_size and supports_dynamic_size(module)
 
     def _session(self, model: Union[Path, bytes], name: Path):
         """An ``InferenceSession`` on a file or serialized model (``name`` for errors)."""
@@ -201,14 +185,14 @@ class OnnxRuntimeBackend(Backend):
 
     def _session_for(self, size: Optional[Size], fetch: Optional[Tuple[str, ...]]):
         """The session for ``size`` computing only ``fetch`` (``None``: every output)."""
-        key_size = None if self._pad or None in self._files else size
+        key_size = self._files.key(size)
         if fetch is not None and set(fetch) == set(self._output_names):
             fetch = None
         key = (key_size, None if fetch is None else tuple(sorted(fetch)))
         session = self._sessions.get(key)
         if session is not None:
             return session
-        path = self._file_for(key_size)
+        path = self._files.file_for(key_size)
         if fetch is None:
             session = self._session(path, path)
         else:
@@ -222,34 +206,10 @@ class OnnxRuntimeBackend(Backend):
         self._sessions[key] = session
         return session
 
-    def _file_for(self, size: Optional[Size]) -> Path:
-        """The model file for ``size``, exported (and quantized) from the module if needed."""
-        path = self._files.get(size)
-        if path is not None:
-            return path
-        if self._module is None or (size is None and not self._pad):
-            raise RuntimeError('onnxruntime backend is closed')
-        from ...export.artifacts import runtime_onnx
-        LOG.info('onnxruntime backend: exporting the model at %s',
-                 'any size (dynamic H, W)' if size is None else f'{size[0]}x{size[1]}')
-        path = runtime_onnx(self._module, self._scratch.path, size,
-                            precision=self.precision, calibration_images=self._calibration,
-                            int8_layers=self._int8_layers)
-        self._files.put(size, path)
-        return path
-
-    def _drop_size(self, size: Optional[Size], path: Path) -> None:
-        """Evicted from the cache: the sessions of ``size`` and its exported file go."""
+    def _drop_size(self, size: Optional[Size]) -> None:
+        """The file of ``size`` was dropped: so are its sessions."""
         for key in [k for k in self._sessions if k[0] == size]:
             del self._sessions[key]
-        self._scratch.discard(path)
-        LOG.info('onnxruntime backend: dropped the model at %s (least recently used)',
-                 'any size' if size is None else f'{size[0]}x{size[1]}')
-
-    def _quantize(self, path: Path, size: Size) -> Path:
-        from ...export.artifacts import quantize_for_runtime
-        return quantize_for_runtime(path, self._scratch.path, size, self._calibration,
-                                    self.label_set, self._int8_layers)
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, batch: np.ndarray,
@@ -259,19 +219,17 @@ class OnnxRuntimeBackend(Backend):
         self.check_batch(batch)
         fetch = outputs_to_fetch(self.name, wanted, self._output_names)
         size = (int(batch.shape[2]), int(batch.shape[3]))
-        if self._pad:
+        if self._files.pad:
             batch, size = pad_to_stride(batch)
         session = self._session_for(size, tuple(fetch))
         feed = batch.astype(np.float16) if self.precision == 'fp16' else batch
         values = session.run(fetch, {session.get_inputs()[0].name: feed})
         have = {name: (v.astype(np.float32) if v.dtype == np.float16 else v)
                 for name, v in zip(fetch, values)}
-        if self._pad:
+        if self._files.pad:
             have = crop_outputs(have, size)
         return derive_outputs(wanted, have, label_dtype(self.num_classes))
 
     def close(self) -> None:
         self._sessions.clear()
         self._files.clear()
-        self._module = None
-        self._scratch.remove()

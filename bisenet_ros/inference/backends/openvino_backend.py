@@ -10,9 +10,11 @@ default, ``bf16`` where the CPU has it natively and the loss of agreement is acc
 Each (batch, input size, fetched outputs) gets its own compiled model, reshaped to static
 shapes (OpenVINO's CPU plugin is fastest on static shapes) and pruned to the fetched outputs
 (labels only skips the softmax and the float logits copy). A PyTorch model is exported once with
-dynamic H and W (inputs padded to multiples of 32, outputs cropped); at most
-``2 * MAX_CACHED_SIZES`` compiled models and :data:`.base.MAX_CACHED_SIZES` files are kept, the
-least recently used dropped first.
+dynamic H and W (inputs padded to multiples of 32, outputs cropped) into the per-user artifact
+cache (:mod:`.onnx_files`, shared with the ONNX Runtime backend); at most
+``2 * MAX_CACHED_SIZES`` compiled models and :data:`.base.MAX_CACHED_SIZES` files are kept open,
+the least recently used dropped first. Compiled models are cached by OpenVINO itself
+(``CACHE_DIR``, the ``openvino`` folder of the artifact cache), so a warm start skips compiling.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..model_file import identify, load_module, ModelFile
+from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
                    derive_outputs, device_class, LruCache, MAX_CACHED_SIZES, OUTPUTS,
-                   outputs_to_fetch, pad_to_stride, ScratchDir, Size)
+                   outputs_to_fetch, pad_to_stride, Size)
+from .onnx_files import ModelFiles
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class OpenVINOBackend(Backend):
         input_size: ``(H, W)`` to export at (module input); ``None`` exports per size seen.
         label_set: Label set for a checkpoint path.
         calibration_images: int8 from an fp32 graph or a module: ``(H, W, 3)`` uint8 BGR
-            images or a folder of images.
+            images or a folder of images (``None``: the packaged demo frames).
         int8_layers: int8 quantized here: ``'compute'`` or ``'all'``
             (see :mod:`bisenet_ros.export.quantize`; default ``'compute'``).
         float_precision: int8 only: precision of the layers left in float, ``'fp32'`` or
@@ -81,16 +84,12 @@ class OpenVINOBackend(Backend):
                              f'{float_precision!r}')
         self._check_precision(float_precision)
         self._config = self._compile_config(threads, float_precision, profile)
-        self._calibration = calibration_images
-        self._int8_layers = int8_layers
-        self._scratch = ScratchDir('bisenet_ov_')
-        self._module = None
-        #: Model file per network input size; ``None`` keys a file that takes any size.
-        self._files = LruCache(MAX_CACHED_SIZES, self._drop_file)
+        self._use_compile_cache()
+        #: Model file per network input size (exports cached per user).
+        self._files = ModelFiles(f'openvino {ov.__version__}', self.precision,
+                                 calibration_images, int8_layers, self._drop_file)
         #: Compiled model and infer request per (batch, H, W, fetched outputs).
         self._compiled = LruCache(2 * MAX_CACHED_SIZES)
-        #: Inputs are padded to multiples of 32 for a dynamic-H/W graph exported here.
-        self._pad = False
         self._last_request: Any = None
         self.label_set = info.label_set
         if info.kind == 'module' or info.kind == 'checkpoint':
@@ -101,6 +100,17 @@ class OpenVINOBackend(Backend):
                  ov.__version__, self._ov_device, self._config)
 
     # -- setup -----------------------------------------------------------------------------
+    def _use_compile_cache(self) -> None:
+        """Let OpenVINO keep compiled blobs in the artifact cache (it keys them by model,
+        device, configuration and OpenVINO version itself)."""
+        from ...export.cache import cache_root
+        folder = cache_root() / 'openvino'
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._core.set_property({'CACHE_DIR': str(folder)})
+        except (OSError, RuntimeError) as exc:
+            LOG.warning('openvino backend: no compiled-model cache in %s (%s)', folder, exc)
+
     def _pick_device(self, device: str) -> str:
         available = list(self._core.available_devices)
         kind = device_class(device)
@@ -148,9 +158,7 @@ class OpenVINOBackend(Backend):
             if info.input_size is None:
                 raise ValueError(f'openvino backend: int8 needs a fixed-size ONNX file, {path} '
                                  'has dynamic H/W')
-            from ...export.artifacts import quantize_for_runtime
-            path = quantize_for_runtime(path, self._scratch.path, info.input_size,
-                                        self._calibration, info.label_set, self._int8_layers)
+            path = self._files.quantized(path, info.input_size, info.label_set)
         model = self._read(path)
         shape = model.input(0).get_partial_shape()
         if shape.rank.get_length() != 4:
@@ -159,7 +167,7 @@ class OpenVINOBackend(Backend):
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.fixed_size = (dims[2], dims[3]) if dims[2] and dims[3] else None
         self.max_batch = dims[0]
-        self._files.put(self.fixed_size, path)
+        self._files.use_file(path, self.fixed_size)
         self._output_names = [o.get_any_name() for o in model.outputs]
         if 'logits' not in self._output_names:
             self.available_outputs = tuple(n for n in self._output_names if n in OUTPUTS)
@@ -172,25 +180,11 @@ class OpenVINOBackend(Backend):
 
     def _init_from_module(self, info: ModelFile, label_set: Any,
                           input_size: Optional[Size]) -> None:
-        module = load_module(info, label_set)
-        self._module = module
-        self.num_classes = int(module.num_classes)
-        self.label_set = getattr(module, 'label_set', None)
+        self.num_classes, self.label_set, self.fixed_size = self._files.open_model(
+            info, label_set, input_size, True, self.name)
         self._output_names = list(OUTPUTS)
-        if self.precision == 'int8' and self._calibration is None:
-            raise ValueError('openvino backend: int8 from a PyTorch model needs '
-                             'calibration_images (a folder or a list of (H, W, 3) uint8 BGR '
-                             'images like the ones you segment), or run the file written by '
-                             '`bisenet export --int8`')
-        if input_size is not None or self.precision == 'int8':
-            if input_size is None:
-                raise ValueError('openvino backend: int8 from a PyTorch model needs input_size '
-                                 '(the calibrated network size)')
-            self.fixed_size = (int(input_size[0]), int(input_size[1]))
-            self._file_for(self.fixed_size)  # export (and quantize) now
-        else:
-            from ...export.artifacts import supports_dynamic_size
-            self._pad = supports_dynamic_size(module)
+        if self.fixed_size is not None:
+            self._files.file_for(self.fixed_size)  # export (and quantize) now
 
     def _read(self, path: Path) -> Any:
         try:
@@ -198,27 +192,9 @@ class OpenVINOBackend(Backend):
         except Exception as exc:  # OpenVINO raises its own exception types
             raise RuntimeError(f'openvino backend: cannot read {path}: {exc}') from exc
 
-    def _file_for(self, size: Size) -> Path:
-        """The model file for ``size``, exported (and quantized) from the module if needed."""
-        key: Optional[Size] = None if self._pad or None in self._files else size
-        path = self._files.get(key)
-        if path is not None:
-            return path
-        if self._module is None:
-            raise RuntimeError('openvino backend is closed')
-        from ...export.artifacts import runtime_onnx
-        LOG.info('openvino backend: exporting the model at %s',
-                 'any size (dynamic H, W)' if key is None else f'{size[0]}x{size[1]}')
-        path = runtime_onnx(self._module, self._scratch.path, key,
-                            precision=self.precision, calibration_images=self._calibration,
-                            int8_layers=self._int8_layers)
-        self._files.put(key, path)
-        return path
-
-    def _drop_file(self, size: Optional[Size], path: Path) -> None:
-        """Evicted from the cache: the compiled models of ``size`` and its file go."""
+    def _drop_file(self, size: Optional[Size]) -> None:
+        """The file of ``size`` was dropped: so are its compiled models."""
         self._compiled.pop_where(lambda key: size is None or (key[1], key[2]) == size)
-        self._scratch.discard(path)
 
     def _request_for(self, batch: int, size: Size, fetch: Tuple[str, ...]) -> Any:
         """The infer request computing only ``fetch`` for ``(batch, 3, H, W)`` inputs."""
@@ -227,7 +203,7 @@ class OpenVINOBackend(Backend):
         if entry is not None:
             return entry[1]
         ov = self._ov
-        model = self._read(self._file_for(size))
+        model = self._read(self._files.file_for(size))
         if set(fetch) != set(self._output_names):
             results = [r for r in model.get_results()
                        if r.output(0).get_any_name() in fetch or
@@ -253,7 +229,7 @@ class OpenVINOBackend(Backend):
         self.check_batch(batch)
         fetch = outputs_to_fetch(self.name, wanted, self._output_names)
         size = (int(batch.shape[2]), int(batch.shape[3]))
-        if self._pad:
+        if self._files.pad:
             batch, size = pad_to_stride(batch)
         request = self._request_for(int(batch.shape[0]),
                                     (int(batch.shape[2]), int(batch.shape[3])), tuple(fetch))
@@ -264,7 +240,7 @@ class OpenVINOBackend(Backend):
             value = request.get_tensor(name).data
             have[name] = value.astype(np.float32) if value.dtype != np.float32 and \
                 np.issubdtype(value.dtype, np.floating) else value.copy()
-        if self._pad:
+        if self._files.pad:
             have = crop_outputs(have, size)
         return derive_outputs(wanted, have, label_dtype(self.num_classes))
 
@@ -284,5 +260,3 @@ class OpenVINOBackend(Backend):
         self._compiled.clear()
         self._last_request = None
         self._files.clear()
-        self._module = None
-        self._scratch.remove()

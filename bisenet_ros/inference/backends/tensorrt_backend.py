@@ -36,7 +36,8 @@ class TensorRTBackend(Backend):
         input_size: ``(H, W)`` to export at (module/checkpoint input; required there).
         max_batch: Largest batch of the engine (module/checkpoint input; default 1).
         dynamic_batch: Accept batches 1..max_batch (module/checkpoint input).
-        cache_dir: Where engines are cached (default ``~/.cache/bisenet_ros/tensorrt``).
+        cache_dir: Where engines are cached (default: the ``tensorrt`` folder of the artifact
+            cache, see :mod:`bisenet_ros.export.cache`).
         calibration_images: Folder or list of BGR uint8 images for int8.
         workspace_gb: Builder workspace limit in GiB.
         label_set: Label set for a checkpoint path.
@@ -131,13 +132,17 @@ class TensorRTBackend(Backend):
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             x = x.to(self._dtypes[self._input]).contiguous()
             self._buffers = {self._input: x}
-            context.set_input_shape(self._input, tuple(x.shape))
-            context.set_tensor_address(self._input, x.data_ptr())
+            _checked(context.set_input_shape(self._input, tuple(x.shape)),
+                     f'set_input_shape({self._input!r}, {tuple(x.shape)}) was refused: the '
+                     f'engine takes batches of 1..{self.max_batch} at {self.fixed_size}')
+            _checked(context.set_tensor_address(self._input, x.data_ptr()),
+                     f'set_tensor_address({self._input!r}) was refused')
             for name in self._outputs:
                 shape = tuple(int(v) for v in context.get_tensor_shape(name))
                 out = torch.empty(shape, dtype=self._dtypes[name], device=self.device)
                 self._buffers[name] = out
-                context.set_tensor_address(name, out.data_ptr())
+                _checked(context.set_tensor_address(name, out.data_ptr()),
+                         f'set_tensor_address({name!r}) was refused')
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError('tensorrt backend: execute_async_v3 failed')
             fetch = outputs_to_fetch(self.name, wanted, self._outputs)
@@ -152,6 +157,12 @@ class TensorRTBackend(Backend):
         self._context = None
         self._engine = None
         self._runtime = None
+
+
+def _checked(result: Any, what: str) -> None:
+    """Raise ``RuntimeError`` naming ``what`` when a TensorRT call returned ``False``."""
+    if result is False:
+        raise RuntimeError(f'tensorrt backend: {what} (see the TensorRT log above)')
 
 
 def _torch_dtype(trt: Any, torch: Any, dtype: Any):

@@ -230,7 +230,9 @@ class _Built:
     def __init__(self, path):
         from bisenet_ros.labels import load_label_set
         self.path, self.closed = path, threading.Event()
+        from bisenet_ros.inference.backends.auto_precision import PrecisionChoice
         self.label_set, self.backend_name, self.input_size = load_label_set('camvid'), 'x', None
+        self.choice = PrecisionChoice('x', 'fp32', 'a stand-in of this test')
 
     def close(self):
         self.closed.set()

@@ -165,9 +165,13 @@ def test_diagnostics_report_rates_latencies_age_and_model(probe, checkpoint):
     level, _, model = status['segmentation_node: model']
     assert level == 0 and model['backend'] == 'torch'
     assert model['model_path'] == str(checkpoint) and model['num_classes'] == '11'
+    # precision: auto (the default) says what it chose and why; the tests' CPU has no
+    # bf16/int8 features (conftest), so fp32.
+    assert model['precision_requested'] == 'auto' and model['precision'] == 'fp32', model
+    assert model['precision_reason'], model
     _, _, cam = status[f'segmentation_node: {IN}']
     for key in ('input_hz', 'output_hz', 'decode_ms', 'preprocess_ms', 'inference_ms',
-                'postprocess_ms', 'publish_ms', 'input_age_ms', 'frames_dropped',
+                'postprocess_ms', 'render_ms', 'publish_ms', 'input_age_ms', 'frames_dropped',
                 'frames_received', 'frames_published'):
         assert key in cam
     assert int(cam['frames_published']) >= 3

@@ -99,7 +99,7 @@ def build_segmenter(p: NodeParams) -> Tuple[Optional[ServingModel], Optional[str
         segmenter = Segmenter(p.model_path, backend=p.backend,
                               input_size=p.model_input_size, device=p.device,
                               precision=p.precision, label_set=p.label_set or None,
-                              threads=p.threads or None)
+                              threads=p.threads or None, agreement_bound=p.auto_agreement)
         check_candidate(segmenter)  # layout, classes vs label set, a test run
         groups = None
         if p.class_groups:
@@ -235,7 +235,8 @@ class ModelHolder:
         ls = seg.label_set
         self._logger.info(f'model {p.model_path}: backend {seg.backend_name}, label set '
                           f'{ls.name} ({ls.num_classes} classes)'
-                          + (f', class groups {p.class_groups}' if p.class_groups else ''))
+                          + (f', class groups {p.class_groups}' if p.class_groups else '')
+                          + f'; precision {p.precision} -> {seg.choice.summary()}')
         if self._on_swapped is not None:
             try:
                 self._on_swapped()
@@ -298,8 +299,14 @@ class ModelHolder:
             return ERROR, message, [('error', self.error or '')] + reload_values
         ls = seg.label_set
         size = seg.input_size
+        choice = seg.choice
         values = [('model_path', p.model_path), ('backend', seg.backend_name),
-                  ('device', p.device), ('precision', p.precision),
+                  ('device', p.device), ('precision', choice.precision),
+                  ('precision_requested', p.precision), ('precision_reason', choice.reason),
+                  ('precision_agreement', '' if choice.agreement is None
+                   else f'{100 * choice.agreement:.2f}%'),
+                  ('precision_passed_over', '; '.join(f'{c}: {w}'
+                                                      for c, w in choice.passed_over)),
                   ('label_set', ls.name), ('num_classes', str(ls.num_classes)),
                   ('input_size', 'native' if size is None else f'{size[0]}x{size[1]}')]
         values += reload_values

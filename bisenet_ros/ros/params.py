@@ -99,6 +99,9 @@ SPECS: Tuple[ParamSpec, ...] = (
               'hardware runs natively whose labels agree with fp32 on the packaged frames '
               '(>= 99%), else fp32; others as given (backend permitting).', 'reload',
               choices=PRECISION_CHOICES),
+    ParamSpec('auto_agreement', 0.99, "precision auto: the least share of labels a faster "
+              'configuration (bf16, int8, fp16) must share with fp32 on the packaged frames to '
+              'be chosen; below it, the next one is tried.', 'reload', range=(0.0, 1.0)),
     ParamSpec('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0]: the '
               "model's own size. Outputs always have the input image's resolution.", 'reload',
               check=_check_input_size),
@@ -235,6 +238,7 @@ class NodeParams:
     backend: str
     device: str
     precision: str
+    auto_agreement: float
     input_size: Tuple[int, ...]
     threads: int
     max_input_pixels: int

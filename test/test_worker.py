@@ -151,3 +151,44 @@ def test_a_frame_that_fails_to_decode_is_counted_and_the_next_one_is_segmented(h
         worker.stop()
     assert stats[0].rejected == 1 and 'step' in stats[0].last_reject_reason
     assert sorted(camera.published) == [8]
+
+
+def test_temporal_smoothing_averages_a_cameras_probabilities_over_frames(holder):
+    """temporal_smoothing 0.5: the second frame's mask is the argmax of the average of both
+    frames' class probabilities (not the second frame's own mask); a new frame_id resets it."""
+    from dataclasses import replace
+    import torch
+    holder, params = holder
+    smoothed = replace(params, temporal_smoothing=0.5)
+    camera = RecordingCamera()
+    worker, slots, _ = run_worker(holder, smoothed, camera)
+    first, second = pattern_image(H, W, seed=11), pattern_image(H, W, seed=12)
+    try:
+        for sec, image in ((20, first), (21, second)):  # 1 s apart: within the gap bound
+            slots.put(0, frame(image, 'bgr8', sec))
+            assert wait_until(lambda: sec in camera.published)
+        reset = frame(second, 'bgr8', 22)
+        reset.header.frame_id = 'another_camera'
+        slots.put(0, reset)
+        assert wait_until(lambda: 22 in camera.published)
+    finally:
+        worker.stop()
+    segmenter = holder.acquire().segmenter
+    try:
+        logits = [segmenter.backend.infer(segmenter_batch(segmenter, image), ('logits',))
+                  ['logits'][0] for image in (first, second)]
+        own = segmenter.segment(second).labels
+    finally:
+        holder.release()
+    probabilities = [torch.softmax(torch.from_numpy(x), 0).numpy() for x in logits]
+    expected = np.argmax(0.5 * probabilities[0] + 0.5 * probabilities[1], axis=0)
+    assert not np.array_equal(expected, own)  # the average differs from the frame's own mask
+    np.testing.assert_array_equal(camera.published[21].labels, expected)
+    np.testing.assert_array_equal(camera.published[22].labels, own)  # reset: its own mask
+
+
+def segmenter_batch(segmenter, image):
+    """The network input of one BGR image, as the Segmenter makes it."""
+    from bisenet_ros.preprocess import preprocess
+    ls = segmenter.label_set
+    return preprocess([image], ls.mean, ls.std, bgr=True, input_size=segmenter.input_size)[0]

@@ -7,18 +7,22 @@ import logging
 import os
 from pathlib import Path
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..labels import LabelSet, load_label_set
 from ..limits import LimitError, threads_problem, work_problem
 from .backends import Backend, create_backend, DEFAULT_BOUND, PrecisionChoice
-from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
-                          resize_confidence, resize_labels)
+from .postprocess import (apply_threshold, argmax_labels, blend_overlay, colorize_labels,
+                          label_dtype, resize_confidence, resize_labels)
 from ..preprocess import check_image, check_size, preprocess
 
 LOG = logging.getLogger(__name__)
+
+
+#: A per-image hook of :meth:`Segmenter.segment_batch`: ``(C, h, w)`` logits -> probabilities.
+Smoother = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -143,12 +147,18 @@ class Segmenter:
 
     def segment_batch(self, images: Sequence[np.ndarray], bgr: bool = True,
                       color: bool = False, overlay: bool = False, confidence: bool = False,
-                      overlay_alpha: float = 0.5,
-                      confidence_threshold: float = 0.0) -> List[SegmentationResult]:
+                      overlay_alpha: float = 0.5, confidence_threshold: float = 0.0,
+                      smooth: Optional[Sequence[Optional[Smoother]]] = None
+                      ) -> List[SegmentationResult]:
         """Segment several images with one inference call per network input size.
 
         With ``input_size`` set (or a fixed-shape model) all images share one call; at native
         size, images are grouped by size. Results come back in input order.
+
+        ``smooth``: one entry per image, ``None`` or a callable that maps the image's
+        ``(C, h, w)`` float32 logits at network resolution to the ``(C, h, w)`` class
+        probabilities its labels and confidence are taken from (e.g. a temporal moving
+        average, :class:`bisenet_ros.temporal_smoothing.CameraSmoothers`).
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise ValueError('segment_batch: expected a list of (H, W, 3) images, got one image '
@@ -165,6 +175,9 @@ class Segmenter:
         for i, img in enumerate(checked):
             key = self._input_size or (img.shape[0], img.shape[1])
             groups.setdefault(key, []).append(i)
+        if smooth is not None and len(smooth) != len(checked):
+            raise ValueError(f'segment_batch: {len(smooth)} smoothers for {len(checked)} images')
+        hooks = list(smooth) if smooth is not None else [None] * len(checked)
         results: List[Optional[SegmentationResult]] = [None] * len(checked)
         step = self._require().max_batch or len(checked)
         for key, indices in groups.items():
@@ -175,19 +188,30 @@ class Segmenter:
                     raise LimitError(f'segment_batch: {problem}')
                 for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,
                                                    overlay, confidence, overlay_alpha,
-                                                   confidence_threshold)):
+                                                   confidence_threshold,
+                                                   [hooks[i] for i in chunk])):
                     results[i] = res
         return results  # type: ignore[return-value]
 
     def _run(self, images: List[np.ndarray], bgr: bool, color: bool, overlay: bool,
-             confidence: bool, alpha: float, threshold: float) -> List[SegmentationResult]:
+             confidence: bool, alpha: float, threshold: float,
+             hooks: List[Optional[Smoother]]) -> List[SegmentationResult]:
         backend = self._require()
         t0 = time.perf_counter()
         batch, geometries = preprocess(images, self._label_set.mean, self._label_set.std,
                                        bgr=bgr, input_size=self._input_size)
         t1 = time.perf_counter()
         wanted = ('labels', 'confidence') if confidence or threshold > 0 else ('labels',)
+        if any(hook is not None for hook in hooks):
+            wanted += ('logits',)
         out = backend.infer(batch, wanted)
+        for n, hook in enumerate(hooks):
+            if hook is not None:  # labels and confidence from the smoothed probabilities
+                probabilities = hook(out['logits'][n].astype(np.float32, copy=False))
+                out['labels'][n] = argmax_labels(probabilities[None],
+                                                 out['labels'].dtype)[0]
+                if 'confidence' in out:
+                    out['confidence'][n] = probabilities.max(axis=0)
         t2 = time.perf_counter()
         results = []
         for n, (img, geo) in enumerate(zip(images, geometries)):

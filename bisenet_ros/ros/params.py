@@ -134,6 +134,10 @@ SPECS: Tuple[ParamSpec, ...] = (
               'only, 1: colours only).', range=(0.0, 1.0)),
     ParamSpec('confidence_threshold', 0.0, 'Pixels whose top class probability is below this '
               'get the ignore id in the mask; 0 disables.', range=(0.0, 1.0)),
+    ParamSpec('temporal_smoothing', 1.0, 'Weight of the newest frame in a per-camera moving '
+              'average of class probabilities (less flicker on a slow or still camera, lag in '
+              'fast motion; reset on a size, frame_id or stamp jump); 1 = off.',
+              range=(0.01, 1.0)),
     ParamSpec('publish_mask', True, 'Publish <output_prefix>/mask (mono8, mono16 above 255 '
               'classes).'),
     ParamSpec('publish_color_mask', True, 'Publish <output_prefix>/color_mask (rgb8).'),
@@ -251,6 +255,7 @@ class NodeParams:
     batch_wait: float
     overlay_alpha: float
     confidence_threshold: float
+    temporal_smoothing: float
     publish_mask: bool
     publish_color_mask: bool
     publish_overlay: bool

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..image_conversions import compressed_to_color, ConversionError, image_to_color
 from ..inference.postprocess import blend_overlay, colorize_labels
+from ..temporal_smoothing import CameraSmoothers
 from .frame_slots import Frame, LatestFrameSlots
 from .node_stats import CameraStats
 from .params import NodeParams, SPECS
@@ -85,6 +86,7 @@ class SegmentationWorker:
         self.counters: Dict[str, int] = {'inference_calls': 0, 'frames_segmented': 0,
                                          'largest_batch': 0}
         self._palettes: Dict[int, np.ndarray] = {}
+        self._smoothers = CameraSmoothers()
         self._handoff: 'queue.Queue[InferredCall]' = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._infer_loop, name='segmentation_infer',
@@ -168,13 +170,16 @@ class SegmentationWorker:
         frame by frame."""
         groups = serving.groups
         group_confidence = groups is not None and groups.needs_confidence
+        if self._smoothers.weight != p.temporal_smoothing:
+            self._smoothers.set_weight(p.temporal_smoothing)
 
         def run(items: List[WorkItem]) -> List[Any]:
             return serving.segmenter.segment_batch(
                 [w.image for w in items], bgr=items[0].is_bgr,
                 confidence=any(w.outputs.needs_confidence(p.points_confidence)
                                or (w.outputs.groups and group_confidence) for w in items),
-                confidence_threshold=p.confidence_threshold)
+                confidence_threshold=p.confidence_threshold,
+                smooth=[self._smoother(w) for w in items] if self._smoothers.enabled else None)
         try:
             pairs = list(zip(group, run(group)))
             self.counters['inference_calls'] += 1
@@ -193,6 +198,13 @@ class SegmentationWorker:
             except Exception as one:
                 self.stats[item.camera].frame_rejected(f'{type(one).__name__}: {one}')
         return pairs
+
+    def _smoother(self, item: WorkItem) -> Callable[[np.ndarray], np.ndarray]:
+        """``item``'s camera's moving average, as the Segmenter's per-image hook."""
+        header = item.header
+        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        return lambda logits: self._smoothers.update(
+            str(item.camera), logits, stamp, str(header.frame_id), logits=True)
 
     def _hand_over(self, call: InferredCall) -> None:
         """Give ``call`` to stage 2, waiting while it still publishes the previous one."""

@@ -137,7 +137,7 @@ def plan(device_class: str, features: CpuFeatures, tensorrt: bool = False,
             if features.fast_int8:
                 found.append(Candidate('openvino', 'int8', bf16))
             found += [Candidate('openvino', 'bf16'), Candidate('torch', 'bf16')]
-        elif features.fast_int8:
+        elif features.fast_int8 or features.avx2_int8:
             found += [Candidate('openvino', 'int8'), Candidate('onnxruntime', 'int8')]
     elif device_class == 'cuda':
         if tensorrt:

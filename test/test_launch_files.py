@@ -6,7 +6,6 @@ code against small stand-ins that record what it builds (see ``test_launch_segme
 real `ros2 launch` runs with the ros2 CLI).
 """
 
-import ast
 from pathlib import Path
 import sys
 import types
@@ -15,6 +14,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 import yaml
 
+from bisenet_ros.ros.launch_args import ARGUMENTS
 from bisenet_ros.ros.params import SPEC_BY_NAME, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,24 +23,17 @@ CONFIG = ROOT / 'config'
 
 
 def launch_arguments():
-    """name -> (default source text, description) of every DeclareLaunchArgument."""
-    found = {}
-    for node in ast.walk(ast.parse(LAUNCH.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
-            keywords = {k.arg: k.value for k in node.keywords}
-            description = ast.literal_eval(keywords['description']) \
-                if 'description' in keywords else ''
-            found[ast.literal_eval(node.args[0])] = (ast.unparse(keywords['default_value']),
-                                                     description)
-    return found
+    """name -> (default text, description) of every launch argument (one table for both
+    launch files: bisenet_ros.ros.launch_args.ARGUMENTS)."""
+    return {a.name: (a.default, a.description) for a in ARGUMENTS}
 
 
 def test_launch_file_compiles_and_every_argument_is_described():
     compile(LAUNCH.read_text(), str(LAUNCH), 'exec')
     args = launch_arguments()
-    for name in ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
-                 'compressed', 'depth_topic', 'confidence_mono8', 'lifecycle',
-                 'use_fastdds_profile'):
+    for name in ('image_topics', 'model', 'backend', 'precision', 'device', 'params_file',
+                 'namespace', 'max_rate', 'compressed', 'depth_topic', 'confidence_mono8',
+                 'lifecycle', 'autostart', 'use_fastdds_profile', 'log_level'):
         assert name in args, name
         assert len(args[name][1]) > 20, f'{name}: description too short'
 

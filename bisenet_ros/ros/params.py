@@ -143,6 +143,8 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('depth_stamp_tolerance', 0.02, 'Largest stamp difference (s) between a frame '
               'and the depth image / camera_info used for its cloud.', range=(0.0, 1.0)),
     ParamSpec('publish_camera_info', True, 'Republish camera_info (needs use_camera_info).'),
+    ParamSpec('autostart', False, 'Lifecycle node only: configure and activate itself at '
+              'start, without `ros2 lifecycle set`.', 'startup'),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'startup',
               range=(0.1, 60.0)),
     ParamSpec('stale_timeout', 5.0, 'Seconds without input after which a camera reports WARN.',

@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..inference.backends.registry import BACKENDS
+
 DEFAULT_OUTPUT = 'bisenet_demo_output'
 #: The demo frames are every 4th frame of 30 Hz video: 7.5 Hz is their real rate.
 DEMO_RATE_HZ = 7.5
@@ -26,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='model file (default: the packaged CamVid model)')
     parser.add_argument('--rate', type=float, default=DEMO_RATE_HZ,
                         help=f'frames per second of the replay (default: {DEMO_RATE_HZ:g})')
-    parser.add_argument('--backend', default='auto',
-                        help='auto, torch, onnxruntime or tensorrt (default: auto)')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+                        help=f'{", ".join(BACKENDS)} (default: auto)')
     parser.add_argument('--frames', type=int, help='use only the first N demo frames')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or auto (default: cpu)')
     parser.add_argument('--max-in-flight', type=int, default=1,

@@ -7,6 +7,7 @@ real `ros2 launch` runs with the ros2 CLI).
 """
 
 from pathlib import Path
+import re
 import sys
 import types
 import xml.etree.ElementTree as ElementTree
@@ -157,3 +158,38 @@ def test_nav2_costmap_example_maps_camvid_classes_to_the_node_topics():
     assert kinds['traversable']['max_cost'] == 0
     assert set(kinds['obstacle']['classes']) == {'pedestrian', 'bicyclist', 'car', 'pole'}
     assert kinds['obstacle']['max_cost'] == 254
+
+
+def _yaml_lines():
+    """parameter -> (value text, comment) of config/segmentation.yaml's parameter lines."""
+    found = {}
+    for line in (CONFIG / 'segmentation.yaml').read_text().splitlines():
+        match = re.match(r'^    (\w+): (.*?)(?:\s+# (.*))?$', line)
+        if match:
+            found[match[1]] = (match[2], match[3] or '')
+    return found
+
+
+def test_params_yaml_values_are_the_spec_defaults():
+    """The shipped file changes nothing: each value is the node's own default."""
+    values = yaml.safe_load((CONFIG / 'segmentation.yaml').read_text())
+    (body,) = values.values()
+    for name, value in body['ros__parameters'].items():
+        default = SPEC_BY_NAME[name].default
+        assert value == default and type(value) is type(default), (name, value, default)
+
+
+def test_params_yaml_comments_list_the_registry_choices():
+    """Backends and precisions: the comment is the spec's choices (from the registry), in
+    order, ``a | b | c``; nothing more, nothing missing."""
+    lines = _yaml_lines()
+    for name, spec in SPEC_BY_NAME.items():
+        assert name in lines, f'{name} has no line in config/segmentation.yaml'
+        if spec.choices:
+            listed = lines[name][1].split('(')[0].strip()
+            assert listed == ' | '.join(spec.choices), (name, listed, spec.choices)
+    device = lines['device'][1]
+    for form in ('cpu', 'cuda', 'cuda:<index>', 'gpu', 'gpu:<index>', 'auto'):
+        assert form in re.findall(r'[\w:<>]+', device), (form, device)
+    assert "model's own size" in lines['input_size'][1] and \
+        "model's own size" in SPEC_BY_NAME['input_size'].description

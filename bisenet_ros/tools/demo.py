@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from ..inference.backends.registry import BACKENDS
+from ..inference.backends import BACKENDS, PRECISIONS
 
 DEFAULT_OUTPUT = 'bisenet_demo_output'
 #: The demo frames are every 4th frame of 30 Hz video: 7.5 Hz is their real rate.
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f'{", ".join(BACKENDS)} (default: auto)')
     parser.add_argument('--frames', type=int, help='use only the first N demo frames')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or auto (default: cpu)')
+    parser.add_argument('--precision', choices=PRECISIONS,
+                        help="numeric precision (default: the node's, fp32)")
+    parser.add_argument('--threads', type=int, help='CPU threads for inference')
     parser.add_argument('--max-in-flight', type=int, default=1,
                         help='frames awaiting a mask before the replay waits (default 1: each '
                         'frame measured alone, nothing dropped on a slow CPU; 0: strict timing)')
@@ -80,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                                    '--device', args.device, '--backend', args.backend,
                                    '--output', str(out_dir), '--samples', '15',
                                    '--connect-timeout', '120',
-                                   '--max-in-flight', str(args.max_in_flight)])
+                                   '--max-in-flight', str(args.max_in_flight)]
+                                  + (['--precision', args.precision] if args.precision else [])
+                                  + (['--threads', str(args.threads)] if args.threads else []))
     result = eval_bag.run_live(eval_args)
     _print_summary(result, out_dir, bag, args.rate)
     return 0

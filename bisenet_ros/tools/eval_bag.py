@@ -233,6 +233,8 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
                   'device': args.device, **(node_params or {})}
         if args.backend:
             params['backend'] = args.backend[0]
+        if args.precision:
+            params['precision'] = args.precision[0]
         if args.threads:
             params['threads'] = args.threads
         if args.input_size:

@@ -15,6 +15,9 @@ from typing import Dict, List, Optional, Tuple
 
 #: name -> (module, one-line help). Keep alphabetical.
 SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
+    'bag-to-dataset': ('bisenet_ros.tools.bag_to_dataset', "a robot's bag -> a dataset folder "
+                       'for bisenet train (frames by stride or scene change, optional teacher '
+                       'labels)'),
     'benchmark': ('bisenet_ros.tools.benchmark', 'latency, FPS, GFLOP/s and agreement of each '
                   'backend and precision, side by side'),
     'calibrate': ('bisenet_ros.tools.calibrate', 'fit per-class logit offsets on a training '

@@ -30,4 +30,46 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
   "${PIP[@]}" install --no-deps "$WHEELS"/*.whl
   echo "setup_venv: installed the ros2 CLI wheels from $WHEELS" >&2
 fi
-echo "setup_venv: ready ($VENV)" >&2
+# `ros2 launch|run|pkg bisenet_ros ...` without a colcon build: the venv is also an ament
+# prefix. The editable install does not install setup.py's data_files, so the package's share
+# files are linked here (symlinks to this checkout: edits to launch/ and config/ show at once),
+# with the ament index marker and the executables where `ros2 run` looks (<prefix>/lib/<pkg>).
+PREFIX=$(cd "$VENV" && pwd)
+SHARE="$PREFIX/share/bisenet_ros"
+mkdir -p "$SHARE" "$PREFIX/share/ament_index/resource_index/packages" "$PREFIX/lib/bisenet_ros"
+: > "$PREFIX/share/ament_index/resource_index/packages/bisenet_ros"
+for item in package.xml config launch; do
+  rm -rf "${SHARE:?}/$item"
+done
+ln -s "$PWD/package.xml" "$SHARE/package.xml"
+ln -s "$PWD/config" "$SHARE/config"
+# `ros2 launch` finds launch files with os.walk, which does not enter linked folders: a real
+# folder of linked files (a new launch file needs a rerun of this script).
+mkdir "$SHARE/launch"
+ln -s "$PWD"/launch/*.launch.py "$SHARE/launch/"
+for exe in segmentation_node segmentation_lifecycle_node bisenet; do
+  ln -sfn "$PREFIX/bin/$exe" "$PREFIX/lib/bisenet_ros/$exe"
+done
+# The activate scripts put the venv on AMENT_PREFIX_PATH (once; the block is replaced on a rerun).
+BEGIN='# >>> bisenet_ros ament prefix >>>'
+END='# <<< bisenet_ros ament prefix <<<'
+add_block() {  # file, lines...
+  local file=$1; shift
+  [ -f "$file" ] || return 0
+  sed -i "/^$BEGIN\$/,/^$END\$/d" "$file"
+  { echo "$BEGIN"; printf '%s\n' "$@"; echo "$END"; } >> "$file"
+}
+add_block "$PREFIX/bin/activate" \
+  'case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;;' \
+  '  *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac'
+add_block "$PREFIX/bin/activate.fish" \
+  'if not string match -q -- "*$VIRTUAL_ENV*" "$AMENT_PREFIX_PATH"' \
+  '    set -gx AMENT_PREFIX_PATH (string join : -- $VIRTUAL_ENV $AMENT_PREFIX_PATH)' \
+  'end'
+add_block "$PREFIX/bin/activate.csh" \
+  'if ($?AMENT_PREFIX_PATH) then' \
+  '    setenv AMENT_PREFIX_PATH "${VIRTUAL_ENV}:${AMENT_PREFIX_PATH}"' \
+  'else' \
+  '    setenv AMENT_PREFIX_PATH "$VIRTUAL_ENV"' \
+  'endif'
+echo "setup_venv: ready ($VENV); 'source $VENV/bin/activate' then e.g. 'ros2 launch bisenet_ros segment.launch.py'" >&2

@@ -56,8 +56,12 @@ class LaunchProcess:
     node gets one from the terminal and one from launch.
     """
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
-        self.command = [str(Path(sys.executable).with_name('ros2')), 'launch'] + list(args)
+    def __init__(self, args: Sequence[str], env: Mapping[str, str],
+                 command: Optional[Sequence[str]] = None) -> None:
+        """``command``, when given, replaces ``ros2 launch <args>`` (e.g. a ``bash -c`` line
+        that sources the venv's activate script first)."""
+        self.command = list(command) if command is not None else \
+            [str(Path(sys.executable).with_name('ros2')), 'launch'] + list(args)
         self.log_path = Path(tempfile.mkstemp(prefix='ros2_launch_', suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,

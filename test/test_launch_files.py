@@ -6,8 +6,8 @@ code against small stand-ins that record what it builds (see ``test_launch_segme
 real `ros2 launch` runs with the ros2 CLI).
 """
 
-import ast
 from pathlib import Path
+import re
 import sys
 import types
 import xml.etree.ElementTree as ElementTree
@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 import yaml
 
+from bisenet_ros.ros.launch_args import ARGUMENTS
 from bisenet_ros.ros.params import SPEC_BY_NAME, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,24 +24,17 @@ CONFIG = ROOT / 'config'
 
 
 def launch_arguments():
-    """name -> (default source text, description) of every DeclareLaunchArgument."""
-    found = {}
-    for node in ast.walk(ast.parse(LAUNCH.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
-            keywords = {k.arg: k.value for k in node.keywords}
-            description = ast.literal_eval(keywords['description']) \
-                if 'description' in keywords else ''
-            found[ast.literal_eval(node.args[0])] = (ast.unparse(keywords['default_value']),
-                                                     description)
-    return found
+    """name -> (default text, description) of every launch argument (one table for both
+    launch files: bisenet_ros.ros.launch_args.ARGUMENTS)."""
+    return {a.name: (a.default, a.description) for a in ARGUMENTS}
 
 
 def test_launch_file_compiles_and_every_argument_is_described():
     compile(LAUNCH.read_text(), str(LAUNCH), 'exec')
     args = launch_arguments()
-    for name in ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
-                 'compressed', 'depth_topic', 'confidence_mono8', 'lifecycle',
-                 'use_fastdds_profile'):
+    for name in ('image_topics', 'model', 'backend', 'precision', 'device', 'params_file',
+                 'namespace', 'max_rate', 'compressed', 'depth_topic', 'confidence_mono8',
+                 'lifecycle', 'autostart', 'use_fastdds_profile', 'log_level'):
         assert name in args, name
         assert len(args[name][1]) > 20, f'{name}: description too short'
 
@@ -164,3 +158,38 @@ def test_nav2_costmap_example_maps_camvid_classes_to_the_node_topics():
     assert kinds['traversable']['max_cost'] == 0
     assert set(kinds['obstacle']['classes']) == {'pedestrian', 'bicyclist', 'car', 'pole'}
     assert kinds['obstacle']['max_cost'] == 254
+
+
+def _yaml_lines():
+    """parameter -> (value text, comment) of config/segmentation.yaml's parameter lines."""
+    found = {}
+    for line in (CONFIG / 'segmentation.yaml').read_text().splitlines():
+        match = re.match(r'^    (\w+): (.*?)(?:\s+# (.*))?$', line)
+        if match:
+            found[match[1]] = (match[2], match[3] or '')
+    return found
+
+
+def test_params_yaml_values_are_the_spec_defaults():
+    """The shipped file changes nothing: each value is the node's own default."""
+    values = yaml.safe_load((CONFIG / 'segmentation.yaml').read_text())
+    (body,) = values.values()
+    for name, value in body['ros__parameters'].items():
+        default = SPEC_BY_NAME[name].default
+        assert value == default and type(value) is type(default), (name, value, default)
+
+
+def test_params_yaml_comments_list_the_registry_choices():
+    """Backends and precisions: the comment is the spec's choices (from the registry), in
+    order, ``a | b | c``; nothing more, nothing missing."""
+    lines = _yaml_lines()
+    for name, spec in SPEC_BY_NAME.items():
+        assert name in lines, f'{name} has no line in config/segmentation.yaml'
+        if spec.choices:
+            listed = lines[name][1].split('(')[0].strip()
+            assert listed == ' | '.join(spec.choices), (name, listed, spec.choices)
+    device = lines['device'][1]
+    for form in ('cpu', 'cuda', 'cuda:<index>', 'gpu', 'gpu:<index>', 'auto'):
+        assert form in re.findall(r'[\w:<>]+', device), (form, device)
+    assert "model's own size" in lines['input_size'][1] and \
+        "model's own size" in SPEC_BY_NAME['input_size'].description

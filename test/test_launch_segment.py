@@ -19,6 +19,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from bisenet_ros.inference.backends.registry import BACKENDS
+from bisenet_ros.ros import launch_args
 from conftest import require_ros2_cli
 from ros_harness import LaunchProcess, overlay_env, pattern_image, Probe, ros2, \
     write_random_checkpoint
@@ -32,9 +33,7 @@ DOMAIN = 90 + os.getpid() % 10
 TOPIC = '/launch_test/image_raw'
 MASK = '/segmentation/mask'
 NODE = '/segmentation_node'
-ARGUMENTS = ('image_topics', 'model', 'backend', 'params_file', 'namespace', 'max_rate',
-             'compressed', 'depth_topic', 'confidence_mono8', 'lifecycle',
-             'use_fastdds_profile', 'log_level')
+ARGUMENTS = tuple(a.name for a in launch_args.ARGUMENTS)
 
 
 @pytest.fixture(scope='module')
@@ -155,6 +154,8 @@ def test_nav2_launch_file_switches_on_what_the_layer_reads(env, checkpoint):
         out = ros2(['param', 'get', NODE, 'depth_topic'], env, timeout=120)
         assert 'String value is: /nav2_test/depth/image_raw' in out.stdout, \
             out.stdout + out.stderr + launch.log()
+        out = ros2(['param', 'get', NODE, 'image_topics'], env)
+        assert "String values are: ['/nav2_test/color/image_raw']" in out.stdout, out.stdout
         out = ros2(['param', 'get', NODE, 'publish_confidence_mono8'], env)
         assert 'Boolean value is: True' in out.stdout, out.stdout + out.stderr
         out = ros2(['topic', 'list', '-t'], env)

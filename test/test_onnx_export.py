@@ -133,3 +133,45 @@ def test_export_tool_int8_writes_a_quantized_file_and_verifies_it(model, tmp_pat
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
     assert f'wrote {int8}; onnxruntime int8 pixel agreement' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('size', [(360, 480), (720, 1280)], ids=['360x480', '720x1280'])
+def test_exports_at_sizes_that_are_not_multiples_of_32(model, tmp_path, size):
+    """CamVid's and a 720p camera's own sizes: fixed, dynamic batch, fp16 + int32 labels
+    (TensorRT's ONNX), int8 for ONNX Runtime and Q/DQ int8 for TensorRT all have static output
+    shapes, pass the model-file check and (fp32, int8) run at that size."""
+    from bisenet_ros.export.onnx_export import onnx_shapes
+    from bisenet_ros.export.quantize import quantize_int8
+    from bisenet_ros.inference.model_file import identify
+    h, w = size
+    fixed = export_onnx(model, tmp_path / 'fixed.onnx', size, outputs=('logits', 'labels'))
+    dynamic = export_onnx(model, tmp_path / 'dyn.onnx', size, dynamic_batch=True,
+                          outputs=('logits', 'labels', 'confidence'))
+    half = export_onnx(model, tmp_path / 'half.onnx', size, fp16=True, labels_dtype='int32',
+                       outputs=('logits', 'labels', 'confidence'))
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)]  # calibration: shapes only
+    int8 = quantize_int8(fixed, tmp_path / 'int8.onnx', frames, size, method='minmax', limit=1)
+    qdq = quantize_int8(fixed, tmp_path / 'qdq.onnx', frames, size, method='minmax', limit=1,
+                        for_tensorrt=True)
+    expected = {'fixed': {'logits': (1, 6, h, w), 'labels': (1, h, w)},
+                'dyn': {'logits': ('batch', 6, h, w), 'labels': ('batch', h, w),
+                        'confidence': ('batch', h, w)},
+                'half': {'logits': (1, 6, h, w), 'labels': (1, h, w), 'confidence': (1, h, w)},
+                'int8': {'logits': (1, 6, h, w), 'labels': (1, h, w)},
+                'qdq': {'logits': (1, 6, h, w), 'labels': (1, h, w)}}
+    for path in (fixed, dynamic, half, int8, qdq):
+        _, outputs = onnx_shapes(path)
+        assert outputs == expected[path.stem], (path.stem, outputs)
+        identify(path)  # the layout check that refused these files
+    x = rng.normal(size=(2, 3, h, w)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(dynamic), providers=['CPUExecutionProvider'])
+    logits, labels, _ = session.run(None, {'input': x})
+    assert logits.shape == (2, 6, h, w) and labels.shape == (2, h, w)
+    assert (labels == ref.argmax(1)).mean() >= 0.999
+    session = ort.InferenceSession(str(int8), providers=['CPUExecutionProvider'])
+    logits, labels = session.run(None, {'input': x[:1]})
+    assert logits.shape == (1, 6, h, w) and labels.shape == (1, h, w)

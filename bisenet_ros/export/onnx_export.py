@@ -130,6 +130,9 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     finally:
         model.train(was_training)
     onnx_model = onnx.load(str(target))
+    if not dynamic_size:
+        _set_output_shapes(onnx_model, 'batch' if dynamic_batch else batch, height, width,
+                           int(model.num_classes))
     meta = {'input_size': json.dumps([height, width]), 'outputs': json.dumps(list(wanted)),
             'batch': json.dumps(int(batch)), 'dynamic_batch': json.dumps(bool(dynamic_batch)),
             'dynamic_size': json.dumps(bool(dynamic_size)),
@@ -139,10 +142,34 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     onnx.helper.set_model_props(onnx_model, {META_PREFIX + k: v for k, v in meta.items()})
     if check:
         onnx.checker.check_model(onnx_model)
+        # the stated output shapes must agree with what the graph computes
+        onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
     onnx.save(onnx_model, str(target))
     LOG.info('exported %s: input %sx%dx%d (%s), outputs %s', target,
              'N' if dynamic_batch else batch, height, width, 'fp16' if fp16 else 'fp32', wanted)
     return target
+
+
+def _set_output_shapes(onnx_model: Any, batch: Union[int, str], height: int, width: int,
+                       num_classes: int) -> None:
+    """Write the fixed output shapes into ``onnx_model``'s graph outputs (in place).
+
+    At a size that is not a multiple of 32 the graph pads, runs and crops back with a Slice
+    whose output the exporter leaves symbolic (``Slicelogits_dim_2``); the sizes are known
+    (the traced ones), so they are stated: ``logits`` ``(batch, C, H, W)``, ``labels`` and
+    ``confidence`` ``(batch, H, W)``; ``batch`` is an int, or the name of a dynamic axis.
+    """
+    for output in onnx_model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        wanted = [batch] + ([num_classes] if len(dims) == 4 else []) + [height, width]
+        if len(dims) != len(wanted):
+            raise ValueError(f'export: output {output.name} has rank {len(dims)}, expected '
+                             f'{len(wanted)}')
+        for dim, value in zip(dims, wanted):
+            if isinstance(value, str):
+                dim.dim_param = value
+            else:
+                dim.dim_value = value
 
 
 def read_metadata(onnx_path: Union[str, 'os.PathLike[str]']) -> Dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +20,18 @@ import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 
-def ros_env(domain_id: int, fastdds_profile: Optional[str] = None) -> Dict[str, str]:
-    """Environment for a child on ``domain_id``, traffic kept on this machine."""
+def ros_env(domain_id: int, fastdds_profile: Optional[str] = None,
+            log_dir: Optional[str] = None) -> Dict[str, str]:
+    """Environment for a child on ``domain_id``, traffic kept on this machine.
+
+    ``log_dir`` becomes ROS_LOG_DIR unless the environment already names one (nothing is
+    created here: a caller that makes a folder for it removes it).
+    """
     env = dict(os.environ)
     env['ROS_DOMAIN_ID'] = str(domain_id)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='bisenet_node_log_'))
+    if log_dir is not None and not env.get('ROS_LOG_DIR'):
+        env['ROS_LOG_DIR'] = str(log_dir)
     env['PYTHONUNBUFFERED'] = '1'
     # The child imports this very copy of the package, installed or not.
     root = str(Path(__file__).resolve().parents[2])
@@ -36,7 +43,11 @@ def ros_env(domain_id: int, fastdds_profile: Optional[str] = None) -> Dict[str, 
 
 
 class NodeProcess:
-    """The node in a child process; use as a context manager or call :meth:`stop`."""
+    """The node in a child process; use as a context manager or call :meth:`stop`.
+
+    Without ROS_LOG_DIR (in the environment or ``env``) the node's ROS log files go to a
+    temporary folder removed by :meth:`stop` (its output is in :attr:`log_path` anyway).
+    """
 
     def __init__(self, params: Mapping[str, Any], domain_id: int,
                  extra_args: Sequence[str] = (), fastdds_profile: Optional[str] = None,
@@ -50,10 +61,13 @@ class NodeProcess:
         self.log_path = Path(log_path or tempfile.mkstemp(prefix='segmentation_node_',
                                                           suffix='.log')[1])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._ros_log_dir: Optional[str] = None
+        if not (env or {}).get('ROS_LOG_DIR') and not os.environ.get('ROS_LOG_DIR'):
+            self._ros_log_dir = tempfile.mkdtemp(prefix='bisenet_node_log_')
         self._log = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(ros_env(domain_id, fastdds_profile),
-                                              **(env or {})))
+                                     env=dict(ros_env(domain_id, fastdds_profile,
+                                                      self._ros_log_dir), **(env or {})))
         self.returncode: Optional[int] = None
 
     def log(self) -> str:
@@ -85,6 +99,9 @@ class NodeProcess:
                 self.proc.wait()
         self.returncode = self.proc.returncode
         self._log.close()
+        if self._ros_log_dir is not None:
+            shutil.rmtree(self._ros_log_dir, ignore_errors=True)
+            self._ros_log_dir = None
         return self.returncode
 
     def __enter__(self) -> 'NodeProcess':

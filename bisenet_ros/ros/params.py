@@ -156,6 +156,9 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('depth_stamp_tolerance', 0.02, 'Largest stamp difference (s) between a frame '
               'and the depth image / camera_info used for its cloud.', range=(0.0, 1.0)),
     ParamSpec('publish_camera_info', True, 'Republish camera_info (needs use_camera_info).'),
+    ParamSpec('autostart', False, 'Lifecycle node only: configure and activate itself at '
+              'start (no lifecycle manager needed); the plain node always starts active.',
+              'startup'),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'startup',
               range=(0.1, 60.0)),
     ParamSpec('stale_timeout', 5.0, 'Seconds without input after which a camera reports WARN.',
@@ -165,9 +168,6 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('future_stamp_tolerance', 1.0, 'Seconds an input stamp may be ahead of the '
               "node's clock before the camera reports WARN naming the offset (a camera clock "
               'ahead).', range=(0.0, 86400.0)),
-    ParamSpec('autostart', False, 'Lifecycle node only: configure and activate itself at '
-              'start (no lifecycle manager needed); the plain node always starts active.',
-              'startup'),
     ParamSpec('past_stamp_limit', 60.0, 'Seconds an input stamp may be behind the node\'s '
               'clock before the camera reports WARN naming the offset (a clock behind, a bag '
               'replayed without use_sim_time).', range=(0.001, 1e9)),
@@ -267,11 +267,11 @@ class NodeParams:
     depth_wait: float
     depth_stamp_tolerance: float
     publish_camera_info: bool
+    autostart: bool
     diagnostics_period: float
     stale_timeout: float
     warn_input_age: float
     future_stamp_tolerance: float
-    autostart: bool
     past_stamp_limit: float
 
     @classmethod

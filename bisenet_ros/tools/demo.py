@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..inference.backends import BACKENDS, PRECISION_CHOICES
+
 DEFAULT_OUTPUT = 'bisenet_demo_output'
 #: The demo frames are every 4th frame of 30 Hz video: 7.5 Hz is their real rate.
 DEMO_RATE_HZ = 7.5
@@ -26,10 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='model file (default: the packaged CamVid model)')
     parser.add_argument('--rate', type=float, default=DEMO_RATE_HZ,
                         help=f'frames per second of the replay (default: {DEMO_RATE_HZ:g})')
-    parser.add_argument('--backend', default='auto',
-                        help='auto, torch, onnxruntime or tensorrt (default: auto)')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+                        help=f'{", ".join(BACKENDS)} (default: auto)')
     parser.add_argument('--frames', type=int, help='use only the first N demo frames')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or auto (default: cpu)')
+    parser.add_argument('--precision', choices=PRECISION_CHOICES,
+                        help="numeric precision (default: the node's, auto)")
+    parser.add_argument('--threads', type=int, help='CPU threads for inference')
     parser.add_argument('--max-in-flight', type=int, default=1,
                         help='frames awaiting a mask before the replay waits (default 1: each '
                         'frame measured alone, nothing dropped on a slow CPU; 0: strict timing)')
@@ -78,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                                    '--device', args.device, '--backend', args.backend,
                                    '--output', str(out_dir), '--samples', '15',
                                    '--connect-timeout', '120',
-                                   '--max-in-flight', str(args.max_in_flight)])
+                                   '--max-in-flight', str(args.max_in_flight)]
+                                  + (['--precision', args.precision] if args.precision else [])
+                                  + (['--threads', str(args.threads)] if args.threads else []))
     result = eval_bag.run_live(eval_args)
     _print_summary(result, out_dir, bag, args.rate)
     return 0

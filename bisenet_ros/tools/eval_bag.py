@@ -33,7 +33,7 @@ DEFAULT_MASK_TOPIC = '/segmentation/mask'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bisenet eval-bag``."""
-    from ..inference.backends import BACKENDS, PRECISIONS
+    from ..inference.backends import BACKENDS, PRECISION_CHOICES
     from ..temporal_smoothing import DEFAULT_MAX_GAP_S
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split('\n', 1)[1]
@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument('--backend', action='append', default=[],
                         choices=BACKENDS, help='one for all models or one per model (the '
                         'same model twice with two backends is allowed)')
-    models.add_argument('--precision', action='append', default=[], choices=PRECISIONS,
+    models.add_argument('--precision', action='append', default=[],
+                        choices=PRECISION_CHOICES,
                         help='one for all or one per model (an int8 .onnx from `bisenet export '
                         '--int8` runs as int8 whatever is asked)')
     models.add_argument('--device', default='cpu',
@@ -251,6 +252,8 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
                   'device': args.device, **(node_params or {})}
         if args.backend:
             params['backend'] = args.backend[0]
+        if args.precision:
+            params['precision'] = args.precision[0]
         if args.threads:
             params['threads'] = args.threads
         if args.input_size:

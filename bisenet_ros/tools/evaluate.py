@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-images', type=int, help='evaluate only the first N images')
     parser.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads')
-    parser.add_argument('--output-dir', help='write metrics.json and class_iou.png here')
+    parser.add_argument('-o', '--output', '--output-dir', dest='output_dir',
+                        help='write metrics.json and class_iou.png here')
 
 
 def _load(args: argparse.Namespace):

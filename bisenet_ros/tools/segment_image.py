@@ -11,7 +11,7 @@ exit code is 1.
 Examples::
 
     bisenet segment frame.jpg                         # packaged CamVid model, auto backend
-    bisenet segment imgs/ --model city.pth --backend torch --output-dir out/
+    bisenet segment imgs/ --model city.pth --backend torch -o out/
     bisenet segment a.png b.png --model m.onnx --confidence-threshold 0.5
 """
 
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='checkpoint (.pt/.pth), .onnx, OpenVINO .xml or TensorRT '
                         'engine '
                         '(default: the packaged CamVid model)')
-    parser.add_argument('--output-dir', default='segmentation', help='default: ./segmentation')
+    parser.add_argument('-o', '--output', '--output-dir', dest='output_dir',
+                        default='segmentation', help='output folder (default: ./segmentation)')
     add_engine_arguments(parser)
     parser.add_argument('--alpha', type=float, default=0.5, help='overlay opacity (0.5)')
     parser.add_argument('--confidence-threshold', type=float, default=0.0,
@@ -143,12 +144,12 @@ def prepare_output_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ValueError(f'--output-dir {path}: exists and is not a folder') from None
+        raise ValueError(f'--output {path}: exists and is not a folder') from None
     except OSError as exc:
-        raise ValueError(f'--output-dir {path}: cannot create ({exc.strerror or exc})') \
+        raise ValueError(f'--output {path}: cannot create ({exc.strerror or exc})') \
             from None
     if not os.access(path, os.W_OK):
-        raise ValueError(f'--output-dir {path}: not writable')
+        raise ValueError(f'--output {path}: not writable')
     return path
 
 

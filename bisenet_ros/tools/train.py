@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE', help='override a config value, e.g. train.lr=0.01 '
                         '(repeatable; VALUE is parsed as YAML)')
-    parser.add_argument('--output-dir', help='run folder (= --set output_dir=...)')
+    parser.add_argument('-o', '--output', '--output-dir', dest='output_dir',
+                        help='run folder (= --set output_dir=...)')
     parser.add_argument('--data-root', help='dataset root (= --set dataset.root=...)')
     parser.add_argument('--iterations', type=int, help='= --set train.iterations=...')
     parser.add_argument('--batch-size', type=int, help='global batch (= train.batch_size)')

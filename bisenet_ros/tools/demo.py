@@ -25,6 +25,7 @@ DEMO_START_S = 1_700_000_000.0
 DEMO_ACCURACY_CAVEAT = ('a familiar scene, not an unseen camera; on the CamVid test split, '
                         'measured independently, the packaged model scores 59.2 % mIoU)')
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bisenet demo`` (all optional)."""
     parser.add_argument('--output', '-o', default=DEFAULT_OUTPUT,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Dict, Optional, Tuple
 
+from ..user_files import write_atomic
 from .tensorrt_plan import (build_plan, BuildPlan, cache_paths, EngineKey, file_sha256,
                             read_sidecar, write_sidecar)
 
@@ -177,10 +177,7 @@ class EngineBuilder:
             raise RuntimeError(f'tensorrt engine: building the engine from {onnx_path} '
                                'failed (see the TensorRT log above)')
         engine_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=engine_path.parent, suffix='.tmp')
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(bytes(serialized))
-        os.replace(tmp, engine_path)
+        write_atomic(engine_path, bytes(serialized))
         write_sidecar(engine_path, key, {'onnx': str(onnx_path.resolve()),
                                          'label_set': label_set})
         LOG.info('tensorrt engine: wrote %s', engine_path)

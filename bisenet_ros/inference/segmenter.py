@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import logging
 import os
-from pathlib import Path
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -14,6 +13,7 @@ import numpy as np
 from ..labels import LabelSet, load_label_set
 from ..limits import LimitError, threads_problem, work_problem
 from .backends import Backend, create_backend
+from .model_file import identify
 from .postprocess import (apply_threshold, blend_overlay, colorize_labels, label_dtype,
                           resize_confidence, resize_labels)
 from ..preprocess import check_image, check_size, preprocess
@@ -70,8 +70,10 @@ class Segmenter:
         problem = threads_problem(threads) or (size and work_problem(*size))
         if problem:
             raise LimitError(f'Segmenter: {problem}')
-        if isinstance(model_or_path, (str, os.PathLike)) and not Path(model_or_path).is_file():
-            raise FileNotFoundError(f'model file {model_or_path}: no such file')
+        if isinstance(model_or_path, (str, os.PathLike)):
+            # Identified once (user_files: every OS error a refusal; MissingFileError is a
+            # FileNotFoundError), then handed down: no layer below stats or parses it again.
+            model_or_path = identify(model_or_path)
         requested = load_label_set(label_set) if label_set is not None else None
         if requested is not None:
             backend_options.setdefault('label_set', requested)

@@ -16,7 +16,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..image_conversions import image_to_array
 from .camera_io import camera_info_topic
-from .point_cloud import point_fields, semantic_cloud
+from .point_cloud import check_camera_info, point_fields, semantic_cloud
 from .stamp_buffer import StampBuffer
 
 
@@ -53,7 +53,8 @@ class DepthInput:
               tolerance: float, wait: float) -> PointCloud2:
         """The organized cloud of the frame with ``header`` (its stamp and frame_id).
 
-        Raises LookupError when no depth/camera_info of that stamp arrived in time, and
+        Raises LookupError when no depth/camera_info of that stamp arrived in time,
+        ``point_cloud.BadCameraInfo`` (a ``DepthMismatch``) for an implausible camera_info, and
         ``point_cloud.DepthMismatch`` / ``ConversionError`` when they do not fit the mask.
         """
         depth, info = self.matching(stamp_to_ns(header.stamp), tolerance, wait)
@@ -62,8 +63,9 @@ class DepthInput:
                                    if msg is None)
             raise LookupError(f'no {missing} within {tolerance} s of the frame stamp after '
                               f'waiting {wait} s ({self.topic}, {self.info_topic})')
-        cloud = semantic_cloud(image_to_array(depth), depth.encoding, info.k, labels,
-                               confidence)
+        pixels = image_to_array(depth)
+        check_camera_info(info, pixels.shape)  # BadCameraInfo: no cloud, a counted reason
+        cloud = semantic_cloud(pixels, depth.encoding, info.k, labels, confidence)
         msg = PointCloud2()
         msg.header = header
         msg.height, msg.width = cloud.shape

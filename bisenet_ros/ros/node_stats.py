@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..limits import shorten
+
 #: Stages timed for every processed frame, in pipeline order.
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'publish')
 
@@ -62,6 +64,8 @@ class CameraStats:
                 w.age_min = min(w.age_min, age)
 
     def frame_rejected(self, reason: str) -> None:
+        """Count a rejected frame; its ``reason`` is kept cut to ``MAX_REASON_CHARS``."""
+        reason = shorten(reason)
         with self._lock:
             self.rejected += 1
             self._window.rejected += 1
@@ -134,8 +138,10 @@ class CameraStats:
 
 def diagnostic_status(name: str, hardware_id: str, level: int, message: str,
                       values: List[Tuple[str, str]]) -> Any:
-    """A ``diagnostic_msgs/DiagnosticStatus``."""
+    """A ``diagnostic_msgs/DiagnosticStatus``; the message and every value are cut to
+    :data:`~bisenet_ros.limits.MAX_REASON_CHARS` (a reason may quote untrusted input)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-    return DiagnosticStatus(level=bytes([level]), name=name, message=message,
-                            hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=str(v)) for k, v in values])
+    return DiagnosticStatus(level=bytes([level]), name=shorten(name), message=shorten(message),
+                            hardware_id=shorten(hardware_id),
+                            values=[KeyValue(key=shorten(k), value=shorten(v))
+                                    for k, v in values])

@@ -21,11 +21,19 @@ from typing import Any, Optional
 
 #: Largest decoded input image, in pixels (width x height): 4096 x 4096 = 16.8 MP, which takes
 #: 4K UHD (8.3 MP) and 12 MP cameras. Decoded as BGR it is 50 MB; segmented at native size it
-#: needs about 4.7 GB (:data:`BYTES_PER_PIXEL`).
+#: needs about 6.5 GB with the packaged model (:data:`BYTES_PER_PIXEL`).
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
-#: Peak memory of one inference per network input pixel, measured here with the default model
-#: at 1024x1024 and 2048x2048 (ONNX Runtime 279/249 B, torch 253/221 B), rounded up.
-BYTES_PER_PIXEL = 300
+#: Peak memory of one inference per network input pixel: :data:`FIXED_BYTES_PER_PIXEL` plus,
+#: per class, :data:`CLASS_BYTES_PER_PIXEL` (the logits and their resize; twice that with the
+#: confidence output, which adds a softmax). The worst backend measured here, rounded up
+#: (``benchmarks/bench_memory_per_pixel.py``, 768x768, docs/reliability.md): 11 classes
+#: 258..381 B, 150 classes torch 797 B (1235 B with confidence), ONNX Runtime 1561 B (2826 B).
+FIXED_BYTES_PER_PIXEL = 280
+CLASS_BYTES_PER_PIXEL = 10
+#: Class count assumed where the model is not known yet (the packaged CamVid model).
+DEFAULT_NUM_CLASSES = 11
+#: Bytes per pixel of the packaged model without confidence (what a parameter check assumes).
+BYTES_PER_PIXEL = FIXED_BYTES_PER_PIXEL + CLASS_BYTES_PER_PIXEL * DEFAULT_NUM_CLASSES
 #: Ceiling of every decode (pixels): OpenCV's own decoder limit (``OPENCV_IO_MAX_IMAGE_PIXELS``,
 #: set by the package before OpenCV loads, see :mod:`bisenet_ros.image_decode`) and the largest
 #: ``max_input_pixels`` accepted: 8192 x 8192 = 67 MP, the largest ``input_size`` too.
@@ -78,8 +86,11 @@ def shorten(text: Any, limit: int = MAX_REASON_CHARS) -> str:
     text = str(text)
     if len(text) <= limit:
         return text
-    tail = f'... ({len(text) - limit} more characters)'
-    return text[:max(0, limit - len(tail))] + tail
+    kept = limit
+    for _ in range(2):  # the count's own digits shorten what is kept
+        tail = f'... ({len(text) - kept} more characters)'
+        kept = max(0, limit - len(tail))
+    return text[:kept] + f'... ({len(text) - kept} more characters)'
 
 
 def available_cpus() -> int:
@@ -116,15 +127,28 @@ def machine_memory() -> int:
         return 0
 
 
-def work_problem(height: int, width: int, batch: int = 1) -> Optional[str]:
-    """Why a ``batch`` x ``height`` x ``width`` inference cannot fit in the memory available
-    now (estimated at :data:`BYTES_PER_PIXEL`), or ``None``."""
+def bytes_per_pixel(num_classes: Optional[int] = None, confidence: bool = False) -> int:
+    """Peak bytes of one inference per network input pixel for a model of ``num_classes``
+    classes (``None``: :data:`DEFAULT_NUM_CLASSES`), with or without the confidence output."""
+    classes = DEFAULT_NUM_CLASSES if num_classes is None else max(1, int(num_classes))
+    return FIXED_BYTES_PER_PIXEL + CLASS_BYTES_PER_PIXEL * classes * (2 if confidence else 1)
+
+
+def work_problem(height: int, width: int, batch: int = 1, num_classes: Optional[int] = None,
+                 confidence: bool = False) -> Optional[str]:
+    """Why a ``batch`` x ``height`` x ``width`` inference of a ``num_classes`` model (with the
+    confidence output or not) cannot fit in the memory available now (estimated at
+    :func:`bytes_per_pixel`), or ``None``."""
     memory = machine_memory()
-    need = int(height) * int(width) * max(1, int(batch)) * BYTES_PER_PIXEL
+    per_pixel = bytes_per_pixel(num_classes, confidence)
+    need = int(height) * int(width) * max(1, int(batch)) * per_pixel
     if memory and need > memory:
         return (f'{batch} x {height}x{width} needs about {need / 2**30:.1f} GiB to segment '
-                f'({BYTES_PER_PIXEL} B per pixel), more than the {memory / 2**30:.1f} GiB '
-                'available; use a smaller input_size or batch')
+                f'({per_pixel} B per pixel'
+                + (f' for {num_classes} classes' if num_classes is not None else '')
+                + (' with confidence' if confidence else '')
+                + f'), more than the {memory / 2**30:.1f} GiB available; use a smaller '
+                'input_size or batch')
     return None
 
 

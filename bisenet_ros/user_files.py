@@ -99,7 +99,7 @@ def _reason(exc: OSError) -> str:
 
 def _refuse(what: str, path: Any, exc: OSError) -> UserFileError:
     kind = MissingFileError if isinstance(exc, FileNotFoundError) else UserFileError
-    return kind(f'{_where(what, path)}: {_reason(exc)}')
+    return kind(f'{_where(what, path)}: cannot read ({_reason(exc)})')
 
 
 def _stat_regular(path: PathLike, what: str, allow_pipe: bool = False) -> os.stat_result:

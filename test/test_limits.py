@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from bisenet_ros.limits import (available_cpus, check_pixels, LimitError, machine_memory,
-                                parse_yaml, threads_problem, work_problem)
+from bisenet_ros.limits import (available_cpus, BYTES_PER_PIXEL, bytes_per_pixel, check_pixels,
+                                DECODER_MAX_PIXELS, LimitError, machine_memory,
+                                MAX_REASON_CHARS, parse_yaml, pixel_bound, shorten,
+                                threads_problem, work_problem)
 
 
 def test_pixels_above_the_bound_are_refused_naming_both():
@@ -44,3 +46,31 @@ def test_yaml_bombs_and_deep_nesting_are_refused_before_loading():
         parse_yaml('a: [1, 2', 'params file')
     assert parse_yaml('node:\n  ros__parameters: {a: 1}\n', 'params file') == \
         {'node': {'ros__parameters': {'a': 1}}}
+
+
+def test_a_negative_bound_is_refused_never_turned_off():
+    with pytest.raises(LimitError, match=r'max_input_pixels must be in 1\.\.67108864 .*got -1'):
+        check_pixels(10, 10, -1, 'frame')
+    assert pixel_bound(0) == DECODER_MAX_PIXELS  # 0: the decoder's ceiling, still a bound
+    with pytest.raises(LimitError, match='exceeds max_input_pixels 67108864'):
+        check_pixels(8193, 8192, 0, 'frame')
+    with pytest.raises(LimitError, match='got 1e+06|got 1000000.0'):
+        pixel_bound(1e6)
+
+
+def test_the_memory_bound_scales_with_classes_and_the_confidence_output():
+    assert bytes_per_pixel() == BYTES_PER_PIXEL == bytes_per_pixel(11)
+    # measured (docs/reliability.md): 150 classes ONNX Runtime 1561 B/px, 2826 with confidence
+    assert bytes_per_pixel(150) >= 1561 and bytes_per_pixel(150, confidence=True) >= 2826
+    memory = machine_memory()
+    side = int((memory / bytes_per_pixel(11)) ** 0.5 * 0.9)  # fits with 11 classes
+    assert work_problem(side, side) is None
+    reason = work_problem(side, side, 1, num_classes=150, confidence=True)
+    assert reason is not None and 'for 150 classes with confidence' in reason
+
+
+def test_reasons_are_shortened_to_a_bound():
+    assert shorten('x' * 10) == 'x' * 10
+    cut = shorten('e' * 1_000_000)
+    kept = cut.index('...')
+    assert len(cut) == MAX_REASON_CHARS and cut.endswith(f'({1_000_000 - kept} more characters)')

@@ -89,7 +89,8 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     import torch
 
     height, width = (int(v) for v in input_size)
-    problem = work_problem(height, width, batch)
+    problem = work_problem(height, width, batch, int(model.num_classes),
+                           'confidence' in tuple(outputs))
     if batch < 1 or problem:
         raise LimitError(f'export: {problem or f"batch must be >= 1, got {batch}"}')
     wanted = tuple(outputs)

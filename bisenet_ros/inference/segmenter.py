@@ -159,7 +159,8 @@ class Segmenter:
         for key, indices in groups.items():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                problem = work_problem(key[0], key[1], len(chunk))
+                problem = work_problem(key[0], key[1], len(chunk),
+                                       self._require().num_classes, confidence)
                 if problem:
                     raise LimitError(f'segment_batch: {problem}')
                 for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,

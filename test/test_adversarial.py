@@ -211,11 +211,16 @@ def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path
     cases = [(['--output-dir', not_a_dir], 'exists and is not a folder'),
              (['--output-dir', not_a_dir / 'below'], 'cannot create'),
              (['--threads', 10_000], 'threads must be in 0..'),
-             (['--label-set', tmp_path], 'neither a built-in')]
+             (['--label-set', tmp_path], 'is a folder, expected a regular file'),
+             (['--label-set', tmp_path / 'nope.yaml'], 'neither a built-in'),
+             (['--max-input-pixels', '-1'], None)]
     for extra, message in cases:
         argv = [sys.executable, '-m', 'bisenet_ros.cli'] + (['-v'] if verbose else []) + \
             ['segment', str(image)] + [str(a) for a in extra]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if message is None:  # refused by the argument parser: usage and one error line
+            assert done.returncode == 2 and 'max_input_pixels must be in 1..' in done.stderr
+            continue
         assert done.returncode == 1, done.stderr
         assert message in done.stderr, done.stderr
         assert ('Traceback' in done.stderr) is verbose, done.stderr
@@ -467,3 +472,114 @@ def test_shipped_fastdds_profile_carries_4k_bgr8_frames(tmp_path):
     finally:
         listener.kill()
         listener.wait()
+
+
+# == round 3 (issue 23) =========================================================================
+def as_unprivileged(work):
+    """``str(work())`` (or ``'<Error>: <message>'``) computed by a user that may not enter the
+    test's folders: as root, a forked child drops to ``nobody`` (the interpreter is in memory
+    already: nobody need not read it); otherwise this process is that user already."""
+    if os.geteuid() != 0:
+        try:
+            return str(work())
+        except Exception as exc:
+            return f'{type(exc).__name__}: {exc}'
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 0
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                out = str(work())
+            except Exception as exc:
+                out = f'{type(exc).__name__}: {exc}'
+            os.write(write, out.encode('utf-8', 'replace'))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return b''.join(chunks).decode()
+
+
+@pytest.fixture
+def forbidden_model(tmp_path, checkpoint):
+    """A good checkpoint inside a folder only its owner may enter (0700)."""
+    folder = tmp_path / 'private'
+    folder.mkdir()
+    model = folder / 'model.pt'
+    model.write_bytes(Path(checkpoint).read_bytes())
+    folder.chmod(0o700 if os.geteuid() == 0 else 0o000)
+    yield model
+    folder.chmod(0o700)
+
+
+# -- class 1: every OS error on a user's path is a refusal naming the path and the reason ------
+def test_a_model_in_a_folder_the_node_may_not_enter_is_refused_not_a_crash(forbidden_model):
+    """The normal case for a non-root node: stat fails with EACCES (once a crash)."""
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.model_holder import precheck
+    from bisenet_ros.ros.params import NodeParams
+    params = NodeParams.from_values({'model_path': str(forbidden_model)})
+    reason = as_unprivileged(lambda: precheck(params))
+    assert reason.startswith('model file') and 'Permission denied' in reason, reason
+    refused = as_unprivileged(lambda: Segmenter(str(forbidden_model), backend='torch'))
+    assert refused.startswith('UserFileError') and 'Permission denied' in refused, refused
+    label = as_unprivileged(lambda: load_label_set(str(forbidden_model.parent / 'x.yaml')))
+    assert 'LabelSetError' in label and 'Permission denied' in label, label
+
+
+@pytest.mark.parametrize('path,reason', [
+    ('/tmp/' + 'm' * 300 + '.pt', 'over the limit of 255'),
+    ('/tmp/model\x00.pt', 'contains a NUL byte'),
+    ('/tmp', 'is a folder'),
+    ('/dev/zero', 'is a character device'),
+])
+def test_model_paths_the_os_refuses_are_one_reason_at_every_layer(path, reason):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.inference.model_file import identify
+    from bisenet_ros.ros.model_holder import precheck
+    from bisenet_ros.ros.params import NodeParams
+    assert reason in precheck(NodeParams.from_values({'model_path': path}))
+    for call in (lambda: identify(path), lambda: Segmenter(path, backend='torch')):
+        with pytest.raises(ValueError, match=reason):
+            call()
+
+
+def _wait_for_log(node, text, timeout=120.0):
+    """Whether ``text`` appears in the node's log within ``timeout`` s (polled; False once the
+    node has exited without it)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while text not in node.log():
+        if not node.alive() or time.monotonic() > deadline:
+            return text in node.log()
+        time.sleep(0.05)
+    return True
+
+
+def test_a_model_path_the_os_refuses_at_start_up_is_one_line_not_a_traceback():
+    import signal
+
+    from bisenet_ros.ros.node_process import NodeProcess
+    node = NodeProcess({'model_path': '/tmp/' + 'n' * 300 + '.pt'}, 50 + os.getpid() % 10)
+    try:
+        assert _wait_for_log(node, 'over the limit of 255'), node.log()
+        assert node.alive(), node.log()  # serving nothing, but up: a later set can fix it
+    finally:
+        node.stop(signal.SIGINT)
+    log = node.log()
+    assert 'Traceback' not in log, log
+    assert len([line for line in log.splitlines() if 'over the limit of 255' in line]) <= 2, log

@@ -81,6 +81,9 @@ class Segmenter:
             backend, model_or_path, device=device, precision=precision, threads=threads,
             input_size=size, **backend_options)
         be = self._backend
+        problem = size and work_problem(*size, num_classes=be.num_classes)
+        if problem:  # the class count is known now: a 150-class model needs 5x the memory
+            raise LimitError(f'Segmenter: {problem}')
         self._label_set = requested or getattr(be, 'label_set', None) \
             or LabelSet.generic(be.num_classes)
         if self._label_set.num_classes != be.num_classes:

@@ -583,3 +583,138 @@ def test_a_model_path_the_os_refuses_at_start_up_is_one_line_not_a_traceback():
     log = node.log()
     assert 'Traceback' not in log, log
     assert len([line for line in log.splitlines() if 'over the limit of 255' in line]) <= 2, log
+
+
+# -- class 2: a file whose read never returns cannot wedge a reader ------------------------------
+def test_label_set_and_model_paths_whose_read_blocks_are_refused_at_once():
+    """``/proc/self/fd/N`` of a pipe whose writer stays open: reading it blocks forever (a
+    hung mount does the same); the loader thread must not wedge on it."""
+    import threading
+
+    from bisenet_ros.inference.model_file import identify
+    from bisenet_ros.labels import LabelSet
+    read, write = os.pipe()
+    outcome = {}
+
+    def load():
+        for name, call in (('labels', lambda p: LabelSet.from_yaml(p)),
+                           ('model', lambda p: identify(p + '.onnx'))):
+            try:
+                call(f'/proc/self/fd/{read}')
+            except (ValueError, OSError) as exc:
+                outcome[name] = str(exc)
+    try:
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        loader.join(30)
+        assert not loader.is_alive(), 'the read blocked the loader'
+        assert 'is a FIFO' in outcome['labels'], outcome
+    finally:
+        os.close(write)
+        os.close(read)
+
+
+def test_the_time_bound_releases_the_caller_of_a_read_that_never_returns():
+    import threading
+    import time
+
+    from bisenet_ros.user_files import bounded, UserFileError
+    never = threading.Event()
+    began = time.monotonic()
+    with pytest.raises(UserFileError, match='label set x.yaml: no answer within 0.2 s'):
+        bounded(never.wait, 0.2, 'label set x.yaml')
+    assert time.monotonic() - began < 10
+
+
+# -- class 3: the decoded size cannot disagree with the decoder ---------------------------------
+def _tiff_with_a_second_width(width, height, second_width):
+    """An uncompressed TIFF whose first directory holds ImageWidth twice: libtiff keeps the
+    first, a header reader that keeps the last reads another size."""
+    ok, buf = cv2.imencode('.tiff', np.zeros((height, width, 3), np.uint8),
+                           [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    data = bytes(buf.tobytes())
+    order = '<' if data[:2] == b'II' else '>'
+    offset = struct.unpack(order + 'I', data[4:8])[0]
+    count = struct.unpack(order + 'H', data[offset:offset + 2])[0]
+    entries = [data[offset + 2 + 12 * i:offset + 14 + 12 * i] for i in range(count)]
+    index = next(i for i, e in enumerate(entries) if struct.unpack(order + 'H', e[:2])[0] == 256)
+    tag, kind, n = struct.unpack(order + 'HHI', entries[index][:8])
+    value = struct.pack(order + 'H', second_width) + b'\0\0' if kind == 3 else \
+        struct.pack(order + 'I', second_width)
+    entries.insert(index + 1, struct.pack(order + 'HHI', tag, kind, n) + value)
+    directory = struct.pack(order + 'H', count + 1) + b''.join(entries) + \
+        data[offset + 2 + 12 * count:offset + 6 + 12 * count]
+    return data[:4] + struct.pack(order + 'I', len(data)) + data[8:] + directory
+
+
+def test_a_header_read_differently_by_the_decoder_is_refused_by_the_decoded_size():
+    from bisenet_ros.image_files import read_image
+    from bisenet_ros.image_header import encoded_size
+    data = _tiff_with_a_second_width(400, 300, 2)
+    assert encoded_size(data) == (2, 300)  # the header reader is fooled: 600 pixels
+    with pytest.raises(ConversionError, match='the header says 2x300 but it decodes to 400x300'):
+        compressed_to_color(SimpleNamespace(format='tiff', data=data), 1000)
+
+
+def test_a_pnm_comment_ending_in_cr_is_read_as_the_decoder_reads_it(tmp_path):
+    """Read up to LF, this header said 1x1 and the file decoded to 3000x3000."""
+    data = b'P5\n#\r3000 3000\n#\n1 1\n255\n' + b'\0' * (3000 * 3000)
+    with pytest.raises(ConversionError, match='3000x3000 = 9000000 pixels exceeds '
+                                              'max_input_pixels 100'):
+        compressed_to_color(SimpleNamespace(format='pgm', data=data), 100)
+    path = tmp_path / 'tricky.pgm'
+    path.write_bytes(data)
+    from bisenet_ros.image_files import read_image
+    with pytest.raises(ValueError, match=r'tricky.pgm: 9000025 bytes, more than'):
+        read_image(path, 100)  # refused from its size on disk already
+    with pytest.raises(ValueError, match='3000x3000 = 9000000 pixels exceeds'):
+        read_image(path, 1_000_000)
+
+
+def test_the_decoder_itself_refuses_images_over_the_package_ceiling():
+    """OpenCV's own limit, set by the package before OpenCV loads (a child process: this one
+    imported cv2 first)."""
+    code = ('import bisenet_ros, sys\nimport cv2, numpy as np\n'
+            'data = np.frombuffer(sys.stdin.buffer.read(), np.uint8)\n'
+            'try:\n    cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)\n    print("decoded")\n'
+            'except cv2.error:\n    print("refused")\n')
+    run = subprocess.run([sys.executable, '-c', code], input=bomb_png(8193, 8192),
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(
+                             Path(__file__).resolve().parents[1])), timeout=120)
+    assert run.stdout.decode().strip() == 'refused', run
+
+
+# -- class 4: bag label images are bounded, and a refusal is not a score ------------------------
+def test_bag_label_images_are_bounded_like_every_image():
+    from bisenet_ros.bags.messages import image_msg_to_array, MessageError
+    bomb = SimpleNamespace(format='png', data=bomb_png(8000, 8000))
+    with pytest.raises(MessageError, match='8000x8000 = 64000000 pixels exceeds'):
+        image_msg_to_array(bomb, labels=True)
+    raw = SimpleNamespace(height=30000, width=30000, encoding='mono8', is_bigendian=0,
+                          step=30000, data=b'\0' * 16)
+    with pytest.raises(MessageError, match='30000x30000 = 900000000 pixels exceeds'):
+        image_msg_to_array(raw, labels=True)
+    ok, buf = cv2.imencode('.png', np.zeros((6, 8), np.uint8))
+    good = image_msg_to_array(SimpleNamespace(format='png', data=buf.tobytes()), labels=True)
+    assert good.shape == (6, 8)
+
+
+def test_dataset_images_and_labels_are_bounded(tmp_path):
+    from bisenet_ros.training.datasets import DatasetError, read_label, read_rgb
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(bomb_png(8000, 8000))
+    for read in (read_rgb, read_label):
+        with pytest.raises(DatasetError, match='exceeds max_input_pixels'):
+            read(path)
+
+
+# -- class 5: the memory bound scales with the class count --------------------------------------
+def test_the_memory_bound_counts_the_classes_of_the_model(tmp_path):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.limits import bytes_per_pixel, machine_memory
+    model = write_random_checkpoint(tmp_path / 'ade150.pt', num_classes=150)
+    memory = machine_memory()
+    side = int((0.8 * memory / bytes_per_pixel(11)) ** 0.5) // 32 * 32  # fits 11 classes
+    assert side * side * bytes_per_pixel(150) > memory
+    with pytest.raises(LimitError, match='for 150 classes'):
+        Segmenter(str(model), backend='torch', input_size=(side, side), threads=1)

@@ -648,7 +648,6 @@ def _tiff_with_a_second_width(width, height, second_width):
 
 
 def test_a_header_read_differently_by_the_decoder_is_refused_by_the_decoded_size():
-    from bisenet_ros.image_files import read_image
     from bisenet_ros.image_header import encoded_size
     data = _tiff_with_a_second_width(400, 300, 2)
     assert encoded_size(data) == (2, 300)  # the header reader is fooled: 600 pixels
@@ -718,3 +717,118 @@ def test_the_memory_bound_counts_the_classes_of_the_model(tmp_path):
     assert side * side * bytes_per_pixel(150) > memory
     with pytest.raises(LimitError, match='for 150 classes'):
         Segmenter(str(model), backend='torch', input_size=(side, side), threads=1)
+
+
+# -- class 6: artifacts are written whole or not at all; a broken model is one line --------------
+def test_an_export_that_fails_half_way_keeps_the_previous_model(checkpoint, tmp_path):
+    """A file-size limit (as a full disk would) stops the second export: the first stays."""
+    import signal
+    target = tmp_path / 'model.onnx'
+    code = ('import sys\nfrom bisenet_ros.export.onnx_export import export_onnx\n'
+            'from bisenet_ros.inference.model_file import load_module\n'
+            'export_onnx(load_module(sys.argv[1]), sys.argv[2], (64, 64))\n')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, '-c', code, str(checkpoint), str(target)], check=True,
+                   env=env, timeout=300, capture_output=True)
+    good = target.read_bytes()
+
+    def limit():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(good) // 2, len(good) // 2))
+    failed = subprocess.run([sys.executable, '-c', code, str(checkpoint), str(target)],
+                            env=env, timeout=300, capture_output=True, preexec_fn=limit)
+    assert failed.returncode != 0
+    assert target.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.onnx']
+
+
+@pytest.mark.parametrize('content', [b'', b'\x08\x07garbage' * 100, None])
+def test_a_truncated_or_random_onnx_is_one_line_naming_it(checkpoint, tmp_path, content):
+    from bisenet_ros.inference.model_file import identify
+    from bisenet_ros.user_files import UserFileError
+    bad = tmp_path / 'bad.onnx'
+    if content is None:  # a real export cut in half
+        from bisenet_ros.export.onnx_export import export_onnx
+        from bisenet_ros.inference.model_file import load_module
+        export_onnx(load_module(str(checkpoint)), tmp_path / 'good.onnx', (64, 64))
+        whole = (tmp_path / 'good.onnx').read_bytes()
+        content = whole[:len(whole) // 2]
+    bad.write_bytes(content)
+    with pytest.raises(UserFileError, match=f'model file {bad}: ') as info:
+        identify(bad)  # 'not a readable ONNX model (DecodeError: ...)', or what it lacks
+    assert len(str(info.value).splitlines()) == 1
+    image = tmp_path / 'x.png'
+    cv2.imwrite(str(image), pattern_image(32, 32))
+    done = subprocess.run([sys.executable, '-m', 'bisenet_ros.cli', 'segment', str(image),
+                           '--model', str(bad), '--output-dir', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr, done.stderr
+
+
+# -- class 7: a params file is read once, and rcl gets exactly what was checked ------------------
+def _fifo_node(tmp_path, domain):
+    from bisenet_ros.ros.node_process import NodeProcess
+    fifo = tmp_path / 'params.fifo'
+    os.mkfifo(fifo)
+    return fifo, NodeProcess({}, domain, extra_args=['--params-file', str(fifo)])
+
+
+def test_a_params_file_from_a_pipe_reaches_rcl(tmp_path):
+    """``--params-file <(...)``: read by the node's check first, rcl once read it empty and
+    the values were lost. An out-of-range value proves that rcl got the text: the node's own
+    validation of what rcl parsed refuses it."""
+    import threading
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    writer = threading.Thread(target=lambda: fifo.write_text(
+        'segmentation_node:\n  ros__parameters: {max_rate: 5000.0}\n'), daemon=True)
+    writer.start()
+    try:
+        node.proc.wait(120)
+    finally:
+        code = node.stop()
+    log = node.log()
+    assert code == 2 and 'max_rate' in log and 'Traceback' not in log, log
+
+
+def test_a_fifo_nobody_writes_is_one_line_and_exit_2(tmp_path):
+    from bisenet_ros.ros.params import PARAMS_FILE_TIMEOUT_S
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    try:
+        node.proc.wait(PARAMS_FILE_TIMEOUT_S + 60)
+    finally:
+        code = node.stop()
+    log = node.log()
+    assert code == 2, log
+    assert f'no answer within {PARAMS_FILE_TIMEOUT_S:g} s' in log and 'Traceback' not in log
+    assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log
+
+
+def test_sigint_while_a_params_fifo_is_silent_exits_without_a_traceback(tmp_path):
+    import signal
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    try:
+        assert _wait_for_open_reader(fifo, node), node.log()
+    finally:
+        code = node.stop(signal.SIGINT)
+    log = node.log()
+    assert code == 130 and 'Traceback' not in log and 'KeyboardInterrupt' not in log, log
+
+
+def _wait_for_open_reader(fifo, node, timeout=60.0):
+    """Whether a thread of the node blocks opening ``fifo`` (a FIFO reader waiting for a
+    writer: the kernel's ``wait_for_partner``) within ``timeout`` s."""
+    import time
+    deadline = time.monotonic() + timeout
+    tasks = f'/proc/{node.proc.pid}/task'
+    while node.alive() and time.monotonic() < deadline:
+        try:
+            for tid in os.listdir(tasks):
+                with open(f'{tasks}/{tid}/wchan') as handle:
+                    if handle.read().strip() == 'wait_for_partner':
+                        return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False

@@ -130,13 +130,14 @@ def identify(model: Any) -> ModelFile:
 
 def _identify_onnx(path: Path) -> ModelFile:
     from ..labels import LabelSetError
-    from ..limits import LimitError
+    from ..user_files import UserFileError
     try:
         return _read_onnx(path)
+    except (UserFileError, LabelSetError):
+        raise
     except Exception as exc:  # protobuf's DecodeError, onnx's own errors, a truncated file
-        if isinstance(exc, (LimitError, LabelSetError)) \
-                or str(exc).startswith(f'model file {path}'):
-            raise  # a reason of this package already, naming the file
+        if str(exc).startswith(f'model file {path}: ') and '\n' not in str(exc):
+            raise UserFileError(str(exc)) from None  # this package's reason, naming the file
         raise _not_onnx(path, exc) from None
 
 

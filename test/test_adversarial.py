@@ -832,3 +832,35 @@ def _wait_for_open_reader(fifo, node, timeout=60.0):
             pass
         time.sleep(0.02)
     return False
+
+
+# -- class 12: no reason is echoed at the size it arrived ---------------------------------------
+def test_a_megabyte_encoding_is_not_echoed_into_logs_or_diagnostics():
+    from bisenet_ros.limits import MAX_REASON_CHARS
+    from bisenet_ros.ros.node_stats import CameraStats, diagnostic_status
+    msg = SimpleNamespace(height=2, width=2, encoding='e' * (1 << 20), is_bigendian=0, step=6,
+                          data=b'\0' * 12)
+    with pytest.raises(ConversionError) as info:
+        image_to_color(msg)
+    assert len(str(info.value)) <= MAX_REASON_CHARS
+    stats = CameraStats('/camera/image_raw')
+    stats.frame_rejected('x' * (1 << 20))
+    level, message, values = stats.report(1, 0, 5.0, 1.0, 1.0, 60.0)
+    status = diagnostic_status('segmentation: /camera/image_raw', 'h' * (1 << 20), level,
+                               message, values + [('reason', 'r' * (1 << 20))])
+    assert len(status.message) <= MAX_REASON_CHARS and len(status.hardware_id) <= \
+        MAX_REASON_CHARS
+    assert all(len(kv.value) <= MAX_REASON_CHARS for kv in status.values)
+    assert 'frame(s) rejected: xxx' in status.message
+
+
+# -- class 13: a NUL byte, a folder, a FIFO or a device is named, not "not found" --------------
+@pytest.mark.parametrize('make,reason', [
+    (lambda tmp: str(tmp / 'labels.yaml') + '\x00.txt', 'contains a NUL byte'),
+    (lambda tmp: tmp, 'is a folder'),
+    (lambda tmp: (os.mkfifo(tmp / 'fifo'), tmp / 'fifo')[1], 'is a FIFO'),
+    (lambda tmp: '/dev/null', 'is a character device'),
+])
+def test_label_set_paths_are_named_as_what_they_are(tmp_path, make, reason):
+    with pytest.raises(LabelSetError, match=reason):
+        load_label_set(make(tmp_path))

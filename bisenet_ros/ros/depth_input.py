@@ -15,7 +15,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..image_conversions import image_to_array
-from .camera_io import camera_info_topic
+from .topics import camera_info_topic
 from .point_cloud import check_camera_info, point_fields, semantic_cloud
 from .stamp_buffer import StampBuffer
 

@@ -69,10 +69,11 @@ def _check_threads(value: int) -> Optional[str]:
 MAX_TOPIC_CHARS = 247
 #: Name of the node (``~`` in a topic name means ``<namespace>/<NODE_NAME>``).
 NODE_NAME = 'segmentation_node'
-#: Topic names the node publishes under ``<output_prefix>`` (or ``<output_prefix>/<camera>``);
-#: ``camera_io.OUTPUTS`` plus the class metadata (a test keeps them equal).
+#: Topic names the node publishes under ``<output_prefix>`` (or ``<output_prefix>/<camera>``):
+#: ``camera_io.OUTPUTS`` and the latched metadata (a test checks that none is missing).
 OUTPUT_NAMES = ('mask', 'color_mask', 'overlay', 'confidence', 'confidence_mono8', 'points',
-                'camera_info', 'class_info', 'label_info')
+                'camera_info', 'groups', 'class_info', 'label_info', 'groups_info',
+                'groups_label_info')
 
 
 def resolve_topic(name: str, namespace: str = '/', node: str = NODE_NAME) -> str:
@@ -122,7 +123,7 @@ def topics_problem(values: Mapping[str, Any], namespace: str = '/') -> Optional[
     ``camera/image_raw`` and ``/camera/image_raw`` are the same topic in the root namespace
     (and not in ``/robot``); then an input that is one of the node's own outputs (a loop),
     inputs that repeat, and any resolved name over :data:`MAX_TOPIC_CHARS` are refused."""
-    from .camera_io import camera_info_topic, camera_names
+    from .topics import camera_info_topic, camera_names
     topics = [str(t) for t in values['image_topics']]
     compressed = bool(values.get('compressed', False))
     prefix = resolve_topic(str(values['output_prefix']), namespace)

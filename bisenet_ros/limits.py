@@ -47,6 +47,9 @@ MAX_YAML_DEPTH = 64
 #: Most characters of a reason (a reject, an error) echoed into a log line or ``/diagnostics``:
 #: a 1 MB encoding string must not become a 1 MB log line.
 MAX_REASON_CHARS = 200
+#: Most characters of one ``/diagnostics`` message or value: the last guard against
+#: amplification, loose enough for a reason that names two model paths.
+MAX_DIAGNOSTIC_CHARS = 1000
 
 
 class LimitError(ValueError):

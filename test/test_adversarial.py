@@ -836,7 +836,7 @@ def _wait_for_open_reader(fifo, node, timeout=60.0):
 
 # -- class 12: no reason is echoed at the size it arrived ---------------------------------------
 def test_a_megabyte_encoding_is_not_echoed_into_logs_or_diagnostics():
-    from bisenet_ros.limits import MAX_REASON_CHARS
+    from bisenet_ros.limits import MAX_DIAGNOSTIC_CHARS, MAX_REASON_CHARS
     from bisenet_ros.ros.node_stats import CameraStats, diagnostic_status
     msg = SimpleNamespace(height=2, width=2, encoding='e' * (1 << 20), is_bigendian=0, step=6,
                           data=b'\0' * 12)
@@ -848,9 +848,9 @@ def test_a_megabyte_encoding_is_not_echoed_into_logs_or_diagnostics():
     level, message, values = stats.report(1, 0, 5.0, 1.0, 1.0, 60.0)
     status = diagnostic_status('segmentation: /camera/image_raw', 'h' * (1 << 20), level,
                                message, values + [('reason', 'r' * (1 << 20))])
-    assert len(status.message) <= MAX_REASON_CHARS and len(status.hardware_id) <= \
-        MAX_REASON_CHARS
-    assert all(len(kv.value) <= MAX_REASON_CHARS for kv in status.values)
+    assert len(status.message) <= MAX_REASON_CHARS + 40  # 'N frame(s) rejected: <reason>'
+    assert len(status.hardware_id) <= MAX_DIAGNOSTIC_CHARS
+    assert all(len(kv.value) <= MAX_DIAGNOSTIC_CHARS for kv in status.values)
     assert 'frame(s) rejected: xxx' in status.message
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..limits import shorten
+from ..limits import MAX_DIAGNOSTIC_CHARS, shorten
 
 #: Stages timed for every processed frame, in pipeline order.
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'publish')
@@ -138,10 +138,13 @@ class CameraStats:
 
 def diagnostic_status(name: str, hardware_id: str, level: int, message: str,
                       values: List[Tuple[str, str]]) -> Any:
-    """A ``diagnostic_msgs/DiagnosticStatus``; the message and every value are cut to
-    :data:`~bisenet_ros.limits.MAX_REASON_CHARS` (a reason may quote untrusted input)."""
+    """A ``diagnostic_msgs/DiagnosticStatus``; the name, message, hardware id and every key
+    and value are cut to :data:`~bisenet_ros.limits.MAX_DIAGNOSTIC_CHARS` (a reason may quote
+    untrusted input; reject reasons are cut to ``MAX_REASON_CHARS`` where they are counted)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-    return DiagnosticStatus(level=bytes([level]), name=shorten(name), message=shorten(message),
-                            hardware_id=shorten(hardware_id),
-                            values=[KeyValue(key=shorten(k), value=shorten(v))
-                                    for k, v in values])
+
+    def cut(text: Any) -> str:
+        return shorten(text, MAX_DIAGNOSTIC_CHARS)
+    return DiagnosticStatus(level=bytes([level]), name=cut(name), message=cut(message),
+                            hardware_id=cut(hardware_id),
+                            values=[KeyValue(key=cut(k), value=cut(v)) for k, v in values])

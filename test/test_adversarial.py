@@ -864,3 +864,24 @@ def test_a_megabyte_encoding_is_not_echoed_into_logs_or_diagnostics():
 def test_label_set_paths_are_named_as_what_they_are(tmp_path, make, reason):
     with pytest.raises(LabelSetError, match=reason):
         load_label_set(make(tmp_path))
+
+
+def test_eval_bag_refuses_a_label_bomb_instead_of_scoring(checkpoint, tmp_path):
+    """A 8000x8000 label PNG of a few hundred kB: once decoded to 64 MP per label and scored
+    (14 GB, a meaningless mIoU and exit 0); now one line and exit 1, no report."""
+    from bisenet_ros.bags import messages
+    from bisenet_ros.bags.writer import BagWriter
+    stamp = 1_700_000_000 * 10**9
+    with BagWriter(tmp_path / 'bag', storage='mcap') as writer:
+        writer.add_topic('/camera/image_raw', messages.IMAGE_TYPE)
+        writer.add_topic('/camera/labels', messages.COMPRESSED_TYPE)
+        writer.write('/camera/image_raw', stamp,
+                     messages.image_cdr(pattern_image(48, 64), stamp, 'cam'))
+        writer.write('/camera/labels', stamp,
+                     messages.compressed_cdr(np.zeros((8000, 8000), np.uint8), stamp, 'cam',
+                                             fmt='png'))
+    code = cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(checkpoint),
+                     '--backend', 'torch', '--threads', '1', '--label-topic', '/camera/labels',
+                     '-o', str(tmp_path / 'out')])
+    assert code == 1
+    assert not (tmp_path / 'out' / 'report.json').exists()

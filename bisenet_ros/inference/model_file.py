@@ -136,8 +136,9 @@ def _identify_onnx(path: Path) -> ModelFile:
     except (UserFileError, LabelSetError):
         raise
     except Exception as exc:  # protobuf's DecodeError, onnx's own errors, a truncated file
-        if str(exc).startswith(f'model file {path}: ') and '\n' not in str(exc):
-            raise UserFileError(str(exc)) from None  # this package's reason, naming the file
+        if isinstance(exc, ValueError) and str(exc).startswith(f'model file {path}: ') \
+                and '\n' not in str(exc):
+            raise  # this package's own reason (ModelCheckError, ...), one line naming the file
         raise _not_onnx(path, exc) from None
 
 

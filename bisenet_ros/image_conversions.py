@@ -4,7 +4,11 @@ No rclpy import: every function takes the message's fields or any object with th
 ``sensor_msgs/msg/Image`` (``height, width, encoding, is_bigendian, step, data``) or
 ``sensor_msgs/msg/CompressedImage`` (``format, data``). Row padding (``step``) and byte order
 (``is_bigendian``) are honoured. Every unusable input raises :class:`ConversionError`, whose
-message names the encoding and the sizes that do not fit.
+message names the encoding and the sizes that do not fit, cut to
+:data:`~bisenet_ros.limits.MAX_REASON_CHARS` characters (a message's strings are untrusted).
+
+:func:`decode_encoded` is the one way the package decodes an encoded image (node input, CLI
+images, dataset images and labels, bag images and labels, calibration images).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from .image_header import encoded_size, HeaderError
-from .limits import check_pixels, DEFAULT_MAX_INPUT_PIXELS, LimitError
+from .limits import (check_pixels, DECODER_MAX_PIXELS, DEFAULT_MAX_INPUT_PIXELS, LimitError,
+                     MAX_REASON_CHARS, shorten)
 
 #: encoding -> (element dtype, channels) for the encodings read as plain arrays.
 PLAIN_ENCODINGS: Dict[str, Tuple[str, int]] = {
@@ -39,7 +44,11 @@ WRITABLE_ENCODINGS = {'mono8': ('u1', 1), 'mono16': ('u2', 1), '16UC1': ('u2', 1
 
 
 class ConversionError(ValueError):
-    """An image cannot be converted; the message names the encoding and the sizes."""
+    """An image cannot be converted; the message names the encoding and the sizes (at most
+    :data:`~bisenet_ros.limits.MAX_REASON_CHARS` characters)."""
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(shorten(message, MAX_REASON_CHARS))
 
 
 def supported_encodings() -> Tuple[str, ...]:
@@ -162,30 +171,60 @@ def image_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
 
 def compressed_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
                         ) -> Tuple[np.ndarray, bool]:
-    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``.
+    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``,
+    through :func:`decode_encoded` (``max_pixels``: 0 is the decoder's ceiling)."""
+    fmt = shorten(getattr(msg, 'format', ''), 40)
+    size = len(msg.data)
+    return decode_encoded(msg.data, max_pixels,
+                          f"compressed image (format '{fmt}', {size} bytes)"), True
 
-    The size is read from the encoded header first (:mod:`bisenet_ros.image_header`): above
-    ``max_pixels`` (0: no bound), or with a header that cannot be read, nothing is decoded.
+
+def decode_encoded(data: Any, max_pixels: int, what: str, labels: bool = False) -> np.ndarray:
+    """Decode the encoded image ``data`` (bytes-like) with OpenCV: ``(H, W, 3)`` uint8 BGR, or
+    with ``labels`` the ``(H, W)`` uint8 single channel of a label image.
+
+    The size is bounded by ``max_pixels`` (see :func:`~bisenet_ros.limits.pixel_bound`) from
+    one source of truth, the decoder's own reading of the file, in three steps:
+
+    1. the size read from the header (:mod:`bisenet_ros.image_header`) must fit, or nothing is
+       decoded: the cheap refusal of honest oversized files;
+    2. the decoder refuses by itself any image its own header parse finds over
+       :data:`~bisenet_ros.limits.DECODER_MAX_PIXELS` (OpenCV's ``OPENCV_IO_MAX_IMAGE_PIXELS``,
+       which the package sets before OpenCV loads): a file whose header this module and the
+       decoder read differently (a PNM comment, a TIFF or WebP trick) costs at most that
+       ceiling, never 20000x20000;
+    3. the decoded array, which cannot disagree with the decoder, must have the header's size
+       (EXIF rotation allowed) and fit ``max_pixels``; else it is refused, not segmented.
+
+    Every refusal is a :class:`ConversionError` starting with ``what``.
     """
     import cv2
-    fmt = str(getattr(msg, 'format', ''))
-    buf = _byte_view(msg.data)
+    buf = _byte_view(data)
+    where = what
     if buf.size == 0:
-        raise ConversionError(f"compressed image (format '{fmt}'): no data")
+        raise ConversionError(f'{what}: no data')
     try:
         width, height = encoded_size(buf)
-        check_pixels(width, height, max_pixels, f"compressed image (format '{fmt}', "
-                     f'{buf.size} bytes)')
+        check_pixels(width, height, max_pixels, where)
     except HeaderError as exc:
-        raise ConversionError(f"compressed image (format '{fmt}', {buf.size} bytes): {exc}") \
-            from None
+        raise ConversionError(f'{where}: {exc}') from None
     except LimitError as exc:
         raise ConversionError(str(exc)) from None
-    pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if labels else cv2.IMREAD_COLOR)
+    except cv2.error:
+        raise ConversionError(f'{where}: refused by the decoder (malformed, or over its ceiling '
+                              f'of {DECODER_MAX_PIXELS} pixels)') from None
     if pixels is None:
-        raise ConversionError(f"compressed image (format '{fmt}', {buf.size} bytes): not a "
-                              'decodable jpeg or png')
-    return pixels, True
+        raise ConversionError(f'{where}: not a decodable image')
+    got = pixels.shape[1], pixels.shape[0]
+    if sorted(got) != sorted((width, height)):
+        raise ConversionError(f'{where}: the header says {width}x{height} but it decodes to '
+                              f'{got[0]}x{got[1]}; refused')
+    if labels and (pixels.ndim != 2 or pixels.dtype != np.uint8):
+        raise ConversionError(f'{where}: a label image must be single-channel 8-bit class '
+                              f'ids, got shape {pixels.shape} {pixels.dtype}')
+    return pixels
 
 
 def array_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:

@@ -1,9 +1,14 @@
-"""Image files on disk: the one list of suffixes the package reads, and how folders are listed."""
+"""Image files on disk: the one list of suffixes the package reads, how folders are listed,
+and the one way an image file is read (:func:`read_image`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, List, Sequence, Union
+
+import numpy as np
+
+from .limits import DEFAULT_MAX_INPUT_PIXELS
 
 #: Suffixes (lower case) of the image files every tool reads from a folder.
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
@@ -36,3 +41,20 @@ def spread_evenly(items: Sequence[Any], limit: int) -> List[Any]:
     """At most ``limit`` of ``items``, evenly spaced (recordings named in time order: frames
     from the whole recording rather than its first seconds)."""
     return list(items[::max(1, len(items) // limit)][:limit])
+
+
+def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+               labels: bool = False, what: str = 'image') -> np.ndarray:
+    """The pixels of the image file ``path``: ``(H, W, 3)`` uint8 BGR, or with ``labels`` the
+    ``(H, W)`` uint8 class ids of a label image.
+
+    Read through :func:`bisenet_ros.user_files.read_bytes` (a regular file, bounded in bytes
+    and time) and decoded by :func:`bisenet_ros.image_conversions.decode_encoded` within
+    ``max_pixels`` (0: the decoder's ceiling). Every problem is a ``ValueError``
+    (``UserFileError`` or ``ConversionError``) naming ``what`` and the file.
+    """
+    from .image_conversions import decode_encoded
+    from .limits import pixel_bound
+    from .user_files import read_bytes
+    data = read_bytes(path, what, 8 * pixel_bound(max_pixels) + (1 << 20))  # over raw RGBA16
+    return decode_encoded(data, max_pixels, f'{what} {path}', labels=labels)

@@ -4,6 +4,10 @@ A few hundred kB of PNG can decode to 20000x20000 pixels (1.2 GB as BGR, more on
 runs on it): the size must be known, and refused, before the decoder runs. This module reads it
 from the bytes of PNG (IHDR), JPEG (the SOF marker), BMP, GIF, WebP (VP8, VP8L, VP8X), PNM
 (P1..P6) and TIFF (first IFD). Pure Python, no decoder is involved.
+
+This is the cheap first check only: the size the decoder itself finds is the authority, see
+:func:`bisenet_ros.image_conversions.decode_encoded` (which refuses a file whose decoded size
+differs from the size read here).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ HEADER_FORMATS = ('png', 'jpeg', 'bmp', 'gif', 'webp', 'pnm', 'tiff')
 
 #: JPEG start-of-frame markers (C0..CF less DHT C4, JPG C8 and DAC CC) carry the frame size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_PNM = re.compile(rb'P[1-6](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)')
+#: PNM: a comment runs from ``#`` to the end of the line, which OpenCV's reader (like netpbm)
+#: ends at ``\n`` or ``\r``: a reader ending it at ``\n`` only would take digits after a ``\r``
+#: for part of the comment and read another size than the decoder.
+_PNM = re.compile(rb'P[1-6](?:\s+|#[^\r\n]*[\r\n])+(\d+)(?:\s+|#[^\r\n]*[\r\n])+(\d+)')
 
 
 class HeaderError(ValueError):

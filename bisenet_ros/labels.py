@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 
+from .limits import shorten
 from .resources import find_config_file
 
 BUILTIN_LABEL_SETS = ('cityscapes', 'camvid')
@@ -135,11 +136,12 @@ class LabelSet:
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> 'LabelSet':
-        """Load a label-set YAML file."""
-        from .limits import LimitError, load_yaml
-        path = Path(path)
+        """Load a label-set YAML file (:func:`bisenet_ros.user_files.load_yaml`: a regular
+        file, read within its size and time bounds)."""
+        from .limits import LimitError
+        from .user_files import load_yaml
         try:
-            data = load_yaml(path, 'label set')
+            data = load_yaml(path, 'label set')  # bounded in bytes, nodes and time
         except LimitError as exc:
             raise LabelSetError(str(exc)) from None
         return cls.from_dict(data, source=str(path))
@@ -162,11 +164,16 @@ def load_label_set(name_or_path: Union[str, Path, 'LabelSet']) -> LabelSet:
     text = str(name_or_path)
     if text in BUILTIN_LABEL_SETS:
         return LabelSet.from_yaml(find_config_file(f'labels/{text}.yaml'))
-    path = Path(text)
-    if not path.is_file():
-        raise LabelSetError(f"label set '{text}' is neither a built-in "
-                            f'({", ".join(BUILTIN_LABEL_SETS)}) nor an existing YAML file')
-    return LabelSet.from_yaml(path)
+    from .user_files import check_file, MissingFileError, UserFileError
+    try:
+        check_file(text, 'label set')
+    except MissingFileError:
+        raise LabelSetError(f"label set '{shorten(text)}' is neither a built-in "
+                            f'({", ".join(BUILTIN_LABEL_SETS)}) nor an existing YAML file') \
+            from None
+    except UserFileError as exc:  # a folder, FIFO, device, unreadable, NUL byte, too long, ...
+        raise LabelSetError(str(exc)) from None
+    return LabelSet.from_yaml(text)
 
 
 def colorize(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:

@@ -211,11 +211,16 @@ def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path
     cases = [(['--output-dir', not_a_dir], 'exists and is not a folder'),
              (['--output-dir', not_a_dir / 'below'], 'cannot create'),
              (['--threads', 10_000], 'threads must be in 0..'),
-             (['--label-set', tmp_path], 'neither a built-in')]
+             (['--label-set', tmp_path], 'is a folder, expected a regular file'),
+             (['--label-set', tmp_path / 'nope.yaml'], 'neither a built-in'),
+             (['--max-input-pixels', '-1'], None)]
     for extra, message in cases:
         argv = [sys.executable, '-m', 'bisenet_ros.cli'] + (['-v'] if verbose else []) + \
             ['segment', str(image)] + [str(a) for a in extra]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if message is None:  # refused by the argument parser: usage and one error line
+            assert done.returncode == 2 and 'max_input_pixels must be in 1..' in done.stderr
+            continue
         assert done.returncode == 1, done.stderr
         assert message in done.stderr, done.stderr
         assert ('Traceback' in done.stderr) is verbose, done.stderr
@@ -475,3 +480,415 @@ def test_shipped_fastdds_profile_carries_4k_bgr8_frames(tmp_path):
     finally:
         listener.kill()
         listener.wait()
+
+
+# == round 3 (issue 23) =========================================================================
+def as_unprivileged(work):
+    """``str(work())`` (or ``'<Error>: <message>'``) computed by a user that may not enter the
+    test's folders: as root, a forked child drops to ``nobody`` (the interpreter is in memory
+    already: nobody need not read it); otherwise this process is that user already."""
+    if os.geteuid() != 0:
+        try:
+            return str(work())
+        except Exception as exc:
+            return f'{type(exc).__name__}: {exc}'
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 0
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                out = str(work())
+            except Exception as exc:
+                out = f'{type(exc).__name__}: {exc}'
+            os.write(write, out.encode('utf-8', 'replace'))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return b''.join(chunks).decode()
+
+
+@pytest.fixture
+def forbidden_model(tmp_path, checkpoint):
+    """A good checkpoint inside a folder only its owner may enter (0700)."""
+    folder = tmp_path / 'private'
+    folder.mkdir()
+    model = folder / 'model.pt'
+    model.write_bytes(Path(checkpoint).read_bytes())
+    folder.chmod(0o700 if os.geteuid() == 0 else 0o000)
+    yield model
+    folder.chmod(0o700)
+
+
+# -- class 1: every OS error on a user's path is a refusal naming the path and the reason ------
+def test_a_model_in_a_folder_the_node_may_not_enter_is_refused_not_a_crash(forbidden_model):
+    """The normal case for a non-root node: stat fails with EACCES (once a crash)."""
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.ros.model_holder import precheck
+    from bisenet_ros.ros.params import NodeParams
+    params = NodeParams.from_values({'model_path': str(forbidden_model)})
+    reason = as_unprivileged(lambda: precheck(params))
+    assert reason.startswith('model file') and 'Permission denied' in reason, reason
+    refused = as_unprivileged(lambda: Segmenter(str(forbidden_model), backend='torch'))
+    assert refused.startswith('UserFileError') and 'Permission denied' in refused, refused
+    label = as_unprivileged(lambda: load_label_set(str(forbidden_model.parent / 'x.yaml')))
+    assert 'LabelSetError' in label and 'Permission denied' in label, label
+
+
+@pytest.mark.parametrize('path,reason', [
+    ('/tmp/' + 'm' * 300 + '.pt', 'over the limit of 255'),
+    ('/tmp/model\x00.pt', 'contains a NUL byte'),
+    ('/tmp', 'is a folder'),
+    ('/dev/zero', 'is a character device'),
+])
+def test_model_paths_the_os_refuses_are_one_reason_at_every_layer(path, reason):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.inference.model_file import identify
+    from bisenet_ros.ros.model_holder import precheck
+    from bisenet_ros.ros.params import NodeParams
+    assert reason in precheck(NodeParams.from_values({'model_path': path}))
+    for call in (lambda: identify(path), lambda: Segmenter(path, backend='torch')):
+        with pytest.raises(ValueError, match=reason):
+            call()
+
+
+def _wait_for_log(node, text, timeout=120.0):
+    """Whether ``text`` appears in the node's log within ``timeout`` s (polled; False once the
+    node has exited without it)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while text not in node.log():
+        if not node.alive() or time.monotonic() > deadline:
+            return text in node.log()
+        time.sleep(0.05)
+    return True
+
+
+def test_a_model_path_the_os_refuses_at_start_up_is_one_line_not_a_traceback():
+    import signal
+
+    from bisenet_ros.ros.node_process import NodeProcess
+    node = NodeProcess({'model_path': '/tmp/' + 'n' * 300 + '.pt'}, 50 + os.getpid() % 10)
+    try:
+        assert _wait_for_log(node, 'over the limit of 255'), node.log()
+        assert node.alive(), node.log()  # serving nothing, but up: a later set can fix it
+    finally:
+        node.stop(signal.SIGINT)
+    log = node.log()
+    assert 'Traceback' not in log, log
+    assert len([line for line in log.splitlines() if 'over the limit of 255' in line]) <= 2, log
+
+
+# -- class 2: a file whose read never returns cannot wedge a reader ------------------------------
+def test_label_set_and_model_paths_whose_read_blocks_are_refused_at_once():
+    """``/proc/self/fd/N`` of a pipe whose writer stays open: reading it blocks forever (a
+    hung mount does the same); the loader thread must not wedge on it."""
+    import threading
+
+    from bisenet_ros.inference.model_file import identify
+    from bisenet_ros.labels import LabelSet
+    read, write = os.pipe()
+    outcome = {}
+
+    def load():
+        for name, call in (('labels', lambda p: LabelSet.from_yaml(p)),
+                           ('model', lambda p: identify(p + '.onnx'))):
+            try:
+                call(f'/proc/self/fd/{read}')
+            except (ValueError, OSError) as exc:
+                outcome[name] = str(exc)
+    try:
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        loader.join(30)
+        assert not loader.is_alive(), 'the read blocked the loader'
+        assert 'is a FIFO' in outcome['labels'], outcome
+    finally:
+        os.close(write)
+        os.close(read)
+
+
+def test_the_time_bound_releases_the_caller_of_a_read_that_never_returns():
+    import threading
+    import time
+
+    from bisenet_ros.user_files import bounded, UserFileError
+    never = threading.Event()
+    began = time.monotonic()
+    with pytest.raises(UserFileError, match='label set x.yaml: no answer within 0.2 s'):
+        bounded(never.wait, 0.2, 'label set x.yaml')
+    assert time.monotonic() - began < 10
+
+
+# -- class 3: the decoded size cannot disagree with the decoder ---------------------------------
+def _tiff_with_a_second_width(width, height, second_width):
+    """An uncompressed TIFF whose first directory holds ImageWidth twice: libtiff keeps the
+    first, a header reader that keeps the last reads another size."""
+    ok, buf = cv2.imencode('.tiff', np.zeros((height, width, 3), np.uint8),
+                           [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    data = bytes(buf.tobytes())
+    order = '<' if data[:2] == b'II' else '>'
+    offset = struct.unpack(order + 'I', data[4:8])[0]
+    count = struct.unpack(order + 'H', data[offset:offset + 2])[0]
+    entries = [data[offset + 2 + 12 * i:offset + 14 + 12 * i] for i in range(count)]
+    index = next(i for i, e in enumerate(entries) if struct.unpack(order + 'H', e[:2])[0] == 256)
+    tag, kind, n = struct.unpack(order + 'HHI', entries[index][:8])
+    value = struct.pack(order + 'H', second_width) + b'\0\0' if kind == 3 else \
+        struct.pack(order + 'I', second_width)
+    entries.insert(index + 1, struct.pack(order + 'HHI', tag, kind, n) + value)
+    directory = struct.pack(order + 'H', count + 1) + b''.join(entries) + \
+        data[offset + 2 + 12 * count:offset + 6 + 12 * count]
+    return data[:4] + struct.pack(order + 'I', len(data)) + data[8:] + directory
+
+
+def test_a_header_read_differently_by_the_decoder_is_refused_by_the_decoded_size():
+    from bisenet_ros.image_header import encoded_size
+    data = _tiff_with_a_second_width(400, 300, 2)
+    assert encoded_size(data) == (2, 300)  # the header reader is fooled: 600 pixels
+    with pytest.raises(ConversionError, match='the header says 2x300 but it decodes to 400x300'):
+        compressed_to_color(SimpleNamespace(format='tiff', data=data), 1000)
+
+
+def test_a_pnm_comment_ending_in_cr_is_read_as_the_decoder_reads_it(tmp_path):
+    """Read up to LF, this header said 1x1 and the file decoded to 3000x3000."""
+    data = b'P5\n#\r3000 3000\n#\n1 1\n255\n' + b'\0' * (3000 * 3000)
+    with pytest.raises(ConversionError, match='3000x3000 = 9000000 pixels exceeds '
+                                              'max_input_pixels 100'):
+        compressed_to_color(SimpleNamespace(format='pgm', data=data), 100)
+    path = tmp_path / 'tricky.pgm'
+    path.write_bytes(data)
+    from bisenet_ros.image_files import read_image
+    with pytest.raises(ValueError, match=r'tricky.pgm: 9000025 bytes, more than'):
+        read_image(path, 100)  # refused from its size on disk already
+    with pytest.raises(ValueError, match='3000x3000 = 9000000 pixels exceeds'):
+        read_image(path, 1_000_000)
+
+
+def test_the_decoder_itself_refuses_images_over_the_package_ceiling():
+    """OpenCV's own limit, set by the package before OpenCV loads (a child process: this one
+    imported cv2 first)."""
+    code = ('import bisenet_ros, sys\nimport cv2, numpy as np\n'
+            'data = np.frombuffer(sys.stdin.buffer.read(), np.uint8)\n'
+            'try:\n    cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)\n    print("decoded")\n'
+            'except cv2.error:\n    print("refused")\n')
+    run = subprocess.run([sys.executable, '-c', code], input=bomb_png(8193, 8192),
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(
+                             Path(__file__).resolve().parents[1])), timeout=120)
+    assert run.stdout.decode().strip() == 'refused', run
+
+
+# -- class 4: bag label images are bounded, and a refusal is not a score ------------------------
+def test_bag_label_images_are_bounded_like_every_image():
+    from bisenet_ros.bags.messages import image_msg_to_array, MessageError
+    bomb = SimpleNamespace(format='png', data=bomb_png(8000, 8000))
+    with pytest.raises(MessageError, match='8000x8000 = 64000000 pixels exceeds'):
+        image_msg_to_array(bomb, labels=True)
+    raw = SimpleNamespace(height=30000, width=30000, encoding='mono8', is_bigendian=0,
+                          step=30000, data=b'\0' * 16)
+    with pytest.raises(MessageError, match='30000x30000 = 900000000 pixels exceeds'):
+        image_msg_to_array(raw, labels=True)
+    ok, buf = cv2.imencode('.png', np.zeros((6, 8), np.uint8))
+    good = image_msg_to_array(SimpleNamespace(format='png', data=buf.tobytes()), labels=True)
+    assert good.shape == (6, 8)
+
+
+def test_dataset_images_and_labels_are_bounded(tmp_path):
+    from bisenet_ros.training.datasets import DatasetError, read_label, read_rgb
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(bomb_png(8000, 8000))
+    for read in (read_rgb, read_label):
+        with pytest.raises(DatasetError, match='exceeds max_input_pixels'):
+            read(path)
+
+
+# -- class 5: the memory bound scales with the class count --------------------------------------
+def test_the_memory_bound_counts_the_classes_of_the_model(tmp_path):
+    from bisenet_ros.inference import Segmenter
+    from bisenet_ros.limits import bytes_per_pixel, machine_memory
+    model = write_random_checkpoint(tmp_path / 'ade150.pt', num_classes=150)
+    memory = machine_memory()
+    side = int((0.8 * memory / bytes_per_pixel(11)) ** 0.5) // 32 * 32  # fits 11 classes
+    assert side * side * bytes_per_pixel(150) > memory
+    with pytest.raises(LimitError, match='for 150 classes'):
+        Segmenter(str(model), backend='torch', input_size=(side, side), threads=1)
+
+
+# -- class 6: artifacts are written whole or not at all; a broken model is one line --------------
+def test_an_export_that_fails_half_way_keeps_the_previous_model(checkpoint, tmp_path):
+    """A file-size limit (as a full disk would) stops the second export: the first stays."""
+    import signal
+    target = tmp_path / 'model.onnx'
+    code = ('import sys\nfrom bisenet_ros.export.onnx_export import export_onnx\n'
+            'from bisenet_ros.inference.model_file import load_module\n'
+            'export_onnx(load_module(sys.argv[1]), sys.argv[2], (64, 64))\n')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, '-c', code, str(checkpoint), str(target)], check=True,
+                   env=env, timeout=300, capture_output=True)
+    good = target.read_bytes()
+
+    def limit():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(good) // 2, len(good) // 2))
+    failed = subprocess.run([sys.executable, '-c', code, str(checkpoint), str(target)],
+                            env=env, timeout=300, capture_output=True, preexec_fn=limit)
+    assert failed.returncode != 0
+    assert target.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.onnx']
+
+
+@pytest.mark.parametrize('content', [b'', b'\x08\x07garbage' * 100, None])
+def test_a_truncated_or_random_onnx_is_one_line_naming_it(checkpoint, tmp_path, content):
+    from bisenet_ros.inference.model_file import identify
+    bad = tmp_path / 'bad.onnx'
+    if content is None:  # a real export cut in half
+        from bisenet_ros.export.onnx_export import export_onnx
+        from bisenet_ros.inference.model_file import load_module
+        export_onnx(load_module(str(checkpoint)), tmp_path / 'good.onnx', (64, 64))
+        whole = (tmp_path / 'good.onnx').read_bytes()
+        content = whole[:len(whole) // 2]
+    bad.write_bytes(content)
+    with pytest.raises(ValueError, match=f'model file {bad}: ') as info:
+        identify(bad)  # 'not a readable ONNX model (DecodeError: ...)', or what it lacks
+    assert len(str(info.value).splitlines()) == 1
+    image = tmp_path / 'x.png'
+    cv2.imwrite(str(image), pattern_image(32, 32))
+    done = subprocess.run([sys.executable, '-m', 'bisenet_ros.cli', 'segment', str(image),
+                           '--model', str(bad), '--output-dir', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr, done.stderr
+
+
+# -- class 7: a params file is read once, and rcl gets exactly what was checked ------------------
+def _fifo_node(tmp_path, domain):
+    from bisenet_ros.ros.node_process import NodeProcess
+    fifo = tmp_path / 'params.fifo'
+    os.mkfifo(fifo)
+    return fifo, NodeProcess({}, domain, extra_args=['--params-file', str(fifo)])
+
+
+def test_a_params_file_from_a_pipe_reaches_rcl(tmp_path):
+    """``--params-file <(...)``: read by the node's check first, rcl once read it empty and
+    the values were lost. An out-of-range value proves that rcl got the text: the node's own
+    validation of what rcl parsed refuses it."""
+    import threading
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    writer = threading.Thread(target=lambda: fifo.write_text(
+        'segmentation_node:\n  ros__parameters: {max_rate: 5000.0}\n'), daemon=True)
+    writer.start()
+    try:
+        node.proc.wait(120)
+    finally:
+        code = node.stop()
+    log = node.log()
+    assert code == 2 and 'max_rate' in log and 'Traceback' not in log, log
+
+
+def test_a_fifo_nobody_writes_is_one_line_and_exit_2(tmp_path):
+    from bisenet_ros.ros.params import PARAMS_FILE_TIMEOUT_S
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    try:
+        node.proc.wait(PARAMS_FILE_TIMEOUT_S + 60)
+    finally:
+        code = node.stop()
+    log = node.log()
+    assert code == 2, log
+    assert f'no answer within {PARAMS_FILE_TIMEOUT_S:g} s' in log and 'Traceback' not in log
+    assert len([line for line in log.splitlines() if 'ERROR' in line]) == 1, log
+
+
+def test_sigint_while_a_params_fifo_is_silent_exits_without_a_traceback(tmp_path):
+    import signal
+    fifo, node = _fifo_node(tmp_path, 40 + os.getpid() % 20)
+    try:
+        assert _wait_for_open_reader(fifo, node), node.log()
+    finally:
+        code = node.stop(signal.SIGINT)
+    log = node.log()
+    assert code == 130 and 'Traceback' not in log and 'KeyboardInterrupt' not in log, log
+
+
+def _wait_for_open_reader(fifo, node, timeout=60.0):
+    """Whether a thread of the node blocks opening ``fifo`` (a FIFO reader waiting for a
+    writer: the kernel's ``wait_for_partner``) within ``timeout`` s."""
+    import time
+    deadline = time.monotonic() + timeout
+    tasks = f'/proc/{node.proc.pid}/task'
+    while node.alive() and time.monotonic() < deadline:
+        try:
+            for tid in os.listdir(tasks):
+                with open(f'{tasks}/{tid}/wchan') as handle:
+                    if handle.read().strip() == 'wait_for_partner':
+                        return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+# -- class 12: no reason is echoed at the size it arrived ---------------------------------------
+def test_a_megabyte_encoding_is_not_echoed_into_logs_or_diagnostics():
+    from bisenet_ros.limits import MAX_DIAGNOSTIC_CHARS, MAX_REASON_CHARS
+    from bisenet_ros.ros.node_stats import CameraStats, diagnostic_status
+    msg = SimpleNamespace(height=2, width=2, encoding='e' * (1 << 20), is_bigendian=0, step=6,
+                          data=b'\0' * 12)
+    with pytest.raises(ConversionError) as info:
+        image_to_color(msg)
+    assert len(str(info.value)) <= MAX_REASON_CHARS
+    stats = CameraStats('/camera/image_raw')
+    stats.frame_rejected('x' * (1 << 20))
+    level, message, values = stats.report(1, 0, 5.0, 1.0, 1.0, 60.0)
+    status = diagnostic_status('segmentation: /camera/image_raw', 'h' * (1 << 20), level,
+                               message, values + [('reason', 'r' * (1 << 20))])
+    assert len(status.message) <= MAX_REASON_CHARS + 40  # 'N frame(s) rejected: <reason>'
+    assert len(status.hardware_id) <= MAX_DIAGNOSTIC_CHARS
+    assert all(len(kv.value) <= MAX_DIAGNOSTIC_CHARS for kv in status.values)
+    assert 'frame(s) rejected: xxx' in status.message
+
+
+# -- class 13: a NUL byte, a folder, a FIFO or a device is named, not "not found" --------------
+@pytest.mark.parametrize('make,reason', [
+    (lambda tmp: str(tmp / 'labels.yaml') + '\x00.txt', 'contains a NUL byte'),
+    (lambda tmp: tmp, 'is a folder'),
+    (lambda tmp: (os.mkfifo(tmp / 'fifo'), tmp / 'fifo')[1], 'is a FIFO'),
+    (lambda tmp: '/dev/null', 'is a character device'),
+])
+def test_label_set_paths_are_named_as_what_they_are(tmp_path, make, reason):
+    with pytest.raises(LabelSetError, match=reason):
+        load_label_set(make(tmp_path))
+
+
+def test_eval_bag_refuses_a_label_bomb_instead_of_scoring(checkpoint, tmp_path):
+    """A 8000x8000 label PNG of a few hundred kB: once decoded to 64 MP per label and scored
+    (14 GB, a meaningless mIoU and exit 0); now one line and exit 1, no report."""
+    from bisenet_ros.bags import messages
+    from bisenet_ros.bags.writer import BagWriter
+    stamp = 1_700_000_000 * 10**9
+    with BagWriter(tmp_path / 'bag', storage='mcap') as writer:
+        writer.add_topic('/camera/image_raw', messages.IMAGE_TYPE)
+        writer.add_topic('/camera/labels', messages.COMPRESSED_TYPE)
+        writer.write('/camera/image_raw', stamp,
+                     messages.image_cdr(pattern_image(48, 64), stamp, 'cam'))
+        writer.write('/camera/labels', stamp,
+                     messages.compressed_cdr(np.zeros((8000, 8000), np.uint8), stamp, 'cam',
+                                             fmt='png'))
+    code = cli_main(['eval-bag', str(tmp_path / 'bag'), '--model', str(checkpoint),
+                     '--backend', 'torch', '--threads', '1', '--label-topic', '/camera/labels',
+                     '-o', str(tmp_path / 'out')])
+    assert code == 1
+    assert not (tmp_path / 'out' / 'report.json').exists()

@@ -65,3 +65,14 @@ def test_jpeg_with_height_defined_later_is_refused():
     data[sof + 5:sof + 7] = b'\x00\x00'
     with pytest.raises(HeaderError, match='DNL'):
         encoded_size(bytes(data))
+
+
+@pytest.mark.parametrize('end', [b'\r', b'\n', b'\r\n'])
+def test_pnm_comment_ends_where_the_decoder_ends_it(end):
+    """OpenCV ends a PNM comment at CR or LF: a header reader that ran on to LF would take the
+    digits after a CR for comment and read another size than the decoder."""
+    pixels = b'\x00' * (3 * 5 * 7)
+    data = b'P6\n# comment' + end + b'5 7\n255\n' + pixels
+    assert encoded_size(data) == (5, 7)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape[:2] == (7, 5)

@@ -37,7 +37,7 @@ def test_diagnostic_values_name_every_count():
     c.add('clouds')
     assert c.as_values() == {'colour_received': '3', 'depth_received': '2',
                              'camera_info_received': '1', 'clouds_published': '1',
-                             'clouds_missing': '0'}
+                             'clouds_missing': '0', 'camera_info_rejected': '0'}
 
 
 def test_stamp_buffer_reports_the_nearest_gap_beyond_the_tolerance():

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from bisenet_ros.resources import default_model_path
-from bisenet_ros.ros.params import (descriptor, NodeParams, ParamError, reload_needed, SPECS,
-                                    validate)
+from bisenet_ros.ros.params import (descriptor, NodeParams, OUTPUT_NAMES, ParamError,
+                                    reload_needed, resolve_topic, SPECS, validate)
 
 
 def test_defaults_are_valid_and_model_defaults_to_the_packaged_one():
@@ -100,3 +100,47 @@ def test_node_params_fields_are_the_spec_table():
             assert kind is type(spec.default), name
         value = getattr(NodeParams.from_values({}), name)
         assert isinstance(value, get_origin(kind) or kind), name
+
+
+@pytest.mark.parametrize('values,namespace,reason', [
+    ({'image_topics': ['/camera/image_raw', 'camera/image_raw']}, '/',
+     'are the same topic (/camera/image_raw)'),
+    ({'image_topics': ['/robot/cam/image', 'cam/image']}, '/robot',
+     'are the same topic (/robot/cam/image) in namespace /robot'),
+    ({'image_topics': ['~/image', '/segmentation_node/image']}, '/', 'are the same topic'),
+    ({'image_topics': ['/segmentation/mask']}, '/', 'is an output of this node'),
+    ({'image_topics': ['segmentation/overlay']}, '/', 'is an output of this node'),
+    ({'image_topics': ['/a/image', '/out/a/color_mask'], 'output_prefix': 'out'}, '/',
+     '/out/a/color_mask is an output of this node'),
+    ({'image_topics': ['/segmentation/image'], 'use_camera_info': True}, '/',
+     '/segmentation/camera_info is an output of this node'),
+    ({'image_topics': ['/cam/image'], 'depth_topic': '/segmentation/points'}, '/',
+     'is an output of this node'),
+])
+def test_topics_are_resolved_before_the_checks(values, namespace, reason):
+    with pytest.raises(ParamError) as info:
+        NodeParams.from_values(values, namespace=namespace)
+    assert reason in str(info.value)
+
+
+def test_the_same_names_in_other_namespaces_pass():
+    NodeParams.from_values({'image_topics': ['/camera/image_raw', 'camera/image_raw']},
+                           namespace='/robot')
+    assert resolve_topic('~/image', '/robot') == '/robot/segmentation_node/image'
+    assert resolve_topic('image', '/') == '/image' and resolve_topic('/x', '/robot') == '/x'
+
+
+def test_names_over_the_dds_limit_are_refused_at_validation():
+    long = '/' + 'a' * 250
+    assert 'over the 247 a DDS topic name may have' in validate('image_topics', [long])
+    assert 'over the 247' in validate('output_prefix', 'p' * 250)
+    # each name fits, but the resolved output names do not
+    with pytest.raises(ParamError, match='over the 247'):
+        NodeParams.from_values({'output_prefix': 'p' * 235})
+    reason = validate('image_topics', ['/x' * 200_000])
+    assert len(reason) < 300  # one line, not the name echoed
+
+
+def test_output_names_are_the_node_outputs():
+    from bisenet_ros.ros.camera_io import OUTPUTS
+    assert set(OUTPUTS) | {'class_info', 'label_info'} <= set(OUTPUT_NAMES)

@@ -1,9 +1,13 @@
 """Depth -> organized semantic cloud: units, invalid depth, back-projection, field layout."""
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from bisenet_ros.ros.point_cloud import (DepthMismatch, depth_in_metres, FLOAT32, intrinsics,
+from bisenet_ros.ros.point_cloud import (BadCameraInfo, check_camera_info, DepthMismatch,
+                                         MAX_DEPTH_M, depth_in_metres, FLOAT32, intrinsics,
                                          point_dtype, point_fields, semantic_cloud, UINT16)
 
 K = [100.0, 0.0, 3.5, 0.0, 80.0, 2.0, 0.0, 0.0, 1.0]  # fx=100, fy=80, cx=3.5, cy=2
@@ -62,3 +66,40 @@ def test_mismatches_are_refused_with_the_reason():
         intrinsics([0.0] * 9)
     with pytest.raises(DepthMismatch, match='9 values, got 4'):
         intrinsics([1, 0, 0, 1])
+
+
+def _info(k=K, d=(0.0,) * 5, width=8, height=4, **extra):
+    return SimpleNamespace(k=list(k), d=list(d), width=width, height=height, **extra)
+
+
+@pytest.mark.parametrize('k,reason', [
+    ([math.inf, 0, 3.5, 0, 80, 2, 0, 0, 1], 'K must be finite'),
+    ([1e300, 0, 3.5, 0, 80, 2, 0, 0, 1], r'fx=1e\+300'),
+    ([1e-300, 0, 3.5, 0, 80, 2, 0, 0, 1], 'fx=1e-300'),
+    ([100, 0, math.nan, 0, 80, 2, 0, 0, 1], 'K must be finite'),
+    ([100, 0, 3.5, 0, 80, math.nan, 0, 0, 1], 'K must be finite'),
+    ([100, 0, 3.5e9, 0, 80, 2, 0, 0, 1], 'principal point'),
+])
+def test_implausible_intrinsics_are_refused_not_turned_into_a_cloud(k, reason):
+    """fx = inf put every point on the axis, 1e-300 at infinity, NaN cx made all points NaN."""
+    with pytest.raises(BadCameraInfo, match=reason):
+        check_camera_info(_info(k=k), (4, 8))
+    assert issubclass(BadCameraInfo, DepthMismatch)  # what the node catches already
+
+
+def test_camera_info_must_describe_the_depth_image():
+    assert check_camera_info(_info(), (4, 8)) == (100.0, 80.0, 3.5, 2.0)
+    with pytest.raises(BadCameraInfo, match=r'for 640x480 images .* depth image is 8x4'):
+        check_camera_info(_info(width=640, height=480), (4, 8))
+    binned = _info(width=16, height=8, binning_x=2, binning_y=2,
+                   roi=SimpleNamespace(width=0, height=0))
+    assert check_camera_info(binned, (4, 8))[0] == 100.0
+    with pytest.raises(BadCameraInfo, match='D must be at most 64 finite values'):
+        check_camera_info(_info(d=[0.1, math.nan]), (4, 8))
+
+
+def test_depths_beyond_the_maximum_are_no_reading():
+    depth = np.array([[1.0, MAX_DEPTH_M, MAX_DEPTH_M * 1.01, 1e38]], np.float32)
+    metres = depth_in_metres(depth, '32FC1')
+    assert metres[0, :2].tolist() == [1.0, MAX_DEPTH_M]
+    assert np.isnan(metres[0, 2:]).all()

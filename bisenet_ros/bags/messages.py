@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import image_conversions as conversions
+from ..limits import check_pixels, DEFAULT_MAX_INPUT_PIXELS, LimitError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
@@ -59,7 +60,7 @@ def image_cdr(array: np.ndarray, stamp_ns: int, frame_id: str, encoding: Optiona
     encoding = encoding or ('mono8' if np.ndim(array) == 2 else 'bgr8')
     try:
         fields = conversions.array_to_image_fields(array, encoding)
-    except conversions.ConversionError as exc:
+    except (conversions.ConversionError, LimitError) as exc:
         raise MessageError(str(exc)) from exc
     fields['data'] = np.frombuffer(fields['data'], np.uint8)
     header = _header(stamp_ns, frame_id, distro)
@@ -112,13 +113,12 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
         if hasattr(msg, 'format'):  # CompressedImage
             if not labels:
                 return conversions.compressed_to_color(msg)[0]
-            import cv2
-            array = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-            if array is None or array.ndim != 2 or array.dtype != np.uint8:
-                raise MessageError(f"compressed label image (format '{msg.format}') must decode "
-                                   'to one 8-bit channel')
-            return array
+            return conversions.decode_encoded(  # bounded like every decoded image
+                msg.data, DEFAULT_MAX_INPUT_PIXELS,
+                f"compressed label image (format '{msg.format}')", labels=True)
         if labels:
+            check_pixels(int(msg.width), int(msg.height), DEFAULT_MAX_INPUT_PIXELS,
+                         f"label image '{msg.encoding}'")
             array = conversions.image_to_array(msg)
             if array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
                 raise MessageError(f"label image must be mono8/8UC1 (mono16 above 255 "
@@ -126,7 +126,7 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
             return array
         pixels, is_bgr = conversions.image_to_color(msg)
         return pixels if is_bgr else np.ascontiguousarray(pixels[:, :, ::-1])
-    except conversions.ConversionError as exc:
+    except (conversions.ConversionError, LimitError) as exc:
         raise MessageError(str(exc)) from exc
 
 

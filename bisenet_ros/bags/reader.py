@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-from ..limits import load_yaml
+from ..user_files import load_yaml
 from . import messages
 
 LOG = logging.getLogger(__name__)

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..user_files import write_atomic
+
 
 def _pct(value: Optional[float]) -> str:
     return 'n/a' if value is None or (isinstance(value, float) and math.isnan(value)) \
@@ -23,7 +25,7 @@ def _ms(value: Optional[float]) -> str:
 
 def write_json(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``report`` as indented JSON (NaN-free: metrics already use ``None``)."""
-    path.write_text(json.dumps(report, indent=2, allow_nan=False) + '\n')
+    write_atomic(path, json.dumps(report, indent=2, allow_nan=False) + '\n')
     return path
 
 
@@ -138,5 +140,5 @@ def write_reports(report: Dict[str, Any], out_dir: Path, images: Sequence[str] =
     report = dict(report, files=sorted(set(list(images) + ['report.json', 'report.md'])))
     paths = {'json': write_json(report, out_dir / 'report.json'),
              'markdown': out_dir / 'report.md'}
-    paths['markdown'].write_text(markdown(report, images))
+    write_atomic(paths['markdown'], markdown(report, images))
     return paths

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from ..user_files import write_atomic
+
 LOG = logging.getLogger(__name__)
 
 #: Environment variable naming the cache folder (overrides XDG).
@@ -116,16 +118,10 @@ def progress(what: str, logger: Optional[logging.Logger] = None,
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in its folder and ``os.replace``."""
+    """Write ``data`` to ``path`` atomically (:func:`~bisenet_ros.user_files.write_atomic`),
+    making its folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 class ArtifactCache:

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import warnings
 
 from ..limits import LimitError, work_problem
+from ..user_files import atomic_path
 
 LOG = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
     import torch
 
     height, width = (int(v) for v in input_size)
-    problem = work_problem(height, width, batch)
+    problem = work_problem(height, width, batch, int(model.num_classes),
+                           'confidence' in tuple(outputs))
     if batch < 1 or problem:
         raise LimitError(f'export: {problem or f"batch must be >= 1, got {batch}"}')
     wanted = tuple(outputs)
@@ -121,30 +123,35 @@ def export_onnx(model: Any, path: Union[str, 'os.PathLike[str]'],
             if dynamic_size:
                 axes.update({rank - 2: 'height', rank - 1: 'width'})
             dynamic_axes[name] = axes
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(head, (dummy,), str(target), dynamo=False, opset_version=opset,
-                              input_names=['input'], output_names=list(wanted),
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
-    finally:
-        model.train(was_training)
-    onnx_model = onnx.load(str(target))
-    if not dynamic_size:
-        _set_output_shapes(onnx_model, 'batch' if dynamic_batch else batch, height, width,
-                           int(model.num_classes))
-    meta = {'input_size': json.dumps([height, width]), 'outputs': json.dumps(list(wanted)),
-            'batch': json.dumps(int(batch)), 'dynamic_batch': json.dumps(bool(dynamic_batch)),
-            'dynamic_size': json.dumps(bool(dynamic_size)),
-            'num_classes': str(int(model.num_classes)), 'precision': 'fp16' if fp16 else 'fp32'}
-    if label_set is not None:
-        meta['label_set'] = json.dumps(label_set.to_dict())
-    onnx.helper.set_model_props(onnx_model, {META_PREFIX + k: v for k, v in meta.items()})
-    if check:
-        onnx.checker.check_model(onnx_model)
-        # the stated output shapes must agree with what the graph computes
-        onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
-    onnx.save(onnx_model, str(target))
+    # Written to a temp file beside the target, which replaces it only once complete: a failed
+    # export (disk full, file-size limit, a checker error) leaves a previous file intact.
+    with atomic_path(target) as temp:
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter('ignore')
+                torch.onnx.export(head, (dummy,), str(temp), dynamo=False, opset_version=opset,
+                                  input_names=['input'], output_names=list(wanted),
+                                  dynamic_axes=dynamic_axes, do_constant_folding=True)
+        finally:
+            model.train(was_training)
+        onnx_model = onnx.load(str(temp))
+        if not dynamic_size:
+            _set_output_shapes(onnx_model, 'batch' if dynamic_batch else batch, height, width,
+                               int(model.num_classes))
+        meta = {'input_size': json.dumps([height, width]),
+                'outputs': json.dumps(list(wanted)), 'batch': json.dumps(int(batch)),
+                'dynamic_batch': json.dumps(bool(dynamic_batch)),
+                'dynamic_size': json.dumps(bool(dynamic_size)),
+                'num_classes': str(int(model.num_classes)),
+                'precision': 'fp16' if fp16 else 'fp32'}
+        if label_set is not None:
+            meta['label_set'] = json.dumps(label_set.to_dict())
+        onnx.helper.set_model_props(onnx_model, {META_PREFIX + k: v for k, v in meta.items()})
+        if check:
+            onnx.checker.check_model(onnx_model)
+            # the stated output shapes must agree with what the graph computes
+            onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
+        onnx.save(onnx_model, str(temp))
     LOG.info('exported %s: input %sx%dx%d (%s), outputs %s', target,
              'N' if dynamic_batch else batch, height, width, 'fp16' if fp16 else 'fp32', wanted)
     return target

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+import shutil
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..image_files import list_images, spread_evenly
 from ..preprocess import preprocess
+from ..user_files import atomic_path
 
 LOG = logging.getLogger(__name__)
 
@@ -48,13 +50,12 @@ def load_calibration_images(source: Any, limit: int = 32) -> List[np.ndarray]:
     in time order, so this spreads the calibration over the whole recording).
     """
     if isinstance(source, (str, os.PathLike)):
-        import cv2
         folder = Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f'calibration images: {folder} is not a folder')
         files = list_images(folder)
-        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in spread_evenly(files, limit)]
-        images = [img for img in images if img is not None]
+        images = [img for img in map(_readable, spread_evenly(files, limit))
+                  if img is not None]
         if not images:
             raise FileNotFoundError(f'calibration images: no readable images in {folder}')
         return images
@@ -131,8 +132,10 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
             selection = {'op_types_to_quantize': ['Conv', 'Relu'], 'nodes_to_quantize': nodes}
         activation = QuantType.QInt8 if for_tensorrt else QuantType.QUInt8
 
+        staged = Path(tmp) / 'int8.onnx'  # moved over ``output`` only when complete
+
         def quantize(calibration: Any) -> None:
-            quantize_static(str(prepared), str(output), Reader(), quant_format=QuantFormat.QDQ,
+            quantize_static(str(prepared), str(staged), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=activation, weight_type=QuantType.QInt8,
                             per_channel=True, reduce_range=reduce_range, **selection,
                             calibrate_method=calibration,
@@ -151,7 +154,9 @@ def quantize_int8(model_path: Union[str, Path], output_path: Union[str, Path], i
                             'min/max instead', exc)
                 method = 'minmax'
                 quantize(CalibrationMethod.MinMax)
-    _mark_int8(output)
+        _mark_int8(staged)
+        with atomic_path(output) as temp:
+            shutil.copyfile(staged, temp)
     LOG.info('int8: quantized %s -> %s (layers %s) on %d calibration images at %dx%d (%s, '
              'reduce_range %s)', model_path, output, layers, len(frames), *input_size, method,
              reduce_range)
@@ -224,3 +229,13 @@ def _compute_heavy_nodes(graph: Any) -> List[str]:
         chosen.extend(r.name for r in readers.get(node.output[0], [])
                       if r.op_type == 'Relu' and r.name)
     return chosen
+
+
+def _readable(path: Path) -> Optional[np.ndarray]:
+    """:func:`bisenet_ros.image_files.read_image`, ``None`` (logged) for a file it refuses."""
+    from ..image_files import read_image
+    try:
+        return read_image(path)
+    except ValueError as exc:
+        logging.getLogger(__name__).warning('%s; skipped', exc)
+        return None

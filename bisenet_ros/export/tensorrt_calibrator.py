@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from ..preprocess import preprocess
+from ..user_files import write_atomic
 from .quantize import load_calibration_images
 
 LOG = logging.getLogger(__name__)
@@ -55,6 +56,6 @@ def make_calibrator(trt: Any, torch: Any, images: Any, size: Tuple[int, int], ba
             return None
 
         def write_calibration_cache(self, cache) -> None:
-            cache_file.write_bytes(bytes(cache))
+            write_atomic(cache_file, bytes(cache))
 
     return EntropyCalibrator()

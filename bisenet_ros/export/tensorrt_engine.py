@@ -14,8 +14,8 @@ from pathlib import Path
 import tempfile
 from typing import Any, Dict, Optional, Tuple
 
-from .cache import (ArtifactCache, atomic_write_bytes, cache_key, cache_root, model_digest,
-                    progress)
+from ..user_files import write_atomic
+from .cache import ArtifactCache, cache_key, cache_root, model_digest, progress
 from .tensorrt_plan import (build_plan, BuildPlan, cache_paths, EngineKey, file_sha256,
                             read_sidecar, write_sidecar)
 
@@ -195,7 +195,7 @@ class EngineBuilder:
             raise RuntimeError(f'tensorrt engine: building the engine from {onnx_path} '
                                'failed (see the TensorRT log above)')
         engine_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(engine_path, bytes(serialized))
+        write_atomic(engine_path, bytes(serialized))
         write_sidecar(engine_path, key, {'onnx': str(onnx_path.resolve()),
                                          'label_set': label_set})
         LOG.info('tensorrt engine: wrote %s', engine_path)

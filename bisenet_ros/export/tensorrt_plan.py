@@ -143,8 +143,6 @@ def read_sidecar(engine_path: Path) -> Optional[Dict[str, Any]]:
 
 def write_sidecar(engine_path: Path, key: EngineKey, extra: Dict[str, Any]) -> Path:
     """Write ``{'key': ..., **extra}`` beside the engine (atomically)."""
-    path = sidecar_path(engine_path)
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps({'key': key.to_dict(), **extra}, indent=1, sort_keys=True))
-    tmp.replace(path)
-    return path
+    from ..user_files import write_atomic
+    return write_atomic(sidecar_path(engine_path),
+                        json.dumps({'key': key.to_dict(), **extra}, indent=1, sort_keys=True))

@@ -4,6 +4,14 @@ OpenVINO IR) and what it says about itself (input size, batch, precision, label 
 Every backend starts from :func:`identify`; :func:`load_module` turns a module or checkpoint path
 into the ``BiSeNetV2`` module the torch backend runs and the exporters convert. Reading a file
 here never builds anything: making artifacts is :mod:`bisenet_ros.export`'s job.
+
+Identify a model once: :func:`identify` returns a :class:`ModelFile` and takes one back as it
+is, and :func:`kind_of` reads a :class:`ModelFile`'s kind, so a caller that identified the model
+(the Segmenter) hands the description down and no layer stats or parses the file again. A
+path is checked through :mod:`bisenet_ros.user_files` (a regular file, every OS error a
+refusal naming the path, the first bytes read within a time bound: a file whose read blocks
+cannot wedge the loader), and a file that is not the model it claims to be (a truncated or
+random ``.onnx``) is one :class:`~bisenet_ros.user_files.UserFileError` line naming it.
 """
 
 from __future__ import annotations
@@ -66,10 +74,13 @@ class ModelFile:
 
 
 def kind_of(model: Any) -> str:
-    """The kind of ``model`` from its type or file suffix alone (no file is read).
+    """The kind of ``model`` from its type or file suffix alone (no file is read); a
+    :class:`ModelFile`'s own kind.
 
     Raises ``ValueError`` for an object that is neither a module nor a path.
     """
+    if isinstance(model, ModelFile):
+        return model.kind
     if not isinstance(model, (str, os.PathLike)):
         if hasattr(model, 'forward') and hasattr(model, 'num_classes'):
             return 'module'
@@ -85,18 +96,31 @@ def kind_of(model: Any) -> str:
     return 'checkpoint'  # .pt/.pth, or any other name: the checkpoint reader says what is wrong
 
 
-def identify(model: Any) -> ModelFile:
-    """Identify ``model`` (module or path) and read what a file records about itself.
+#: Bytes of a model file read (within the time bound) before any parser sees the file.
+PROBE_BYTES = 1 << 16
 
-    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for an unusable object.
+
+def identify(model: Any) -> ModelFile:
+    """Identify ``model`` (module, path, or a :class:`ModelFile` already, returned as it is)
+    and read what a file records about itself.
+
+    Raises :class:`~bisenet_ros.user_files.MissingFileError` (a ``FileNotFoundError``) for a
+    missing file, :class:`~bisenet_ros.user_files.UserFileError` (a ``ValueError``) for any
+    other unusable path or unreadable file, ``ValueError`` for an unusable object.
     """
+    if isinstance(model, ModelFile):
+        return model
     kind = kind_of(model)
     if kind == 'module':
         return ModelFile(kind, model, num_classes=int(model.num_classes),
                          label_set=getattr(model, 'label_set', None))
+    from ..user_files import check_file, MAX_MODEL_BYTES, read_head, UserFileError
     path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(f'model file {path}: no such file')
+    size = check_file(model, 'model file').st_size
+    if size > MAX_MODEL_BYTES:
+        raise UserFileError(f'model file {path}: {size} bytes, more than the '
+                            f'{MAX_MODEL_BYTES} allowed')
+    read_head(model, 'model file', PROBE_BYTES)  # answers within the time bound
     if kind == 'onnx':
         return _identify_onnx(path)
     if kind == 'engine':
@@ -105,6 +129,28 @@ def identify(model: Any) -> ModelFile:
 
 
 def _identify_onnx(path: Path) -> ModelFile:
+    from ..labels import LabelSetError
+    from ..user_files import UserFileError
+    try:
+        return _read_onnx(path)
+    except (UserFileError, LabelSetError):
+        raise
+    except Exception as exc:  # protobuf's DecodeError, onnx's own errors, a truncated file
+        if isinstance(exc, ValueError) and str(exc).startswith(f'model file {path}: ') \
+                and '\n' not in str(exc):
+            raise  # this package's own reason (ModelCheckError, ...), one line naming the file
+        raise _not_onnx(path, exc) from None
+
+
+def _not_onnx(path: Path, exc: BaseException) -> Exception:
+    from ..limits import shorten
+    from ..user_files import UserFileError
+    first = (str(exc).strip().splitlines() or [''])[0]
+    return UserFileError(f'model file {path}: not a readable ONNX model '
+                         f'({type(exc).__name__}: {shorten(first, 120)})')
+
+
+def _read_onnx(path: Path) -> ModelFile:
     from ..export.onnx_export import onnx_shapes, read_metadata
     from ..export.quantize import is_quantized
     from ..labels import LabelSet

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import logging
 import os
-from pathlib import Path
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -14,6 +13,7 @@ import numpy as np
 from ..labels import LabelSet, load_label_set
 from ..limits import LimitError, threads_problem, work_problem
 from .backends import Backend, create_backend, DEFAULT_BOUND, PrecisionChoice
+from .model_file import identify
 from .postprocess import (apply_threshold, argmax_labels, blend_overlay, colorize_labels,
                           label_dtype, resize_confidence, resize_labels)
 from ..preprocess import check_image, check_size, preprocess
@@ -85,8 +85,10 @@ class Segmenter:
         problem = threads_problem(threads) or (size and work_problem(*size))
         if problem:
             raise LimitError(f'Segmenter: {problem}')
-        if isinstance(model_or_path, (str, os.PathLike)) and not Path(model_or_path).is_file():
-            raise FileNotFoundError(f'model file {model_or_path}: no such file')
+        if isinstance(model_or_path, (str, os.PathLike)):
+            # Identified once (user_files: every OS error a refusal; MissingFileError is a
+            # FileNotFoundError), then handed down: no layer below stats or parses it again.
+            model_or_path = identify(model_or_path)
         requested = load_label_set(label_set) if label_set is not None else None
         if requested is not None:
             backend_options.setdefault('label_set', requested)
@@ -96,6 +98,9 @@ class Segmenter:
         be = self._backend
         self.choice: PrecisionChoice = be.choice or PrecisionChoice(
             be.name, be.precision, 'backend made directly')
+        problem = size and work_problem(*size, num_classes=be.num_classes)
+        if problem:  # the class count is known now: a 150-class model needs 5x the memory
+            raise LimitError(f'Segmenter: {problem}')
         self._label_set = requested or getattr(be, 'label_set', None) \
             or LabelSet.generic(be.num_classes)
         if self._label_set.num_classes != be.num_classes:
@@ -183,7 +188,8 @@ class Segmenter:
         for key, indices in groups.items():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                problem = work_problem(key[0], key[1], len(chunk))
+                problem = work_problem(key[0], key[1], len(chunk),
+                                       self._require().num_classes, confidence)
                 if problem:
                     raise LimitError(f'segment_batch: {problem}')
                 for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import pickle
-import tempfile
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -145,16 +144,11 @@ def save_checkpoint(path: PathLike, model: BiSeNetV2, label_set: LabelSet, *,
 def atomic_torch_save(payload: Any, path: PathLike) -> Path:
     """``torch.save`` to a temp file beside ``path``, then ``os.replace``: readers never see a
     half-written file, and an interrupted save leaves the old file intact."""
+    from ..user_files import atomic_path
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name, suffix='.tmp', dir=target.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as temp:
+        torch.save(payload, temp)
     return target
 
 

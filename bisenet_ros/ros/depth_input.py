@@ -16,7 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..image_conversions import image_to_array
 from .topics import camera_info_topic
-from .point_cloud import point_fields, semantic_cloud
+from .input_health import InputCounts, missing_cloud_cause
+from .point_cloud import check_camera_info, point_fields, semantic_cloud
 from .stamp_buffer import StampBuffer
 
 
@@ -33,13 +34,21 @@ class DepthInput:
         self._node = node
         self._depth = StampBuffer()
         self._info = StampBuffer()
+        #: Messages of each input received and clouds made (the colour count is the node's).
+        self.counts = InputCounts()
         self.subscriptions = [
-            node.create_subscription(Image, depth_topic,
-                                     lambda m: self._depth.put(stamp_to_ns(m.header.stamp), m),
+            node.create_subscription(Image, depth_topic, self._on_depth,
                                      qos_profile_sensor_data, callback_group=callback_group),
-            node.create_subscription(CameraInfo, self.info_topic,
-                                     lambda m: self._info.put(stamp_to_ns(m.header.stamp), m),
+            node.create_subscription(CameraInfo, self.info_topic, self._on_info,
                                      qos_profile_sensor_data, callback_group=callback_group)]
+
+    def _on_depth(self, msg: Image) -> None:
+        self.counts.add('depth')
+        self._depth.put(stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.counts.add('camera_info')
+        self._info.put(stamp_to_ns(msg.header.stamp), msg)
 
     def matching(self, stamp_ns: int, tolerance: float,
                  wait: float) -> Tuple[Optional[Any], Optional[Any]]:
@@ -53,17 +62,24 @@ class DepthInput:
               tolerance: float, wait: float) -> PointCloud2:
         """The organized cloud of the frame with ``header`` (its stamp and frame_id).
 
-        Raises LookupError when no depth/camera_info of that stamp arrived in time, and
+        Raises LookupError when no depth/camera_info of that stamp arrived in time,
+        ``point_cloud.BadCameraInfo`` (a ``DepthMismatch``) for an implausible camera_info, and
         ``point_cloud.DepthMismatch`` / ``ConversionError`` when they do not fit the mask.
         """
-        depth, info = self.matching(stamp_to_ns(header.stamp), tolerance, wait)
+        stamp = stamp_to_ns(header.stamp)
+        depth, info = self.matching(stamp, tolerance, wait)
         if depth is None or info is None:
             missing = ' and '.join(name for name, msg in (('depth', depth), ('camera_info', info))
                                    if msg is None)
+            gaps = [None if gap is None else gap / 1e9 for gap in
+                    (self._depth.nearest_gap(stamp), self._info.nearest_gap(stamp))]
+            cause = missing_cloud_cause(self.counts, gaps[0], gaps[1], tolerance, wait)
             raise LookupError(f'no {missing} within {tolerance} s of the frame stamp after '
-                              f'waiting {wait} s ({self.topic}, {self.info_topic})')
-        cloud = semantic_cloud(image_to_array(depth), depth.encoding, info.k, labels,
-                               confidence)
+                              f'waiting {wait} s ({self.topic}, {self.info_topic}); likely '
+                              f'{cause}')
+        pixels = image_to_array(depth)
+        check_camera_info(info, pixels.shape)  # BadCameraInfo: no cloud, a counted reason
+        cloud = semantic_cloud(pixels, depth.encoding, info.k, labels, confidence)
         msg = PointCloud2()
         msg.header = header
         msg.height, msg.width = cloud.shape

@@ -36,6 +36,7 @@ class InputCounts:
     camera_info: int = 0
     clouds: int = 0
     clouds_missing: int = 0
+    camera_info_rejected: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,7 +50,8 @@ class InputCounts:
         """``/diagnostics`` key/values."""
         return {'colour_received': str(self.colour), 'depth_received': str(self.depth),
                 'camera_info_received': str(self.camera_info), 'clouds_published':
-                str(self.clouds), 'clouds_missing': str(self.clouds_missing)}
+                str(self.clouds), 'clouds_missing': str(self.clouds_missing),
+                'camera_info_rejected': str(self.camera_info_rejected)}
 
 
 def missing_cloud_cause(counts: InputCounts, depth_gap_s: Optional[float],

@@ -60,8 +60,13 @@ def _missing_model_message(path: str) -> str:
 def precheck(p: NodeParams) -> Optional[str]:
     """What can be told about ``p``'s model without loading it (milliseconds): the file exists,
     its kind is known, the label set loads. Returns the reason it cannot serve, or ``None``."""
-    if not Path(p.model_path).is_file():
+    from ..user_files import check_file, MissingFileError
+    try:
+        check_file(p.model_path, 'model file')  # every OS error a refusal, within a time bound
+    except MissingFileError:
         return _missing_model_message(p.model_path)
+    except ValueError as exc:  # a folder, FIFO, no permission, NUL byte, name too long, ...
+        return str(exc)
     try:
         from ..inference.model_file import kind_of
         kind_of(p.model_path)

@@ -29,11 +29,10 @@ from .frame_slots import LatestFrameSlots
 from .metadata import MetadataPublisher
 from .model_holder import ModelHolder
 from .node_stats import CameraStats, diagnostic_status
-from .params import descriptor, NodeParams, ParamError, reload_needed, SPEC_BY_NAME, SPECS
+from .params import (descriptor, NODE_NAME, NodeParams, ParamError, reload_needed,
+                     SPEC_BY_NAME, SPECS)
 from .topics import camera_names
 from .worker import SegmentationWorker
-
-NODE_NAME = 'segmentation_node'
 
 # The mixin is used over Node and LifecycleNode; type checkers see it as a Node.
 if TYPE_CHECKING:
@@ -54,7 +53,8 @@ class _Segmentation(_NodeBase):
         for spec in SPECS:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.params = NodeParams.from_values(
-            {spec.name: self.get_parameter(spec.name).value for spec in SPECS})
+            {spec.name: self.get_parameter(spec.name).value for spec in SPECS},
+            namespace=self.get_namespace())
         self.model = ModelHolder(self.get_logger(), self._on_reloaded, self._publish_metadata)
         #: The parameters whose model settings serve (or, before any model loaded, were set
         #: at start): a failed reload puts the parameters back to these.
@@ -142,7 +142,7 @@ class _Segmentation(_NodeBase):
             return SetParametersResult(successful=True)
         with self._params_lock:
             try:
-                new = self.params.with_changes(ours)
+                new = self.params.with_changes(ours, namespace=self.get_namespace())
             except ParamError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
             if self._configured and not self._reverting and reload_needed(self.params, new):
@@ -214,6 +214,9 @@ class _Segmentation(_NodeBase):
     def _on_frame(self, index: int, msg: Any) -> None:
         """Subscription callback: keep the frame's bytes in its camera's slot."""
         self.stats[index].last_input_time = time.monotonic()
+        depth = self.cameras[index].depth if index < len(self.cameras) else None
+        if depth is not None:
+            depth.counts.add('colour')
         self._slots.put(index, msg)
 
     def _stamp_age(self, header: Any) -> Optional[float]:
@@ -241,6 +244,8 @@ class _Segmentation(_NodeBase):
             level, message, values = self.stats[i].report(
                 worker.slots.received[i], worker.slots.dropped[i], p.stale_timeout,
                 p.warn_input_age, p.future_stamp_tolerance, p.past_stamp_limit)
+            if camera.depth is not None:
+                values = values + list(camera.depth.counts.as_values().items())
             array.status.append(diagnostic_status(f'{NODE_NAME}: {camera.topic}', hardware_id,
                                                   level, message, values))
         self._diag_pub.publish(array)

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..limits import MAX_DIAGNOSTIC_CHARS, shorten
+
 #: Stages timed for every processed frame, in pipeline order.
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'render', 'publish')
 
@@ -62,6 +64,8 @@ class CameraStats:
                 w.age_min = min(w.age_min, age)
 
     def frame_rejected(self, reason: str) -> None:
+        """Count a rejected frame; its ``reason`` is kept cut to ``MAX_REASON_CHARS``."""
+        reason = shorten(reason)
         with self._lock:
             self.rejected += 1
             self._window.rejected += 1
@@ -134,8 +138,13 @@ class CameraStats:
 
 def diagnostic_status(name: str, hardware_id: str, level: int, message: str,
                       values: List[Tuple[str, str]]) -> Any:
-    """A ``diagnostic_msgs/DiagnosticStatus``."""
+    """A ``diagnostic_msgs/DiagnosticStatus``; the name, message, hardware id and every key
+    and value are cut to :data:`~bisenet_ros.limits.MAX_DIAGNOSTIC_CHARS` (a reason may quote
+    untrusted input; reject reasons are cut to ``MAX_REASON_CHARS`` where they are counted)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-    return DiagnosticStatus(level=bytes([level]), name=name, message=message,
-                            hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=str(v)) for k, v in values])
+
+    def cut(text: Any) -> str:
+        return shorten(text, MAX_DIAGNOSTIC_CHARS)
+    return DiagnosticStatus(level=bytes([level]), name=cut(name), message=cut(message),
+                            hardware_id=cut(hardware_id),
+                            values=[KeyValue(key=cut(k), value=cut(v)) for k, v in values])

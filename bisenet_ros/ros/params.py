@@ -20,8 +20,8 @@ import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISION_CHOICES, PRECISIONS
-from ..limits import (DEFAULT_MAX_INPUT_PIXELS, LimitError, load_yaml, threads_problem,
-                      work_problem)
+from ..limits import (DECODER_MAX_PIXELS, DEFAULT_MAX_INPUT_PIXELS, LimitError, parse_yaml,
+                      shorten, threads_problem, work_problem)
 from ..resources import default_model_path
 
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$')
@@ -64,23 +64,92 @@ def _check_threads(value: int) -> Optional[str]:
     return threads_problem(value)
 
 
+#: Longest fully resolved topic name: rmw's ``RMW_TOPIC_MAX_NAME_LENGTH`` (255 characters of a
+#: DDS topic name, less the ``rq/`` prefix and ``Request``/``Reply`` suffix rmw adds).
+MAX_TOPIC_CHARS = 247
+#: Name of the node (``~`` in a topic name means ``<namespace>/<NODE_NAME>``).
+NODE_NAME = 'segmentation_node'
+#: Topic names the node publishes under ``<output_prefix>`` (or ``<output_prefix>/<camera>``):
+#: ``camera_io.OUTPUTS`` and the latched metadata (a test checks that none is missing).
+OUTPUT_NAMES = ('mask', 'color_mask', 'overlay', 'confidence', 'confidence_mono8', 'points',
+                'camera_info', 'groups', 'class_info', 'label_info', 'groups_info',
+                'groups_label_info')
+
+
+def resolve_topic(name: str, namespace: str = '/', node: str = NODE_NAME) -> str:
+    """The fully qualified form of a valid topic ``name`` as rcl resolves it: absolute names
+    stay, relative names go under ``namespace``, ``~`` is ``<namespace>/<node>``."""
+    ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
+    if name.startswith('~'):
+        rest = name[1:].lstrip('/')
+        return f'{ns}/{node}' + (f'/{rest}' if rest else '')
+    if name.startswith('/'):
+        return name
+    return f'{ns}/{name}'
+
+
 def _check_topics(value: Sequence[str]) -> Optional[str]:
     if not value:
         return 'at least one image topic is needed'
     bad = [t for t in value if not _TOPIC.match(t)]
     if bad:
-        return f'not valid ROS topic names: {bad}'
+        return f'not valid ROS topic names: {shorten(bad)}'
     if len(set(value)) != len(value):
-        return f'topics repeat: {list(value)}'
+        return f'topics repeat: {shorten(list(value))}'
+    return _length_problem(value)
+
+
+def _length_problem(names: Sequence[str]) -> Optional[str]:
+    long = [n for n in names if len(n) > MAX_TOPIC_CHARS]
+    if long:
+        return (f'{len(long[0])} characters in {shorten(long[0], 60)}: over the '
+                f'{MAX_TOPIC_CHARS} a DDS topic name may have once resolved')
     return None
 
 
 def _check_prefix(value: str) -> Optional[str]:
-    return None if _TOPIC.match(value) else 'not a valid ROS namespace'
+    return (None if _TOPIC.match(value) else 'not a valid ROS namespace') \
+        or _length_problem([value])
 
 
 def _check_optional_topic(value: str) -> Optional[str]:
-    return None if value == '' or _TOPIC.match(value) else 'not a valid ROS topic name (or empty)'
+    return (None if value == '' or _TOPIC.match(value)
+            else 'not a valid ROS topic name (or empty)') or _length_problem([value])
+
+
+def topics_problem(values: Mapping[str, Any], namespace: str = '/') -> Optional[str]:
+    """Why the topic parameters in ``values`` (each valid on its own) cannot work together in a
+    node in ``namespace``, or ``None``. Names are resolved first (:func:`resolve_topic`), so
+    ``camera/image_raw`` and ``/camera/image_raw`` are the same topic in the root namespace
+    (and not in ``/robot``); then an input that is one of the node's own outputs (a loop),
+    inputs that repeat, and any resolved name over :data:`MAX_TOPIC_CHARS` are refused."""
+    from .topics import camera_info_topic, camera_names
+    topics = [str(t) for t in values['image_topics']]
+    compressed = bool(values.get('compressed', False))
+    prefix = resolve_topic(str(values['output_prefix']), namespace)
+    inputs = {}  # resolved name -> the parameter value it came from
+    for topic in topics:
+        resolved = resolve_topic(topic, namespace)
+        if resolved in inputs:
+            return (f'image_topics: {shorten(inputs[resolved], 80)} and {shorten(topic, 80)} '
+                    f'are the same topic ({shorten(resolved, 80)}) in namespace {namespace}')
+        inputs[resolved] = topic
+    subscribed = [f'{t}/compressed' if compressed else t for t in inputs]
+    if values.get('use_camera_info'):
+        subscribed += [camera_info_topic(t) for t in inputs]
+    depth = str(values.get('depth_topic') or '')
+    if depth:
+        subscribed += [resolve_topic(depth, namespace),
+                       camera_info_topic(resolve_topic(depth, namespace))]
+    spaces = [prefix] if len(topics) == 1 else \
+        [f'{prefix}/{name}' for name in camera_names(topics)] + [prefix]
+    outputs = {f'{space}/{name}' for space in spaces for name in OUTPUT_NAMES}
+    looped = [t for t in subscribed if t in outputs]
+    if looped:
+        return (f'{shorten(looped[0], 80)} is an output of this node (output_prefix '
+                f'{shorten(prefix, 80)}): subscribing to it would feed the node its own '
+                'output')
+    return _length_problem(subscribed + sorted(outputs))
 
 
 SPECS: Tuple[ParamSpec, ...] = (
@@ -110,7 +179,7 @@ SPECS: Tuple[ParamSpec, ...] = (
     ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest input image (width x '
               'height) segmented; larger frames are refused before decoding (size read from '
               'the jpeg/png header or the Image fields) and counted as rejected.',
-              range=(1, 2**31 - 1)),
+              range=(1, DECODER_MAX_PIXELS)),
     ParamSpec('image_topics', ['/camera/image_raw'], 'Input image topics; several cameras are '
               'batched into one inference call and get outputs under <output_prefix>/<camera>.',
               'startup', check=_check_topics),
@@ -275,12 +344,16 @@ class NodeParams:
     past_stamp_limit: float
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> 'NodeParams':
-        """Defaults overridden by ``values``; raises :class:`ParamError` listing every problem."""
+    def from_values(cls, values: Mapping[str, Any], namespace: str = '/') -> 'NodeParams':
+        """Defaults overridden by ``values``; raises :class:`ParamError` listing every problem.
+        ``namespace``: the node's, against which relative topic names resolve
+        (:func:`topics_problem`)."""
         merged = {spec.name: spec.default for spec in SPECS}
         merged.update(values)
         problems = [f'{name}: {reason}' for name, value in merged.items()
                     if (reason := validate(name, value)) is not None]
+        if not problems and (reason := topics_problem(merged, namespace)):
+            problems.append(reason)
         if merged['depth_topic'] and len(list(merged['image_topics'])) > 1:
             problems.append(f"depth_topic: works with one image topic, got "
                             f"{len(list(merged['image_topics']))} image_topics")
@@ -298,12 +371,12 @@ class NodeParams:
             converted['model_path'] = str(default_model_path())
         return cls(**converted)
 
-    def with_changes(self, changes: Mapping[str, Any]) -> 'NodeParams':
+    def with_changes(self, changes: Mapping[str, Any], namespace: str = '/') -> 'NodeParams':
         """A copy with ``changes`` applied, validated like :meth:`from_values`."""
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
         current.update(changes)
-        return type(self).from_values(current)
+        return type(self).from_values(current, namespace)
 
     @property
     def model_input_size(self) -> Optional[Tuple[int, int]]:
@@ -321,13 +394,30 @@ def reload_needed(old: NodeParams, new: NodeParams) -> bool:
     return old.model_settings() != new.model_settings()
 
 
-def params_file_problem(path: str) -> Optional[str]:
-    """Why ``path`` is not a usable ROS 2 params file (unreadable, over the size and node bounds
-    of :mod:`bisenet_ros.limits`, not YAML, or not ``<node>: {ros__parameters: {...}}``,
-    namespaces allowed), or ``None``. One line, naming the file."""
+#: Seconds a params file may take to read: a FIFO nobody writes to is refused after this.
+PARAMS_FILE_TIMEOUT_S = 5.0
+
+
+def read_params_file(path: str, timeout_s: float = PARAMS_FILE_TIMEOUT_S) -> str:
+    """The text of the ROS 2 params file ``path``, read once and checked: a regular file or a
+    pipe (``--params-file <(...)``), within the size and time bounds of
+    :mod:`bisenet_ros.user_files` and the YAML bounds of :mod:`bisenet_ros.limits`, shaped
+    ``<node>: {ros__parameters: {...}}`` (namespaces allowed). Hand rcl this text, not the
+    path: a pipe cannot be read twice. Raises :class:`~bisenet_ros.limits.LimitError`, one
+    line naming the file."""
+    from ..user_files import read_text
+    text = read_text(path, 'params file', timeout_s=timeout_s, allow_pipe=True)
+    problem = params_text_problem(text, path)
+    if problem is not None:
+        raise LimitError(problem)
+    return text
+
+
+def params_text_problem(text: str, path: str) -> Optional[str]:
+    """Why ``text`` (read from ``path``) is not a usable params file, or ``None``."""
     try:
-        data = load_yaml(path, 'params file', any_tags=True)  # rcl ignores tags
-    except LimitError as exc:
+        data = parse_yaml(text, f'params file {shorten(path, 120)}', any_tags=True)
+    except LimitError as exc:  # rcl ignores tags, and so does this
         return str(exc)
 
     def problem(node: Any, where: str) -> Optional[str]:
@@ -339,7 +429,19 @@ def params_file_problem(path: str) -> Optional[str]:
                 f'{where}/ros__parameters: expected a mapping, got {type(params).__name__}'
         return next((p for k, v in node.items() if (p := problem(v, f'{where}/{k}'))), None)
     found = problem(data, '')
-    return None if found is None else f'params file {path}: {found.lstrip("/")}'
+    return None if found is None else \
+        f'params file {shorten(path, 120)}: {shorten(found.lstrip("/"))}'
+
+
+def params_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a usable ROS 2 params file (see :func:`read_params_file`), or
+    ``None``. One line, naming the file. Reads the file: never call it on a pipe that rcl
+    must read after it."""
+    try:
+        read_params_file(path)
+    except LimitError as exc:
+        return str(exc)
+    return None
 
 
 def markdown_table() -> str:
@@ -366,4 +468,5 @@ if __name__ == '__main__':  # python -m bisenet_ros.ros.params: the README's tab
 
 
 __all__ = ['BACKENDS', 'PRECISIONS', 'ParamError', 'ParamSpec', 'SPECS', 'SPEC_BY_NAME',
-           'validate', 'descriptor', 'NodeParams', 'reload_needed', 'params_file_problem']
+           'validate', 'descriptor', 'NodeParams', 'reload_needed', 'params_file_problem',
+           'read_params_file', 'params_text_problem', 'resolve_topic', 'topics_problem']

@@ -26,10 +26,12 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from ..image_conversions import compressed_to_color, ConversionError, image_to_color
+from ..limits import shorten
 from ..inference.postprocess import blend_overlay, colorize_labels
 from ..temporal_smoothing import CameraSmoothers
 from .frame_slots import Frame, LatestFrameSlots
 from .node_stats import CameraStats
+from .point_cloud import BadCameraInfo
 from .params import NodeParams, SPECS
 from .work import inference_groups, WorkItem
 
@@ -159,7 +161,7 @@ class SegmentationWorker:
             image, is_bgr = decode(frame.msg, p.max_input_pixels)
         except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
             self.stats[frame.camera].frame_rejected(str(exc))
-            self._logger.warning(f'{camera.topic}: frame rejected: {exc}',
+            self._logger.warning(f'{camera.topic}: frame rejected: {shorten(exc)}',
                                  throttle_duration_sec=THROTTLE_S)
             return None
         return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
@@ -189,7 +191,7 @@ class SegmentationWorker:
         except Exception as exc:
             if len(group) == 1:
                 raise
-            self._logger.warning(f'batch failed ({exc}); retrying frame by frame',
+            self._logger.warning(f'batch failed ({shorten(exc)}); retrying frame by frame',
                                  throttle_duration_sec=THROTTLE_S)
         pairs = []
         for item in group:
@@ -259,18 +261,25 @@ class SegmentationWorker:
         self.stats[item.camera].frame_published(stages, self._stamp_age(item.header))
 
     def _cloud(self, camera: Any, header: Any, result: Any, p: NodeParams) -> Any:
-        """The frame's PointCloud2, or None (reason logged) when depth is missing or unfit."""
+        """The frame's PointCloud2, or None (reason logged, counted) when depth is missing or
+        unfit; an implausible camera_info is counted on its own."""
+        counts = camera.depth.counts
         try:
-            return camera.depth.cloud(
+            cloud = camera.depth.cloud(
                 header, result.labels, result.confidence if p.points_confidence else None,
                 p.depth_stamp_tolerance, p.depth_wait)
+            counts.add('clouds')
+            return cloud
         except (LookupError, ValueError) as exc:  # DepthMismatch, ConversionError
-            self._logger.warning(f'{camera.topic}: no point cloud: {exc}',
+            counts.add('clouds_missing')
+            if isinstance(exc, BadCameraInfo):
+                counts.add('camera_info_rejected')
+            self._logger.warning(f'{camera.topic}: no point cloud: {shorten(exc, 600)}',
                                  throttle_duration_sec=THROTTLE_S)
             return None
 
     def _fail(self, cameras: List[int], exc: Exception) -> None:
-        self._logger.error(f'segmentation failed: {type(exc).__name__}: {exc}',
-                           throttle_duration_sec=THROTTLE_S)
+        reason = shorten(f'{type(exc).__name__}: {exc}')
+        self._logger.error(f'segmentation failed: {reason}', throttle_duration_sec=THROTTLE_S)
         for camera in cameras:
-            self.stats[camera].frame_rejected(f'{type(exc).__name__}: {exc}')
+            self.stats[camera].frame_rejected(reason)

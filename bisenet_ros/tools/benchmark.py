@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from ..user_files import write_atomic
 from .segment_image import parse_size, resolve_model
 
 CPU_CONFIGS = ('torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8,openvino:fp32,'
@@ -149,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     for goal in report['goals']:
         print(f"goal: {goal['goal']}: {goal['measured']} -> "
               f"{'MET' if goal['met'] else 'NOT MET'}")
-    with open(args.json, 'w') as handle:
-        json.dump(report, handle, indent=1)
+    write_atomic(args.json, json.dumps(report, indent=1))
     print(f'wrote {args.json}')
     return 0
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import time
 from typing import Dict, List, Optional
 
+from ..user_files import write_atomic
+
 DEFAULT_MS_SCALES = (0.5, 0.75, 1.0, 1.25)
 
 
@@ -127,7 +129,7 @@ def _write(out: Path, args: argparse.Namespace, results: Dict, label_set, datase
     report = {'checkpoint': str(args.checkpoint), 'dataset': dataset.name,
               'images': len(dataset) if args.max_images is None
               else min(len(dataset), args.max_images), 'results': results}
-    (out / 'metrics.json').write_text(json.dumps(report, indent=2))
+    write_atomic(out / 'metrics.json', json.dumps(report, indent=2))
     plot_class_iou(results, out / 'class_iou.png', colors=label_set.colors,
                    title=f'{Path(args.checkpoint).name} on {dataset.name}')
     print(f'wrote {out / "metrics.json"} and {out / "class_iou.png"}')

@@ -41,9 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--alpha', type=float, default=0.5, help='overlay opacity (0.5)')
     parser.add_argument('--confidence-threshold', type=float, default=0.0,
                         help='pixels whose max softmax is below this get the ignore id (0: off)')
-    parser.add_argument('--max-input-pixels', type=int, default=DEFAULT_MAX_INPUT_PIXELS,
+    parser.add_argument('--max-input-pixels', type=parse_pixels,
+                        default=DEFAULT_MAX_INPUT_PIXELS,
                         help='larger images (width x height, read from the file header) are '
-                        f'skipped before decoding (default {DEFAULT_MAX_INPUT_PIXELS})')
+                        f'skipped before decoding (default {DEFAULT_MAX_INPUT_PIXELS}; '
+                        '0: the decoder ceiling; negative values are refused)')
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +75,9 @@ def parse_size(text: str):
 def resolve_model(model: Optional[str] = None) -> Path:
     """The ``--model`` path, or the packaged default; ``FileNotFoundError`` saying which."""
     if model:
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f'--model {path}: no such file')
-        return path
+        from ..user_files import check_file
+        check_file(model, '--model')  # MissingFileError is a FileNotFoundError
+        return Path(model)
     from ..resources import default_model_path
     path = default_model_path()
     if not path.is_file():
@@ -112,31 +113,13 @@ def output_names(files: Sequence[Path]) -> Dict[Path, str]:
     return names
 
 
-def read_image(path: Path, max_pixels: int):
-    """``(H, W, 3)`` uint8 BGR pixels of ``path``; ``ValueError`` naming the file when its header
-    says it is larger than ``max_pixels`` (nothing decoded), or it cannot be read or decoded."""
-    import cv2
-    import numpy as np
-
-    from ..image_header import encoded_size, HeaderError
-    from ..limits import check_pixels
+def parse_pixels(text: str) -> int:
+    """``--max-input-pixels``: an integer in 1..the decoder's ceiling (0: that ceiling)."""
+    from ..limits import LimitError, pixel_bound
     try:
-        size = path.stat().st_size
-        if 0 < max_pixels and size > 8 * max_pixels + (1 << 20):  # over raw 16-bit RGBA
-            raise ValueError(f'image {path}: {size} bytes, more than an image of '
-                             f'{max_pixels} pixels takes')
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f'image {path}: cannot read ({exc.strerror or exc})') from None
-    try:
-        width, height = encoded_size(data)
-    except HeaderError as exc:
-        raise ValueError(f'image {path}: {exc}') from None
-    check_pixels(width, height, max_pixels, f'image {path}')
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f'image {path}: cannot be decoded')
-    return image
+        return pixel_bound(int(text))
+    except (ValueError, LimitError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -157,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from ..image_files import collect_images
+    from ..image_files import collect_images, read_image
     from ..inference import Segmenter
     from ..inference.threads import set_torch_threads
     set_torch_threads(args.threads)

@@ -12,7 +12,8 @@ from typing import Any, Dict, Iterable, Mapping, Union
 
 import yaml
 
-from ..limits import LimitError, load_yaml
+from ..limits import LimitError
+from ..user_files import load_yaml, write_atomic
 
 DEFAULTS: Dict[str, Any] = {
     'dataset': {
@@ -171,4 +172,4 @@ def validate(config: Mapping[str, Any]) -> None:
 
 def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    write_atomic(path, yaml.safe_dump(dict(config), sort_keys=False))

@@ -105,23 +105,24 @@ class SegmentationDataset:
         return image, label
 
 
+def _decode(path: PathLike, what: str, labels: bool) -> np.ndarray:
+    """:func:`bisenet_ros.image_files.read_image`; :class:`DatasetError` naming the file."""
+    from ..image_files import read_image
+    try:
+        return read_image(path, labels=labels, what=what)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
 def read_rgb(path: PathLike) -> np.ndarray:
-    """Read an image file as RGB ``(H, W, 3)`` uint8; :class:`DatasetError` if unreadable."""
-    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if data is None:
-        raise DatasetError(f'{path}: cannot read image (missing file or not an image)')
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+    """Read an image file as RGB ``(H, W, 3)`` uint8; :class:`DatasetError` if unreadable,
+    undecodable or over :data:`~bisenet_ros.limits.DEFAULT_MAX_INPUT_PIXELS`."""
+    return cv2.cvtColor(_decode(path, 'image', labels=False), cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: PathLike) -> np.ndarray:
-    """Read a single-channel 8-bit label PNG as ``(H, W)`` uint8."""
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise DatasetError(f'{path}: cannot read label image (missing file or not an image)')
-    if data.ndim != 2 or data.dtype != np.uint8:
-        raise DatasetError(f'{path}: label must be a single-channel 8-bit PNG of class ids, got '
-                           f'shape {data.shape} dtype {data.dtype}')
-    return data
+    """Read a single-channel 8-bit label PNG as ``(H, W)`` uint8 (bounded like images)."""
+    return _decode(path, 'label image', labels=True)
 
 
 def pair_by_stem(image_dir: Path, label_dir: Path, *, name: str,

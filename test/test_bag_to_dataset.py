@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bisenet_ros import cli
-from bisenet_ros.bags.datasets import demo_dataset
+from bisenet_ros.training.datasets import demo_dataset
 from bisenet_ros.bags.make import BagTopics, write_frames_bag
 from bisenet_ros.bags.to_dataset import bag_to_dataset, FrameSelector, scene_difference, \
     thumbnail

@@ -336,8 +336,10 @@ class ClassGroups:
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path], label_set: LabelSet) -> 'ClassGroups':
-        """Load a groups YAML file (bounded, see :func:`bisenet_ros.limits.load_yaml`)."""
-        from .limits import LimitError, load_yaml
+        """Load a groups YAML file (bounded in size, time and nodes, see
+        :func:`bisenet_ros.user_files.load_yaml`)."""
+        from .limits import LimitError
+        from .user_files import load_yaml
         try:
             data = load_yaml(path, 'class groups')
         except LimitError as exc:

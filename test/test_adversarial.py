@@ -892,3 +892,45 @@ def test_eval_bag_refuses_a_label_bomb_instead_of_scoring(checkpoint, tmp_path):
                      '-o', str(tmp_path / 'out')])
     assert code == 1
     assert not (tmp_path / 'out' / 'report.json').exists()
+
+
+# -- classes 2 and 10: nothing slow in the parameter callback ---------------------------------
+def test_the_parameter_callback_opens_no_file_and_the_loader_judges_it(checkpoint, tmp_path):
+    """A label set that is a FIFO nobody writes to: the parameter set answers at once (the
+    callback checks type, range and shape only; before, it read the file on the only executor
+    thread: a hang, or 5.4 s for a 437 kB label set); the loader thread refuses it, the
+    parameters go back to the serving model's, and masks keep coming."""
+    import signal
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    from bisenet_ros.ros.node_process import NodeProcess
+    from ros_harness import model_status, Probe
+    fifo = tmp_path / 'labels.yaml'
+    os.mkfifo(fifo)
+    domain = 140 + os.getpid() % 20
+    node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
+                        'diagnostics_period': 0.2}, domain)
+    probe = Probe(domain)
+    try:
+        probe.subscribe(Image, '/segmentation/mask')
+        probe.subscribe(DiagnosticArray, '/diagnostics')
+        pub = probe.publisher(Image, '/camera/image_raw')
+        probe.reply_to(pub, probe.image_msg(pattern_image(48, 64), 'bgr8'),
+                       '/segmentation/mask', log=node.log)
+        result = probe.set_parameters({'label_set': str(fifo)}, timeout=10.0)[0]
+        assert result.successful, result.reason  # judged on the loader, not here
+
+        def failed():
+            msgs = probe.received['/diagnostics']
+            error = model_status(msgs[-1])[2].get('last_reload_error', '') if msgs else ''
+            return 'is a FIFO' in error
+        assert probe.wait_for(failed, 60), node.log()[-3000:]
+        assert probe.wait_for(lambda: probe.get_parameters(['label_set'])['label_set'] == '',
+                              30), node.log()[-3000:]
+        mask = probe.reply_to(pub, probe.image_msg(pattern_image(48, 64, seed=1), 'bgr8'),
+                              '/segmentation/mask', log=node.log)
+        assert mask.width == 64 and node.alive()
+    finally:
+        probe.close()
+        assert node.stop(signal.SIGINT) == 0, node.log()[-2000:]

@@ -7,7 +7,7 @@ import pytest
 from bisenet_ros.class_groups import (ClassGroups, ClassGroupsError, Group, load_class_groups,
                                       UNKNOWN_ID)
 from bisenet_ros.labels import LabelSet, load_label_set
-from bisenet_ros.limits import load_yaml
+from bisenet_ros.user_files import load_yaml
 from bisenet_ros.resources import find_config_file
 
 # Four classes, ignore id 4; groups: floor (0) = {floor}, thing (1) = {chair, table}.

@@ -61,7 +61,9 @@ def running(checkpoint):
 def _send(probe, stamp, depth, encoding, frame_id='camera_color_optical_frame'):
     image = probe.image_msg(pattern_image(H, W), 'bgr8', frame_id, stamp)
     depth_msg = fill_image(Image(), depth, encoding)
-    info = CameraInfo(height=H, width=W, k=K, distortion_model='plumb_bob')
+    # camera_info describes the depth image (as a driver's does); its size is the depth's
+    info = CameraInfo(height=depth.shape[0], width=depth.shape[1], k=K,
+                      distortion_model='plumb_bob')
     for msg in (depth_msg, info):
         msg.header = image.header
     sensor = qos_profile_sensor_data

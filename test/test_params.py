@@ -144,3 +144,11 @@ def test_names_over_the_dds_limit_are_refused_at_validation():
 def test_output_names_are_the_node_outputs():
     from bisenet_ros.ros.camera_io import OUTPUTS
     assert set(OUTPUTS) | {'class_info', 'label_info'} <= set(OUTPUT_NAMES)
+
+
+def test_the_readme_parameter_table_is_the_spec_table():
+    """The README's parameter table is generated from SPECS (``python -m
+    bisenet_ros.ros.params``): a spec added, renamed or changed without it fails here."""
+    from bisenet_ros.ros.params import markdown_table
+    from conftest import REPO_ROOT
+    assert markdown_table() in (REPO_ROOT / 'README.md').read_text()

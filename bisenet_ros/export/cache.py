@@ -73,6 +73,8 @@ def model_digest(model: Any) -> str:
     """SHA-256 identifying a model's content: a file's bytes, or a ``torch.nn.Module``'s
     parameters and buffers (names, dtypes, shapes, values) with its class count and size
     policy. A file's digest is remembered per (path, size, mtime) within the process."""
+    if hasattr(model, 'kind') and hasattr(model, 'source'):  # an identified ModelFile
+        model = model.path if model.path is not None else model.source
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).resolve()
         stat = path.stat()

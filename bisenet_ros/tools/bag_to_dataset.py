@@ -64,7 +64,7 @@ def _teacher(args: argparse.Namespace) -> Tuple[Any, Any, Dict[str, Any]]:
     import torch
 
     from ..model.checkpoint import load_model
-    from ..training.evaluate import predict_probabilities
+    from ..training.validation import predict_probabilities
     from .segment_image import resolve_model
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,8 +19,9 @@ DEFAULTS: Dict[str, Any] = {
         'kind': 'camvid',          # camvid | cityscapes | folder
         'root': None,              # camvid / cityscapes root folder
         'label_set': None,         # name or YAML path; default from kind
-        'train_split': 'train',
-        'val_split': 'val',
+        'train_split': 'train',    # a split name or a list of them (trained together)
+        'holdout_sequences': [],   # sequences (frame name prefix) left out of training
+        'val_split': 'val',        # a split name, or holdout (the held-out sequences' frames)
         'train_images': None, 'train_labels': None,   # kind=folder
         'val_images': None, 'val_labels': None,
         'cache': True,             # keep decoded frames in memory
@@ -167,6 +168,24 @@ def validate(config: Mapping[str, Any]) -> None:
                           f"numbers (one per class), got {weights!r}")
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:
         raise ConfigError(f"val.every must be an integer >= 0, got {config['val']['every']!r}")
+    _validate_dataset(config['dataset'])
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _validate_dataset(d: Mapping[str, Any]) -> None:
+    split = d['train_split']
+    if not (isinstance(split, str) and split or _names(split) and split):
+        raise ConfigError(f'dataset.train_split must be a split name or a non-empty list of '
+                          f'split names, got {split!r}')
+    if not _names(d['holdout_sequences']):
+        raise ConfigError(f"dataset.holdout_sequences must be a list of sequence names (quoted "
+                          f"strings, e.g. ['0006R0']), got {d['holdout_sequences']!r}")
+    if d['val_split'] is not None and not (isinstance(d['val_split'], str) and d['val_split']):
+        raise ConfigError(f"dataset.val_split must be a split name, holdout or null, got "
+                          f"{d['val_split']!r}")
 
 
 def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:

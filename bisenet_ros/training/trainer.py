@@ -16,7 +16,7 @@ from ..labels import LabelSet
 from ..model.factory import build_model
 from . import distributed as ddp
 from .config import ConfigError, save_config
-from .datasets import build_dataset, SegmentationDataset
+from .datasets import build_dataset, build_train_dataset, SegmentationDataset
 from .evaluate import evaluate_dataset
 from .export import export_model, warm_start_iteration
 from .logs import MetricsLog, Progress
@@ -124,7 +124,7 @@ class Trainer:
                         self.dist.world_size, torch.distributed.get_backend())
         self.out = Path(config['output_dir'])
         data = config['dataset']
-        self.train_set = build_dataset(data, data['train_split'], cache=bool(data['cache']))
+        self.train_set = build_train_dataset(data, cache=bool(data['cache']))
         self.val_set = build_dataset(data, data['val_split'], cache=bool(data['cache'])) \
             if data['val_split'] else None
         self.label_set = self.train_set.label_set

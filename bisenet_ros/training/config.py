@@ -51,6 +51,8 @@ DEFAULTS: Dict[str, Any] = {
         'class_weights': None,     # loss weight per class: null (all 1), enet, or a list
         'rare_classes': [],        # class names that crops favour (see rare_crop_prob)
         'rare_crop_prob': 0.0,     # share of crops placed around a rare-class pixel
+        'photometric': None,       # more photometric augmentation: null, strong or a mapping
+        'ema_decay': None,         # EMA of the weights (e.g. 0.999), validated and exported
         'amp': True,               # float16 autocast + GradScaler on CUDA
         'cpu_bf16': 'auto',        # bfloat16 autocast on CPU: auto = where the CPU has native
         'channels_last': 'auto',   # bf16 (AVX512-BF16/AMX); channels_last memory format: same
@@ -166,6 +168,16 @@ def validate(config: Mapping[str, Any]) -> None:
                     for w in weights))):
         raise ConfigError(f"train.class_weights must be null, 'enet' or a list of positive "
                           f"numbers (one per class), got {weights!r}")
+    ema = t['ema_decay']
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float))
+                            or not 0 < ema < 1):
+        raise ConfigError(f'train.ema_decay must be null (off) or a number in (0, 1), e.g. '
+                          f'0.999, got {ema!r}')
+    from .transforms import photometric_settings  # numpy/OpenCV/torch: only when validating
+    try:
+        photometric_settings(t['photometric'])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:
         raise ConfigError(f"val.every must be an integer >= 0, got {config['val']['every']!r}")
     _validate_dataset(config['dataset'])

@@ -148,8 +148,8 @@ def concat(datasets: Sequence[SegmentationDataset], name: str) -> SegmentationDa
     label set (the same dataset kind)."""
     first = datasets[0]
     for other in datasets[1:]:
-        if other.label_set.name != first.label_set.name or not np.array_equal(other.lut,
-                                                                                first.lut):
+        same_lut = np.array_equal(other.lut, first.lut)
+        if other.label_set.name != first.label_set.name or not same_lut:
             raise DatasetError(f'{name}: {other.name} and {first.name} have different label '
                                'mappings and cannot be trained together')
     pairs = [pair for d in datasets for pair in d.pairs]
@@ -265,7 +265,8 @@ def image_folder(image_dir: PathLike, label_dir: PathLike, label_set: Union[str,
 
 def train_splits(spec: Dict[str, object]) -> List[str]:
     """``dataset.train_split`` as a list: one split name or a list of them."""
-    value = spec.get('train_split') or 'train'
+    value = spec.get('train_split')
+    value = 'train' if value is None else value
     names = [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
     if not names or not all(isinstance(n, str) and n for n in names):
         raise DatasetError(f'dataset.train_split must be a split name or a non-empty list of '

@@ -18,4 +18,7 @@ if [ -z "${BISENET:-}" ]; then
   else BISENET=$(cd .. && pwd)/main/.venv/bin/bisenet; fi
 fi
 export BISENET PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# OpenMP threads that wait passively instead of spinning: on a shared, loaded machine the
+# 2-thread step took half the CPU time and half the wall time (same losses; docs/TRAINING.md)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec bash scripts/train_camvid_long.sh

@@ -133,3 +133,22 @@ def test_cli_refuses_to_overwrite_its_input(toy_checkpoint, caplog):
     path, _ = toy_checkpoint
     assert cli_main(['calibrate', str(path), str(path)]) == 1
     assert 'expected a new file, not the checkpoint itself' in caplog.text
+
+
+def test_cli_warns_when_the_fit_sees_the_sequences_the_run_held_out(
+        toy_checkpoint, tmp_path, caplog):
+    path, spec = toy_checkpoint
+    model = load_model(path)
+    held_out = tmp_path / 'held_out.pt'
+    save_checkpoint(held_out, model, model.label_set, meta={
+        'config': {'dataset': dict(spec, holdout_sequences=['001'], val_split='holdout')},
+        'val_scale': 1.0})
+    with caplog.at_level('WARNING'):
+        assert cli_main(['calibrate', str(held_out), str(tmp_path / 'a.pt'), '--stride', '4',
+                         '--threads', '1', '--max-images', '1']) == 0
+    assert "sequence(s) ['001'] that this model's run held out" in caplog.text
+    caplog.clear()
+    with caplog.at_level('WARNING'):  # the toy frames 000, 001, 002: only 001 is held out
+        assert cli_main(['calibrate', str(path), str(tmp_path / 'b.pt'), '--stride', '4',
+                         '--threads', '1', '--max-images', '1']) == 0
+    assert 'held out' not in caplog.text

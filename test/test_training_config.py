@@ -12,7 +12,8 @@ from bisenet_ros.training.config import ConfigError, load_config, parse_override
 CONFIG_DIR = Path(__file__).resolve().parent.parent / 'config' / 'train'
 
 
-@pytest.mark.parametrize('name', ['camvid.yaml', 'camvid_cpu.yaml', 'cityscapes.yaml'])
+@pytest.mark.parametrize('name', ['camvid.yaml', 'camvid_cpu.yaml', 'cityscapes.yaml',
+                                  'camvid_holdout_baseline.yaml', 'camvid_holdout_recipe.yaml'])
 def test_shipped_configs_load(name):
     config = load_config(CONFIG_DIR / name)
     assert config['dataset']['kind'] in ('camvid', 'cityscapes')
@@ -40,6 +41,18 @@ def test_overrides_parse_yaml_values_and_win(tmp_path):
     ('train.class_weights=median', 'train.class_weights must be null'),
     ('train.matmul_upsample=sometimes', 'train.matmul_upsample must be true or false'),
     ('noequals', 'section.key=value'),
+    ('dataset.train_split=[]', 'dataset.train_split must be a split name or a non-empty list'),
+    ('dataset.train_split=[train, 3]', 'dataset.train_split must be'),
+    ('dataset.holdout_sequences=0006R0', r'dataset.holdout_sequences must be a list'),
+    ('dataset.holdout_sequences=[16]', r"quoted strings, e.g. \['0006R0'\]"),
+    ('dataset.val_split=[val]', 'dataset.val_split must be a split name, holdout or null'),
+    ('train.ema_decay=1', r'train.ema_decay must be null \(off\) or a number in \(0, 1\)'),
+    ('train.ema_decay=true', 'train.ema_decay must be'),
+    ('train.photometric=wild', "unknown preset 'wild'.*strong"),
+    ('train.photometric={hue: 0.1, sharpen: 1}', "unknown key 'sharpen'"),
+    ('train.photometric={blur_prob: 1.5}', r'train.photometric.blur_prob must be'),
+    ('train.photometric={noise_std: -1}', r'train.photometric.noise_std must be a number >= 0'),
+    ('train.photometric=[1]', 'must be null, a preset name or a mapping'),
 ])
 def test_bad_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -59,3 +72,21 @@ def test_cli_flags_become_overrides():
     config = load_config(None, train_tool.overrides_from(args))
     assert config['train']['iterations'] == 7 and config['train']['lr'] == 0.3
     assert config['output_dir'] == 'x' and config['train']['max_time_min'] == 5.0
+
+
+def test_the_two_holdout_configs_differ_only_in_the_recipe():
+    base = load_config(CONFIG_DIR / 'camvid_holdout_baseline.yaml')
+    recipe = load_config(CONFIG_DIR / 'camvid_holdout_recipe.yaml')
+    assert base['dataset'] == recipe['dataset']
+    assert base['dataset']['holdout_sequences'] == ['0006R0']
+    assert base['dataset']['val_split'] == 'holdout'
+    assert base['train']['photometric'] is None and base['train']['ema_decay'] is None
+    assert recipe['train']['photometric'] == 'strong' and recipe['train']['ema_decay'] == 0.999
+    differ = {k for k in base['train'] if base['train'][k] != recipe['train'][k]}
+    assert differ == {'photometric', 'ema_decay'}
+    assert base['val'] == recipe['val'] and base['model'] == recipe['model']
+    assert base['output_dir'] != recipe['output_dir']
+    # today's recipe: the long run's config, but for the data, schedule length and logging
+    today = load_config(CONFIG_DIR / 'camvid_cpu.yaml')
+    same = {k for k in today['train'] if today['train'][k] == base['train'][k]}
+    assert set(today['train']) - same == {'iterations'}

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from bisenet_ros.training.datasets import (
-    build_dataset, camvid, cityscapes, DatasetError, IGNORE, image_folder)
+    build_dataset, build_train_dataset, camvid, cityscapes, concat, DatasetError, frame_sequence,
+    IGNORE, image_folder)
 
 
 def _write(path: Path, array: np.ndarray) -> None:
@@ -124,3 +125,71 @@ def test_build_dataset_errors():
         build_dataset({'kind': 'coco'}, 'train')
     with pytest.raises(DatasetError, match='dataset.root'):
         build_dataset({'kind': 'camvid'}, 'train')
+
+
+def test_real_camvid_frames_per_sequence(camvid_dir):
+    # the counts docs/TRAINING.md quotes: val is one sequence, 204 train frames share it
+    assert camvid(camvid_dir, 'train').sequences() == {'0001TP': 62, '0006R0': 101,
+                                                       '0016E5': 204}
+    assert camvid(camvid_dir, 'val').sequences() == {'0016E5': 101}
+    spec = {'kind': 'camvid', 'root': str(camvid_dir), 'train_split': ['train', 'val'],
+            'holdout_sequences': ['0006R0']}
+    train = build_train_dataset(spec)
+    assert len(train) == 367 and train.sequences() == {'0001TP': 62, '0016E5': 305}
+    held = build_dataset(spec, 'holdout')
+    assert len(held) == 101 and held.sequences() == {'0006R0': 101}
+    assert not {p[0] for p in held.pairs} & {p[0] for p in train.pairs}
+
+
+def _sequences_layout(root: Path) -> dict:
+    """CamVid layout: train A_1, A_2, B_1; val A_3, C_1 (label value = the frame's number)."""
+    for split, names in (('train', ['A_1', 'A_2', 'B_1']), ('val', ['A_3', 'C_1'])):
+        for name in names:
+            _write(root / split / f'{name}.png', _rgb(3, 4))
+            _write(root / f'{split}annot' / f'{name}.png',
+                   np.full((3, 4), int(name[-1]), np.uint8))
+    return {'kind': 'camvid', 'root': str(root)}
+
+
+def test_training_splits_together_without_the_held_out_sequences(tmp_path):
+    spec = _sequences_layout(tmp_path)
+    assert frame_sequence(tmp_path / 'train' / 'A_1.png') == 'A'
+    assert [p[0].stem for p in build_train_dataset(spec).pairs] == ['A_1', 'A_2', 'B_1']
+    spec.update(train_split=['train', 'val'], holdout_sequences=['B'])
+    train = build_train_dataset(spec, cache=True)
+    assert [p[0].stem for p in train.pairs] == ['A_1', 'A_2', 'A_3', 'C_1']
+    assert train.cache and train.load(2)[1][0, 0] == 3  # A_3, read from val
+    held = build_dataset(spec, 'holdout')
+    assert [p[0].stem for p in held.pairs] == ['B_1'] and 'holdout B' in held.name
+    assert held.load(0)[1][0, 0] == 1
+    # holdout:SEQ names the sequences whatever the config holds out; several with commas
+    assert [p[0].stem for p in build_dataset(spec, 'holdout:C,B').pairs] == ['B_1', 'C_1']
+    assert [p[0].stem for p in build_dataset(spec, 'val').pairs] == ['A_3', 'C_1']
+
+
+def test_held_out_sequence_errors_name_what_was_expected(tmp_path):
+    spec = _sequences_layout(tmp_path)
+    with pytest.raises(DatasetError, match=r"no frames of sequence\(s\) \['Z'\].*"
+                       r"A \(2 frames\), B \(1 frames\)"):
+        build_train_dataset(dict(spec, holdout_sequences=['Z']))
+    with pytest.raises(DatasetError, match=r"no frames of sequence\(s\) \['C'\]"):
+        build_dataset(spec, 'holdout:C')  # C is in val, which is not a training split here
+    with pytest.raises(DatasetError, match=r"needs held-out sequences.*holdout_sequences"):
+        build_dataset(spec, 'holdout')
+    with pytest.raises(DatasetError, match='no frames left'):
+        build_train_dataset(dict(spec, holdout_sequences=['A', 'B']))
+    with pytest.raises(DatasetError, match='train_split must be a split name'):
+        build_train_dataset(dict(spec, train_split=[]))
+    with pytest.raises(DatasetError, match='folder .*nope'):
+        build_train_dataset(dict(spec, train_split=['train', 'nope']))
+
+
+def test_concat_refuses_different_label_mappings(tmp_path):
+    spec = _sequences_layout(tmp_path)
+    ours = build_dataset(spec, 'train')
+    toy = tmp_path / 'toy.yaml'
+    toy.write_text(yaml.safe_dump({'name': 'two', 'ignore_index': 7, 'classes': [
+        {'name': 'a', 'color': [0, 0, 0]}, {'name': 'b', 'color': [1, 1, 1]}]}))
+    other = image_folder(tmp_path / 'train', tmp_path / 'trainannot', str(toy))
+    with pytest.raises(DatasetError, match='different label mappings'):
+        concat([ours, other], 'both')

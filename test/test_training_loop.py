@@ -202,3 +202,65 @@ def test_warm_start_refuses_a_checkpoint_past_the_end_of_the_run(toy, tmp_path):
     with pytest.raises(ValueError, match=r'iterations=3.*\[0, 3\)'):
         Trainer(_config(toy, tmp_path / 'run2', iterations=3, batch_size=2),
                 warm_start=str(packaged))
+
+
+def _miou_of(evaluate_args, out):
+    import json
+    from bisenet_ros.tools import evaluate as evaluate_tool
+    assert evaluate_tool.main(evaluate_args + ['--output-dir', str(out)]) == 0
+    report = json.loads((out / 'metrics.json').read_text())
+    return report, list(report['results'].values())[0]['miou']
+
+
+@pytest.mark.slow
+def test_held_out_sequence_run_with_ema_and_strong_photometric_resumes_exactly(toy, tmp_path):
+    from bisenet_ros.model.checkpoint import read_checkpoint
+    # toy frames are named 000, 001, ... in train and in val: "001" is a sequence of 2 frames
+    data = dict(toy, train_split=['train', 'val'], holdout_sequences=['001'],
+                val_split='holdout')
+
+    def config(out):
+        return _config(data, out, iterations=4, batch_size=2, hflip=0.5, brightness=0.3,
+                       photometric='strong', ema_decay=0.9)
+
+    full = Trainer(config(tmp_path / 'full'))
+    assert full.train_set.sequences() == {'000': 2, '002': 1, '003': 1}
+    assert full.val_set.sequences() == {'001': 2}
+    final = full.fit()
+    weights, info = read_checkpoint(final)
+    averaged, trained = full.ema.model.state_dict(), full.model.state_dict()
+    assert all(torch.equal(v, averaged[k]) for k, v in weights.items())  # final.pt = the EMA
+    assert not all(torch.equal(v, trained[k]) for k, v in weights.items())
+    assert info.meta['val_miou'] == pytest.approx(full.last_miou)
+
+    parts = config(tmp_path / 'parts')
+    assert Trainer(parts).fit(stop_after=2) is None
+    state = load_train_state(tmp_path / 'parts' / 'last.pt')
+    assert state['ema']['updates'] == 2
+    resumed = Trainer(parts, resume=str(tmp_path / 'parts' / 'last.pt'))
+    assert resumed.ema.updates == 2
+    resumed.fit()
+    assert _losses(tmp_path / 'parts') == _losses(tmp_path / 'full')
+    for key, value in resumed.ema.model.state_dict().items():
+        assert torch.allclose(value.float(), averaged[key].float(), atol=1e-6), key
+
+    # bisenet evaluate scores the held-out frames: the config's (holdout) or named ones
+    report, miou = _miou_of([str(final), '--split', 'holdout'], tmp_path / 'e1')
+    assert report['images'] == 2 and miou == pytest.approx(full.last_miou, abs=1e-9)
+    assert 'holdout 001' in report['dataset']
+    assert _miou_of([str(final), '--split', 'holdout:001'], tmp_path / 'e2')[1] == \
+        pytest.approx(miou, abs=1e-9)
+    # a training state evaluates its weight average, as validation did
+    assert _miou_of([str(tmp_path / 'full' / 'last.pt'), '--split', 'holdout'],
+                    tmp_path / 'e3')[1] == pytest.approx(miou, abs=1e-9)
+
+
+def test_ema_on_resuming_a_state_without_one_starts_from_its_weights(toy, tmp_path):
+    Trainer(_config(toy, tmp_path / 'run', iterations=3, batch_size=2)).fit(stop_after=1)
+    state = str(tmp_path / 'run' / 'last.pt')
+    assert 'ema' not in load_train_state(state)
+    trainer = Trainer(_config(toy, tmp_path / 'run', iterations=3, batch_size=2,
+                              ema_decay=0.99), resume=state)
+    assert trainer.ema.updates == 0
+    assert all(torch.equal(v, trainer.model.state_dict()[k])
+               for k, v in trainer.ema.model.state_dict().items())

@@ -47,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
     if earlier is not None:  # fit from the trained bias, not on top of an earlier fit
         add_logit_offsets(model, -earlier)
     dataset = dataset_for(args, label_set, meta)
-    val_split = ((meta.get('config') or {}).get('dataset') or {}).get('val_split')
-    if args.split == val_split:
+    trained_on = (meta.get('config') or {}).get('dataset') or {}
+    if args.split == trained_on.get('val_split'):
         LOGGER.warning('fitting on %s, the split this model is validated on: its val figures '
                        'will be optimistic', args.split)
+    held = sorted(set(trained_on.get('holdout_sequences') or []) & set(dataset.sequences()))
+    if held:
+        LOGGER.warning('fitting on %s, which holds the sequence(s) %s that this model\'s run '
+                       'held out: its held-out figures will be optimistic', dataset.name, held)
     scale = args.scale if args.scale is not None else float(meta.get('val_scale') or 1.0)
     start = time.time()
     logits, labels = sample_logits(model, dataset, stride=args.stride, scale=scale,

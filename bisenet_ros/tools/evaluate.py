@@ -21,7 +21,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split: str, split_not
                         help='dataset kind (default: from --config, else camvid)')
     parser.add_argument('--data-root', help='camvid/cityscapes root folder')
     parser.add_argument('--split', default=split,
-                        help=f'split name (default: {split}){split_note}')
+                        help=f'split name (default: {split}), or holdout (the frames of the '
+                        'held-out sequences of the run\'s dataset.holdout_sequences), or '
+                        f'holdout:SEQ[,SEQ...] (e.g. holdout:0006R0){split_note}')
     parser.add_argument('--images', help='kind folder: image folder')
     parser.add_argument('--labels', help='kind folder: label PNG folder')
     parser.add_argument('--config', help='training YAML whose dataset section to use')

@@ -81,12 +81,14 @@ def export_train_state(state_path: Union[str, Path], out_path: Union[str, Path],
 
 
 def model_from_train_state(state_path: Union[str, Path]):
-    """``(model, label_set, config)`` of a training state; eval mode, booster heads kept."""
+    """``(model, label_set, config)`` of a training state; eval mode, booster heads kept. The
+    weights are the run's weight average when it keeps one (``train.ema_decay``): what it
+    validated and exports."""
     state = load_train_state(state_path)
     config = state['config']
     data = config['dataset']
     label_set = load_label_set(data.get('label_set') or
                                ('cityscapes' if data['kind'] == 'cityscapes' else 'camvid'))
     model = build_model(config['model']['variant'], label_set.num_classes, aux_heads=True)
-    model.load_state_dict(state['model'])
+    model.load_state_dict((state.get('ema') or {}).get('model') or state['model'])
     return model.eval(), label_set, config

@@ -20,8 +20,9 @@ DEFAULTS: Dict[str, Any] = {
         'kind': 'camvid',          # camvid | cityscapes | folder
         'root': None,              # camvid / cityscapes root folder
         'label_set': None,         # name or YAML path; default from kind
-        'train_split': 'train',
-        'val_split': 'val',
+        'train_split': 'train',    # a split name or a list of them (trained together)
+        'holdout_sequences': [],   # sequences (frame name prefix) left out of training
+        'val_split': 'val',        # a split name, or holdout (the held-out sequences' frames)
         'train_images': None, 'train_labels': None,   # kind=folder
         'val_images': None, 'val_labels': None,
         'cache': True,             # keep decoded frames in memory
@@ -51,6 +52,8 @@ DEFAULTS: Dict[str, Any] = {
         'class_weights': None,     # loss weight per class: null (all 1), enet, or a list
         'rare_classes': [],        # class names that crops favour (see rare_crop_prob)
         'rare_crop_prob': 0.0,     # share of crops placed around a rare-class pixel
+        'photometric': None,       # more photometric augmentation: null, strong or a mapping
+        'ema_decay': None,         # EMA of the weights (e.g. 0.999), validated and exported
         'amp': True,               # float16 autocast + GradScaler on CUDA
         'cpu_bf16': 'auto',        # bfloat16 autocast on CPU: auto = where the CPU has native
         'channels_last': 'auto',   # bf16 (AVX512-BF16/AMX); channels_last memory format: same
@@ -166,8 +169,36 @@ def validate(config: Mapping[str, Any]) -> None:
                     for w in weights))):
         raise ConfigError(f"train.class_weights must be null, 'enet' or a list of positive "
                           f"numbers (one per class), got {weights!r}")
+    ema = t['ema_decay']
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float))
+                            or not 0 < ema < 1):
+        raise ConfigError(f'train.ema_decay must be null (off) or a number in (0, 1), e.g. '
+                          f'0.999, got {ema!r}')
+    from .transforms import photometric_settings  # numpy/OpenCV/torch: only when validating
+    try:
+        photometric_settings(t['photometric'])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:
         raise ConfigError(f"val.every must be an integer >= 0, got {config['val']['every']!r}")
+    _validate_dataset(config['dataset'])
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _validate_dataset(d: Mapping[str, Any]) -> None:
+    split = d['train_split']
+    if not (isinstance(split, str) and split or _names(split) and split):
+        raise ConfigError(f'dataset.train_split must be a split name or a non-empty list of '
+                          f'split names, got {split!r}')
+    if not _names(d['holdout_sequences']):
+        raise ConfigError(f"dataset.holdout_sequences must be a list of sequence names (quoted "
+                          f"strings, e.g. ['0006R0']), got {d['holdout_sequences']!r}")
+    if d['val_split'] is not None and not (isinstance(d['val_split'], str) and d['val_split']):
+        raise ConfigError(f"dataset.val_split must be a split name, holdout or null, got "
+                          f"{d['val_split']!r}")
 
 
 def save_config(config: Mapping[str, Any], path: Union[str, Path]) -> None:

@@ -9,7 +9,7 @@ lookup table; a file value that the table does not allow raises :class:`DatasetE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -28,6 +28,10 @@ CITYSCAPES_LABEL_TO_TRAIN: Dict[int, int] = {
 CITYSCAPES_MAX_LABEL_ID = 33
 
 PathLike = Union[str, Path]
+
+#: Split name of the frames of ``dataset.holdout_sequences``; ``holdout:SEQ[,SEQ...]`` names
+#: the sequences explicitly (see :func:`build_dataset`).
+HOLDOUT = 'holdout'
 
 
 class DatasetError(ValueError):
@@ -103,6 +107,57 @@ class SegmentationDataset:
         if self.cache:
             self._cache[index] = (image, label)
         return image, label
+
+    def sequences(self) -> Dict[str, int]:
+        """Frame count per sequence (:func:`frame_sequence` of each image), sorted by name."""
+        counts: Dict[str, int] = {}
+        for image_path, _ in self.pairs:
+            seq = frame_sequence(image_path)
+            counts[seq] = counts.get(seq, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def subset(self, sequences: Iterable[str], *, keep: bool, name: str) -> 'SegmentationDataset':
+        """The frames of ``sequences`` (``keep=True``) or all the others (``keep=False``), in
+        order, as a new dataset (same lookup table, label set and cache setting).
+
+        Raises:
+            DatasetError: a sequence has no frame here (the sequences present are listed), or
+                nothing is left.
+        """
+        wanted = set(sequences)
+        present = self.sequences()
+        missing = sorted(wanted - set(present))
+        if missing:
+            raise DatasetError(f'{self.name}: no frames of sequence(s) {missing}; its sequences '
+                               f'are {_counts(present)}')
+        pairs = [p for p in self.pairs if (frame_sequence(p[0]) in wanted) == keep]
+        if not pairs:
+            raise DatasetError(f'{name}: no frames left ({self.name} has only '
+                               f'{_counts(present)})')
+        return SegmentationDataset(pairs, self.lut, self.label_set, name=name, cache=self.cache)
+
+
+def frame_sequence(path: PathLike) -> str:
+    """Sequence of a frame: its file stem up to the first ``_`` (CamVid ``0006R0_f01230`` ->
+    ``0006R0``; Cityscapes ``aachen_000000_000019_leftImg8bit`` -> ``aachen``)."""
+    return Path(path).stem.split('_', 1)[0]
+
+
+def concat(datasets: Sequence[SegmentationDataset], name: str) -> SegmentationDataset:
+    """One dataset of the frames of ``datasets`` in order; they must share lookup table and
+    label set (the same dataset kind)."""
+    first = datasets[0]
+    for other in datasets[1:]:
+        same_lut = np.array_equal(other.lut, first.lut)
+        if other.label_set.name != first.label_set.name or not same_lut:
+            raise DatasetError(f'{name}: {other.name} and {first.name} have different label '
+                               'mappings and cannot be trained together')
+    pairs = [pair for d in datasets for pair in d.pairs]
+    return SegmentationDataset(pairs, first.lut, first.label_set, name=name, cache=first.cache)
+
+
+def _counts(counts: Dict[str, int]) -> str:
+    return ', '.join(f'{k} ({v} frames)' for k, v in counts.items()) or 'none'
 
 
 def _decode(path: PathLike, what: str, labels: bool) -> np.ndarray:
@@ -209,13 +264,65 @@ def image_folder(image_dir: PathLike, label_dir: PathLike, label_set: Union[str,
                                cache=cache)
 
 
+def train_splits(spec: Dict[str, object]) -> List[str]:
+    """``dataset.train_split`` as a list: one split name or a list of them."""
+    value = spec.get('train_split')
+    value = 'train' if value is None else value
+    names = [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise DatasetError(f'dataset.train_split must be a split name or a non-empty list of '
+                           f'them, got {value!r}')
+    return names
+
+
+def holdout_sequences(spec: Dict[str, object], split: str = HOLDOUT) -> List[str]:
+    """The held-out sequences: those named in ``split`` (``holdout:SEQ,SEQ``), else
+    ``dataset.holdout_sequences``; :class:`DatasetError` when there are none."""
+    named = split.split(':', 1)[1] if ':' in split else ''
+    if named:
+        return [s.strip() for s in named.split(',') if s.strip()]
+    value = spec.get('holdout_sequences') or []
+    if not value:
+        raise DatasetError(f"split '{split}' needs held-out sequences: set "
+                           "dataset.holdout_sequences (e.g. [0006R0]) or name them, e.g. "
+                           f"'{HOLDOUT}:0006R0'")
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
+
 def build_dataset(spec: Dict[str, object], split: str, *, cache: bool = False
                   ) -> SegmentationDataset:
     """Dataset from the ``dataset`` section of a training config (see ``config/train/``).
 
     ``kind``: ``camvid`` | ``cityscapes`` (``root``) or ``folder`` (``<split>_images`` and
-    ``<split>_labels`` folders); ``label_set``: name or YAML path.
+    ``<split>_labels`` folders); ``label_set``: name or YAML path. ``split`` is a split name,
+    or ``holdout`` (the frames of ``dataset.holdout_sequences`` in the training splits
+    ``dataset.train_split``), or ``holdout:SEQ[,SEQ...]`` (those sequences, whatever the config
+    holds out).
     """
+    if split == HOLDOUT or split.startswith(HOLDOUT + ':'):
+        sequences = holdout_sequences(spec, split)
+        source = _splits(spec, train_splits(spec), cache)
+        return source.subset(sequences, keep=True, name=f'{source.name} {HOLDOUT} '
+                             f'{",".join(sequences)}')
+    return _split(spec, split, cache)
+
+
+def build_train_dataset(spec: Dict[str, object], *, cache: bool = False) -> SegmentationDataset:
+    """The training frames: the splits of ``dataset.train_split`` together, without the frames
+    of ``dataset.holdout_sequences`` (each must occur in them)."""
+    source = _splits(spec, train_splits(spec), cache)
+    held = list(spec.get('holdout_sequences') or [])  # type: ignore[call-overload]
+    if not held:
+        return source
+    return source.subset(held, keep=False, name=f'{source.name} without {",".join(held)}')
+
+
+def _splits(spec: Dict[str, object], names: List[str], cache: bool) -> SegmentationDataset:
+    parts = [_split(spec, name, cache) for name in names]
+    return parts[0] if len(parts) == 1 else concat(parts, '+'.join(p.name for p in parts))
+
+
+def _split(spec: Dict[str, object], split: str, cache: bool) -> SegmentationDataset:
     kind = spec.get('kind')
     label_set = spec.get('label_set') or ('cityscapes' if kind == 'cityscapes' else 'camvid')
     if kind in ('camvid', 'cityscapes'):

@@ -1,10 +1,11 @@
 """Training-state checkpoints (``last.pt``, ``best.pt``): everything an exact resume needs.
 
 A state file holds the model (with booster heads), optimiser, AMP scaler, the next iteration,
-the torch RNG states, the resolved config and the best validation mIoU so far. The data order
-and augmentation are pure functions of ``(seed, iteration)`` (:mod:`.sampler`), so the iteration
-is all the data pipeline needs. Files hold only tensors and plain data and are read with
-``weights_only=True``.
+the torch RNG states, the resolved config, the best validation mIoU so far and, for runs with
+``train.ema_decay``, the weight average (``ema``: :meth:`.ema.WeightEma.state_dict`). The data
+order and augmentation are pure functions of ``(seed, iteration)`` (:mod:`.sampler`), so the
+iteration is all the data pipeline needs. Files hold only tensors and plain data and are read
+with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def save_train_state(path: Union[str, Path], *, model: torch.nn.Module,
                      optimizer: torch.optim.Optimizer, scaler: Optional[Any], iteration: int,
-                     config: Dict[str, Any], best_miou: float, extra: Optional[Dict] = None
-                     ) -> Path:
-    """Write a state file atomically; ``iteration`` is the next iteration to run."""
+                     config: Dict[str, Any], best_miou: float, extra: Optional[Dict] = None,
+                     ema: Optional[Dict[str, Any]] = None) -> Path:
+    """Write a state file atomically; ``iteration`` is the next iteration to run; ``ema`` is
+    the weight average's state (absent from the file when ``None``)."""
     payload = {
         'format': TRAIN_STATE_FORMAT,
         'iteration': int(iteration),
@@ -54,6 +56,8 @@ def save_train_state(path: Union[str, Path], *, model: torch.nn.Module,
         'best_miou': float(best_miou),
         'extra': dict(extra or {}),
     }
+    if ema is not None:
+        payload['ema'] = ema
     return atomic_torch_save(payload, path)
 
 

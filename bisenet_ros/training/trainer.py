@@ -16,16 +16,17 @@ from ..labels import LabelSet
 from ..model.factory import build_model
 from . import distributed as ddp
 from .config import ConfigError, save_config
-from .datasets import build_dataset, SegmentationDataset
-from .validation import evaluate_dataset
 from .checkpoint_export import export_model, warm_start_iteration
+from .datasets import build_dataset, build_train_dataset, SegmentationDataset
+from .validation import evaluate_dataset
 from .logs import MetricsLog, Progress
 from .precision import resolve_cpu_precision
 from .loss import enet_class_weights, OhemCrossEntropy
 from .sampler import IterationBatchSampler, Key
 from .schedule import apply_lr, lr_factor, parameter_groups
 from .state import load_train_state, save_train_state, set_rng_state, unwrap
-from .transforms import augment, AugmentConfig, to_tensor
+from .ema import WeightEma
+from .transforms import augment, AugmentConfig, photometric_settings, to_tensor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ def augment_config(train: Dict[str, Any], label_set: LabelSet) -> AugmentConfig:
                          contrast=float(train['contrast']), saturation=float(train['saturation']),
                          focus_classes=tuple(label_set.class_names.index(n)
                                              for n in train['rare_classes']),
-                         focus_prob=float(train['rare_crop_prob']))
+                         focus_prob=float(train['rare_crop_prob']),
+                         **photometric_settings(train['photometric']))
 
 
 def select_device(name: str, option: str = 'train.device') -> torch.device:
@@ -124,7 +126,7 @@ class Trainer:
                         self.dist.world_size, torch.distributed.get_backend())
         self.out = Path(config['output_dir'])
         data = config['dataset']
-        self.train_set = build_dataset(data, data['train_split'], cache=bool(data['cache']))
+        self.train_set = build_train_dataset(data, cache=bool(data['cache']))
         self.val_set = build_dataset(data, data['val_split'], cache=bool(data['cache'])) \
             if data['val_split'] else None
         self.label_set = self.train_set.label_set
@@ -152,13 +154,23 @@ class Trainer:
             float(t['ohem_thresh']), int(t['ohem_min_kept_divisor']),
             class_weights=self._class_weights(t['class_weights'])).to(self.device)
         self.iteration, self.best_miou, self.last_miou = 0, -1.0, float('nan')
+        #: the weight average that is validated and exported when train.ema_decay is set
+        self.ema: Optional[WeightEma] = None
         if resume and warm_start:
             raise ValueError('give either resume (a training state) or warm_start (a project '
                              'checkpoint), not both')
+        ema_state = None
         if resume:
-            self._resume(resume, model)
+            ema_state = self._resume(resume, model)
         elif warm_start:
             self._warm_start(warm_start, model)
+        if t['ema_decay'] is not None:
+            self.ema = WeightEma(model, float(t['ema_decay']))
+            if ema_state is not None:
+                self.ema.load_state_dict(ema_state)
+            elif resume:
+                LOGGER.warning('%s holds no weight average: the EMA starts from its weights',
+                               resume)
         LOGGER.info('%s: %d train / %s val images, %d classes, device %s, %d iterations of batch '
                     '%d', self.train_set.name, len(self.train_set),
                     len(self.val_set) if self.val_set is not None else 0,
@@ -191,7 +203,8 @@ class Trainer:
                               for name, w in zip(self.label_set.class_names, weights)))
         return weights
 
-    def _resume(self, path: str, model: torch.nn.Module) -> None:
+    def _resume(self, path: str, model: torch.nn.Module) -> Optional[Dict[str, Any]]:
+        """Restore a training state; returns its weight average's state (None if absent)."""
         state = load_train_state(path)
         model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
@@ -201,6 +214,7 @@ class Trainer:
         self.iteration, self.best_miou = int(state['iteration']), float(state['best_miou'])
         self.last_miou = float(state.get('extra', {}).get('last_miou', float('nan')))
         LOGGER.info('resumed from %s at iteration %d', path, self.iteration)
+        return state.get('ema')
 
     def _warm_start(self, path: str, model: torch.nn.Module) -> None:
         """Continue a run from its packaged model when its training state is gone: weights from
@@ -252,6 +266,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.model))
         self.iteration += 1
         values = torch.tensor([float(loss.detach()), float(main.detach()), float(aux.detach())],
                               dtype=torch.float64)
@@ -259,12 +275,18 @@ class Trainer:
             ddp.all_reduce_sum(values, self.dist).div_(self.dist.world_size)
         return values.tolist()
 
+    def evaluated_model(self) -> torch.nn.Module:
+        """What validation scores and ``final.pt`` holds: the weight average when
+        ``train.ema_decay`` is set, else the trained model (unwrapped from DDP)."""
+        return self.ema.model if self.ema is not None else unwrap(self.model)
+
     def validate(self) -> float:
         """mIoU on the validation split (all ranks share the work); NaN without a val split."""
         if self.val_set is None:
             return float('nan')
         v = self.config['val']
-        matrix = evaluate_dataset(unwrap(self.model), self.val_set, scales=(float(v['scale']),),
+        matrix = evaluate_dataset(self.evaluated_model(), self.val_set,
+                                  scales=(float(v['scale']),),
                                   device=self.device, max_images=v['max_images'],
                                   rank=self.dist.rank, world_size=self.dist.world_size)
         counts = torch.from_numpy(matrix.matrix)
@@ -282,7 +304,8 @@ class Trainer:
             save_train_state(self.out / name, model=self.model, optimizer=self.optimizer,
                              scaler=self.scaler, iteration=self.iteration, config=self.config,
                              best_miou=self.best_miou,
-                             extra={'last_miou': self.last_miou, 'command': self.command})
+                             extra={'last_miou': self.last_miou, 'command': self.command},
+                             ema=self.ema.state_dict() if self.ema is not None else None)
 
     def _should_stop_early(self, start: float) -> bool:
         budget = self.config['train']['max_time_min']
@@ -355,7 +378,7 @@ class Trainer:
         wall = time.time() - start
         final = self.out / 'final.pt'
         if self.dist.is_main:
-            export_model(unwrap(self.model), self.label_set, final, config=self.config,
+            export_model(self.evaluated_model(), self.label_set, final, config=self.config,
                          iterations=self.iteration, val_miou=self.last_miou,
                          command=self.command, extra={'wall_time_s': round(wall, 1),
                                                       'stopped_early': stopped_early,

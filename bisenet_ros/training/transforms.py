@@ -8,13 +8,22 @@ same crops as an uninterrupted single-process run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 
 from .datasets import IGNORE
+
+#: ``train.photometric`` presets: the photometric operations beyond the colour jitter (see
+#: :class:`AugmentConfig`); ``strong`` is the candidate recipe of issue 22.
+PHOTOMETRIC_PRESETS: Dict[str, Dict[str, float]] = {
+    'strong': {'hue': 0.05, 'gamma': 0.3, 'blur_prob': 0.3, 'blur_sigma': 1.5,
+               'noise_prob': 0.3, 'noise_std': 8.0},
+}
+#: the keys of a ``train.photometric`` mapping, all off (0) by default
+PHOTOMETRIC_KEYS = ('hue', 'gamma', 'blur_prob', 'blur_sigma', 'noise_prob', 'noise_std')
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,12 @@ class AugmentConfig:
         focus_classes: Train ids of rare classes that crops favour.
         focus_prob: Probability that a crop is placed around a random pixel of a random
             ``focus_classes`` class present in the scaled frame (uniform crops otherwise).
+        hue: Hue shift, uniform in ``+-hue`` of the colour circle (0.05 = +-18 degrees).
+        gamma: Gamma ``exp(u)``, ``u`` uniform in ``+-gamma``, on intensities in [0, 1].
+        blur_prob, blur_sigma: Probability of a Gaussian blur; its sigma (pixels) uniform in
+            ``[0.1, blur_sigma]``.
+        noise_prob, noise_std: Probability of additive Gaussian noise; its standard deviation
+            (uint8 levels) uniform in ``[0, noise_std]``.
     """
 
     crop: Optional[Tuple[int, int]] = (512, 1024)
@@ -41,6 +56,67 @@ class AugmentConfig:
     saturation: float = 0.4
     focus_classes: Tuple[int, ...] = ()
     focus_prob: float = 0.0
+    hue: float = 0.0
+    gamma: float = 0.0
+    blur_prob: float = 0.0
+    blur_sigma: float = 0.0
+    noise_prob: float = 0.0
+    noise_std: float = 0.0
+
+
+def photometric_settings(setting: Any) -> Dict[str, float]:
+    """``train.photometric`` (``null``, a preset name of :data:`PHOTOMETRIC_PRESETS` or a
+    mapping of some :data:`PHOTOMETRIC_KEYS`) -> every key with its value (0 = off).
+
+    Raises:
+        ValueError: unknown preset or key, or a value out of range (named).
+    """
+    values = dict.fromkeys(PHOTOMETRIC_KEYS, 0.0)
+    if setting is None:
+        return values
+    if isinstance(setting, str):
+        if setting not in PHOTOMETRIC_PRESETS:
+            raise ValueError(f'train.photometric: unknown preset {setting!r}; expected null, '
+                             f'one of {sorted(PHOTOMETRIC_PRESETS)} or a mapping of '
+                             f'{", ".join(PHOTOMETRIC_KEYS)}')
+        setting = PHOTOMETRIC_PRESETS[setting]
+    if not isinstance(setting, Mapping):
+        raise ValueError(f'train.photometric must be null, a preset name or a mapping, got '
+                         f'{setting!r}')
+    for key, value in setting.items():
+        if key not in values:
+            raise ValueError(f'train.photometric: unknown key {key!r}; expected some of '
+                             f'{", ".join(PHOTOMETRIC_KEYS)}')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                (key.endswith('_prob') and value > 1) or (key == 'hue' and value > 0.5):
+            raise ValueError(f'train.photometric.{key} must be a number >= 0 (a probability '
+                             f'<= 1 for *_prob, <= 0.5 for hue), got {value!r}')
+        values[key] = float(value)
+    return values
+
+
+def photometric(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, hue shift, Gaussian blur and Gaussian noise of :class:`AugmentConfig`, in that
+    order, each drawing from ``rng`` only when it is on; RGB uint8 ``(H, W, 3)`` in and out."""
+    out = image
+    if cfg.gamma > 0:
+        gamma = float(np.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
+        out = cv2.LUT(np.ascontiguousarray(out), lut)
+    if cfg.hue > 0:
+        shift = int(round(float(rng.uniform(-cfg.hue, cfg.hue)) * 180))  # OpenCV hue: 0..179
+        if shift:
+            hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV)
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
+            out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+        sigma = float(rng.uniform(0.1, max(0.1, cfg.blur_sigma)))
+        out = cv2.GaussianBlur(np.ascontiguousarray(out), (0, 0), sigma)
+    if cfg.noise_prob > 0 and rng.random() < cfg.noise_prob:
+        std = float(rng.uniform(0.0, cfg.noise_std))
+        noise = rng.standard_normal(out.shape, dtype=np.float32) * std
+        out = np.clip(out.astype(np.float32) + noise + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def random_scale(image: np.ndarray, label: np.ndarray, factor: float
@@ -126,6 +202,7 @@ def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.ra
     if rng.random() < cfg.hflip:
         image, label = image[:, ::-1], label[:, ::-1]
     image = color_jitter(image, rng, cfg.brightness, cfg.contrast, cfg.saturation)
+    image = photometric(image, cfg, rng)
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 

@@ -127,7 +127,7 @@ def topics_problem(values: Mapping[str, Any], namespace: str = '/') -> Optional[
     topics = [str(t) for t in values['image_topics']]
     compressed = bool(values.get('compressed', False))
     prefix = resolve_topic(str(values['output_prefix']), namespace)
-    inputs = {}  # resolved name -> the parameter value it came from
+    inputs: Dict[str, str] = {}  # resolved name -> the parameter value it came from
     for topic in topics:
         resolved = resolve_topic(topic, namespace)
         if resolved in inputs:

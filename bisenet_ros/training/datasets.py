@@ -268,7 +268,7 @@ def train_splits(spec: Dict[str, object]) -> List[str]:
     """``dataset.train_split`` as a list: one split name or a list of them."""
     value = spec.get('train_split')
     value = 'train' if value is None else value
-    names = [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+    names = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
     if not names or not all(isinstance(n, str) and n for n in names):
         raise DatasetError(f'dataset.train_split must be a split name or a non-empty list of '
                            f'them, got {value!r}')
@@ -286,7 +286,7 @@ def holdout_sequences(spec: Dict[str, object], split: str = HOLDOUT) -> List[str
         raise DatasetError(f"split '{split}' needs held-out sequences: set "
                            "dataset.holdout_sequences (e.g. [0006R0]) or name them, e.g. "
                            f"'{HOLDOUT}:0006R0'")
-    return [str(v) for v in value]  # type: ignore[union-attr]
+    return [str(v) for v in value]  # type: ignore[attr-defined]
 
 
 def build_dataset(spec: Dict[str, object], split: str, *, cache: bool = False

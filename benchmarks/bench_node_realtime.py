@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,17 +36,6 @@ from typing import Any, Dict, List
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {'vga': [(480, 640)], 'hd': [(720, 1280)], 'two_vga': [(480, 640), (480, 640)]}
 OUTPUTS = ('mask', 'color_mask', 'overlay')
-
-
-def cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as info:
-            for line in info:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 def parse_value(text: str) -> Any:
@@ -190,7 +178,10 @@ def main() -> int:
     import bisenet_ros
     git = subprocess.run(['git', '-C', str(repo), 'log', '-1', '--format=%h'],
                          capture_output=True, text=True).stdout.strip()
-    print(f'CPU: {cpu_name()}, {os.cpu_count()} CPUs; node from '
+    with open('/proc/cpuinfo') as info:  # not bisenet_ros.cpu_features: --repo may lack it
+        cpu = next((line.split(':', 1)[1].strip() for line in info
+                    if line.startswith('model name')), 'unknown CPU')
+    print(f'CPU: {cpu}, {os.cpu_count()} CPUs; node from '
           f'{Path(bisenet_ros.__file__).parent} ({git}); params {params or "defaults"}; '
           f'{args.rate:g} Hz bgr8, outputs {", ".join(OUTPUTS)} subscribed')
     rows = []

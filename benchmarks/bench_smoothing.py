@@ -19,23 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from typing import Dict, List, Tuple
 
 import numpy as np
 
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's processor string."""
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
+from bisenet_ros.cpu_features import cpu_model_name
 
 
 def measure_quality(args: argparse.Namespace) -> Dict:
@@ -183,7 +172,7 @@ def main() -> None:
     parser.add_argument('--timing-only', action='store_true')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
-    result: Dict = {'cpu': cpu_name()}
+    result: Dict = {'cpu': cpu_model_name()}
     if not args.timing_only:
         if not args.bag:
             parser.error('a bag is needed unless --timing-only')

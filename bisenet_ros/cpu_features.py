@@ -86,3 +86,17 @@ def cpu_features(cpuinfo: Optional[Path] = None) -> CpuFeatures:
         return CpuFeatures(parse_flags(path.read_text()), str(path))
     except OSError:
         return CpuFeatures(frozenset(), 'unknown')
+
+
+def cpu_model_name(cpuinfo: Optional[Path] = None) -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``), else the platform's processor
+    string: what benchmarks print beside every figure."""
+    import platform
+    path = Path('/proc/cpuinfo') if cpuinfo is None else Path(cpuinfo)
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown CPU'

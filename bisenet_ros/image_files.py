@@ -58,3 +58,16 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_INPUT_PIXEL
     from .user_files import read_bytes
     data = read_bytes(path, what, 8 * pixel_bound(max_pixels) + (1 << 20))  # over raw RGBA16
     return decode_encoded(data, max_pixels, f'{what} {path}', labels=labels)
+
+
+def read_images(paths: Sequence[Union[str, Path]]) -> List[np.ndarray]:
+    """:func:`read_image` of each path, leaving out (with a logged warning) those it refuses:
+    calibration and agreement frames, where one bad file should not stop the others."""
+    import logging
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+        except ValueError as exc:
+            logging.getLogger(__name__).warning('%s; skipped', exc)
+    return images

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..image_files import list_images, spread_evenly
+from ..image_files import list_images, read_images, spread_evenly
 from ..preprocess import preprocess
 from ..user_files import atomic_path
 
@@ -54,8 +54,7 @@ def load_calibration_images(source: Any, limit: int = 32) -> List[np.ndarray]:
         if not folder.is_dir():
             raise FileNotFoundError(f'calibration images: {folder} is not a folder')
         files = list_images(folder)
-        images = [img for img in map(_readable, spread_evenly(files, limit))
-                  if img is not None]
+        images = read_images(spread_evenly(files, limit))
         if not images:
             raise FileNotFoundError(f'calibration images: no readable images in {folder}')
         return images
@@ -229,13 +228,3 @@ def _compute_heavy_nodes(graph: Any) -> List[str]:
         chosen.extend(r.name for r in readers.get(node.output[0], [])
                       if r.op_type == 'Relu' and r.name)
     return chosen
-
-
-def _readable(path: Path) -> Optional[np.ndarray]:
-    """:func:`bisenet_ros.image_files.read_image`, ``None`` (logged) for a file it refuses."""
-    from ..image_files import read_image
-    try:
-        return read_image(path)
-    except ValueError as exc:
-        logging.getLogger(__name__).warning('%s; skipped', exc)
-        return None

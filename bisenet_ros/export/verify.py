@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import logging
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..image_files import collect_images, spread_evenly
+from ..image_files import collect_images, read_images, spread_evenly
 
 
 @dataclass
@@ -47,8 +46,7 @@ def sample_images(sources: Optional[Sequence[str]] = None, limit: int = 4) -> Li
     else:
         demo = Path(__file__).resolve().parent.parent / 'data' / 'demo'
         paths = sorted(demo.glob('*.jpg'))
-    images = [img for img in map(_readable, spread_evenly(paths, limit))
-              if img is not None]
+    images = read_images(spread_evenly(paths, limit))
     if not images:
         rng = np.random.default_rng(0)  # no images anywhere: smooth synthetic scenes
         base = rng.integers(0, 256, (limit, 8, 16, 3), dtype=np.uint8)
@@ -76,13 +74,3 @@ def verify_backend(module: Any, backend: Any, images: Sequence[np.ndarray],
             diffs.append(float(np.abs(out['logits'] - ref).max()))
     return Agreement(agreement=float(np.mean(per_image)), per_image=per_image,
                      max_abs_logit_diff=max(diffs) if diffs else None, max_abs_logit=scale)
-
-
-def _readable(path: Path) -> Optional[np.ndarray]:
-    """:func:`bisenet_ros.image_files.read_image`, ``None`` (logged) for a file it refuses."""
-    from ..image_files import read_image
-    try:
-        return read_image(path)
-    except ValueError as exc:
-        logging.getLogger(__name__).warning('%s; skipped', exc)
-        return None

@@ -24,7 +24,6 @@ from typing import Any, Dict, Optional, Tuple
 #: File suffixes of serialized TensorRT engines.
 ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
 #: File suffixes of PyTorch checkpoints.
-CHECKPOINT_SUFFIXES = ('.pt', '.pth')
 #: Suffix of an OpenVINO IR topology file (the weights are the ``.bin`` beside it).
 OPENVINO_IR_SUFFIX = '.xml'
 #: What :func:`identify` can find.

@@ -13,7 +13,7 @@ import pytest
 from bisenet_ros.cpu_features import features_from, FLAGS_ENV
 from bisenet_ros.export.cache import CACHE_ENV
 from bisenet_ros.inference import Segmenter
-from bisenet_ros.inference.backends.auto_precision import Candidate, FP32, plan
+from bisenet_ros.inference.backends.auto_precision import Candidate, FP32, Guard, plan
 from bisenet_ros.resources import default_model_path
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
@@ -21,6 +21,7 @@ pytest.importorskip('openvino', reason='openvino is not installed')
 
 AMX = 'avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile'
 AVX2 = 'sse2 avx avx2 fma'
+BF16 = 'avx2 avx512f avx512_bf16'  # native bf16 without fast int8: no int8 candidate
 VNNI = 'avx2 fma avx_vnni'
 
 
@@ -65,30 +66,30 @@ def test_candidates_per_device_and_mask():
                                                    'torch:bf16', 'fp32']
 
 
-def test_an_avx2_host_at_native_size_runs_the_fastest_fp32_runtime_without_a_guard(
+@pytest.mark.slow
+def test_an_avx2_host_at_native_size_takes_one_dynamic_int8_graph_behind_the_guard(
         cpu, cache_dir):
-    """int8 (faster on AVX2 too) is built for one network size: at each image's own size it
-    is passed over, with that reason, and nothing is measured."""
+    """int8 (faster on AVX2 too) needs no input_size: one dynamic-H/W graph, calibrated once,
+    runs every image at its own size, and its verdict is measured once at the guard size."""
     cpu(AVX2)
     with Segmenter(default_model_path(), threads=1) as seg:
         choice = seg.choice
-        assert (choice.backend, choice.precision) == ('onnxruntime', 'fp32')
-        fixed = 'needs a fixed input_size (the network size it is built for)'
-        assert choice.agreement is None
-        assert choice.passed_over == [('openvino:int8', fixed), ('onnxruntime:int8', fixed)]
-        assert 'fast int8: no' in choice.cpu
-        assert seg.segment(np.zeros((40, 60, 3), np.uint8)).labels.shape == (40, 60)
-    assert not (cache_dir / 'auto').exists()  # nothing was measured
+        assert (choice.backend, choice.precision) == ('openvino', 'int8'), choice.summary()
+        assert choice.agreement is not None and choice.agreement >= 0.99
+        assert choice.passed_over == [] and 'fast int8: no' in choice.cpu
+        for shape in ((40, 60), (100, 150)):
+            assert seg.segment(np.zeros(shape + (3,), np.uint8)).labels.shape == shape
+        assert seg.input_size is None
+    assert len(list((cache_dir / 'auto').glob('*.record.json'))) == 1
 
 
 def test_a_bf16_host_takes_openvino_bf16_behind_the_guard_and_caches_the_verdict(cpu, cache_dir):
-    cpu(AMX)
+    cpu(BF16)
     with Segmenter(default_model_path(), threads=1) as seg:
         choice = seg.choice
         assert (choice.backend, choice.precision) == ('openvino', 'bf16'), choice.summary()
         assert choice.agreement is not None and choice.agreement >= 0.99 and not choice.cached
-        assert choice.passed_over == [('openvino:int8+bf16', 'needs a fixed input_size (the '
-                                       'network size it is built for)')]
+        assert choice.passed_over == []
         assert 'agreement with fp32' in choice.summary()
     records = sorted((cache_dir / 'auto').glob('*.record.json'))
     stamps = [r.stat().st_mtime_ns for r in records]
@@ -100,14 +101,13 @@ def test_a_bf16_host_takes_openvino_bf16_behind_the_guard_and_caches_the_verdict
 
 
 def test_a_missed_bound_falls_back_to_the_next_candidate_then_fp32(cpu):
-    cpu(AMX)
+    cpu(BF16)
     with Segmenter(default_model_path(), threads=1, agreement_bound=1.01) as seg:
         choice = seg.choice
         assert choice.precision == 'fp32' and choice.backend == 'onnxruntime'
-        assert _labels(choice.passed_over) == ['openvino:int8+bf16', 'openvino:bf16',
-                                               'torch:bf16']
+        assert _labels(choice.passed_over) == ['openvino:bf16', 'torch:bf16']
         assert all('agreement' in why and '< 101.00%' in why
-                   for _, why in choice.passed_over[1:]), choice.passed_over
+                   for _, why in choice.passed_over), choice.passed_over
         assert choice.reason == 'no faster configuration passed'
 
 
@@ -126,6 +126,26 @@ def test_a_fast_int8_host_tries_int8_first_and_takes_it_only_within_the_bound(cp
         assert seg.segment(np.zeros((96, 128, 3), np.uint8)).labels.shape == (96, 128)
 
 
+def test_the_guard_normalises_frames_as_the_loaded_model_says(cache_dir, monkeypatch):
+    """A checkpoint names its label set only once loaded: the guard takes the fp32 backend's
+    (CamVid's mean and std for the packaged model), not ImageNet's."""
+    from bisenet_ros.export.verify import sample_images
+    from bisenet_ros.inference.backends import create_backend
+    from bisenet_ros.preprocess import preprocess
+    monkeypatch.setenv(CACHE_ENV, str(cache_dir))
+    model = default_model_path()
+    guard = Guard('packaged', (64, 96), lambda: create_backend('onnxruntime', model,
+                                                               precision='fp32', threads=1),
+                  None, features_from([]))
+    label_set = guard.batches() and guard.reference.label_set
+    assert label_set.name == 'camvid' and tuple(label_set.mean) != (0.485, 0.456, 0.406)
+    frame = sample_images(None, 1)[0]
+    expected, _ = preprocess([frame], label_set.mean, label_set.std, bgr=True,
+                             input_size=(64, 96))
+    np.testing.assert_array_equal(guard.batches()[0], expected)
+    guard.reference.close()
+
+
 def test_an_explicit_precision_or_backend_is_honoured(cpu, cache_dir):
     cpu(AMX)
     with Segmenter(default_model_path(), backend='openvino', precision='fp32', threads=1) as seg:
@@ -139,7 +159,7 @@ def test_an_explicit_precision_or_backend_is_honoured(cpu, cache_dir):
 
 
 def test_a_model_that_cannot_run_the_guard_frames_falls_back_to_fp32_with_the_reason(cpu):
-    cpu(AMX)
+    cpu(BF16)
     bad = [np.zeros((8, 8), np.uint8)]  # not an (H, W, 3) image
     with Segmenter(default_model_path(), threads=1, guard_frames=bad) as seg:
         assert seg.choice.precision == 'fp32'
@@ -150,7 +170,7 @@ def test_a_model_that_cannot_run_the_guard_frames_falls_back_to_fp32_with_the_re
 @pytest.mark.slow
 def test_a_model_with_another_class_count_is_guarded_on_the_same_frames(cpu, tmp_path):
     from ros_harness import write_random_checkpoint
-    cpu(AMX)
+    cpu(BF16)
     path = write_random_checkpoint(tmp_path / 'five.pt', seed=3, num_classes=5)
     with Segmenter(str(path), threads=1) as seg:
         assert seg.label_set.num_classes == 5

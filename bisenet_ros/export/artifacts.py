@@ -4,7 +4,8 @@ artifact cache (:mod:`.cache`) so that a later start reuses them.
 ONNX Runtime and OpenVINO run ONNX graphs; given a module or checkpoint they ask for the graph
 here: exported with a dynamic batch and all three outputs (each runtime prunes what it does not
 fetch), with dynamic H and W, or at one input size (and for ``int8`` statically quantized on
-calibration images, :mod:`.quantize`: the packaged demo frames unless the user gives others).
+calibration images, :mod:`.quantize`: the packaged demo frames unless the user gives others; a
+dynamic-H/W int8 graph is calibrated at :data:`INT8_CALIBRATION_SIZE` and runs at any size).
 One implementation serves both runtimes (:class:`RuntimeArtifacts`).
 """
 
@@ -26,6 +27,10 @@ RUNTIME_OUTPUTS = ('logits', 'labels', 'confidence')
 DYNAMIC_TRACE_SIZE = (128, 128)
 #: Packaged demo frames an int8 graph is calibrated on when the user gives none.
 PACKAGED_CALIBRATION_FRAMES = 16
+#: Network size ``(H, W)`` a dynamic-H/W int8 graph is calibrated at: the packaged frames' own
+#: 360x480, aligned to 32. Activation ranges barely depend on the size, so the graph keeps
+#: >= 99.6 % label agreement with fp32 from 256x320 to 736x1280 (docs/backends.md).
+INT8_CALIBRATION_SIZE = (352, 480)
 
 
 def supports_dynamic_size(module: Any) -> bool:
@@ -116,6 +121,8 @@ class RuntimeArtifacts:
                          size=None if size is None else list(size),
                          layers=self.int8_layers if int8 else None,
                          calibration=calibration_digest(self.calibration) if int8 else None,
+                         calibrated_at=(list(INT8_CALIBRATION_SIZE) if int8 and size is None
+                                        else None),
                          fast_int8=cpu_features().fast_int8 if int8 else None, **extra)
 
     def _what(self, size: Optional[Tuple[int, int]]) -> str:
@@ -133,8 +140,6 @@ class RuntimeArtifacts:
         """``module``'s graph at ``size`` (``None``: dynamic H, W) in this precision, from the
         cache or built now (export, then int8 calibration) with progress logged. ``model_id``
         keys it (default: the digest of the module's weights)."""
-        if size is None and self.precision == 'int8':
-            raise ValueError('int8 needs a fixed network size (the calibrated one)')
         key = self._key(model_id or self._model_digest(module), size)
 
         def build(target: Path) -> None:
@@ -143,20 +148,22 @@ class RuntimeArtifacts:
                 return
             with tempfile.TemporaryDirectory(prefix='bisenet_export_') as tmp:
                 fp32 = export_runtime_onnx(module, Path(tmp) / 'fp32.onnx', size)
-                quantize_into(fp32, target, size, self.calibration,  # type: ignore[arg-type]
+                quantize_into(fp32, target, size or INT8_CALIBRATION_SIZE, self.calibration,
                               getattr(module, 'label_set', None), self.int8_layers)
 
         return self.cache.get_or_build(key, '.onnx', build, self._what(size), check=_check_onnx)
 
-    def quantized(self, path: Path, size: Tuple[int, int], label_set: Any) -> Path:
-        """An int8 (Q/DQ) copy of the fp32 ONNX file ``path`` at ``size``, cached by its
-        content."""
+    def quantized(self, path: Path, size: Optional[Tuple[int, int]], label_set: Any) -> Path:
+        """An int8 (Q/DQ) copy of the fp32 ONNX file ``path`` with input ``size`` (``None``:
+        dynamic H, W, calibrated at :data:`INT8_CALIBRATION_SIZE`), cached by its content."""
+        calibrated = size or INT8_CALIBRATION_SIZE
         key = self._key(self._model_digest(path), size, source='onnx-file')
         return self.cache.get_or_build(
-            key, '.onnx', lambda target: quantize_into(path, target, size, self.calibration,
-                                                       label_set, self.int8_layers),
-            f'int8 calibration of {Path(path).name} at {size[0]}x{size[1]} ({self.runtime})',
-            check=_check_onnx)
+            key, '.onnx', lambda target: quantize_into(path, target, calibrated,
+                                                       self.calibration, label_set,
+                                                       self.int8_layers),
+            f'int8 calibration of {Path(path).name} at {calibrated[0]}x{calibrated[1]} '
+            f'({self.runtime})', check=_check_onnx)
 
 
 def checkpoint_id(path: Path, label_set: Any) -> str:

@@ -8,15 +8,18 @@ The rule (the registry walks it, :func:`bisenet_ros.inference.backends.registry.
 
    * CPU with native bf16 (AVX512-BF16 or AMX-BF16): OpenVINO int8 + bf16 (also needs fast
      int8), OpenVINO bf16, torch bf16, then fp32;
-   * CPU with fast int8 only (AVX512-VNNI, AVX-VNNI, AMX-INT8): OpenVINO int8, ONNX Runtime
+   * CPU with fast int8 only (AVX512-VNNI, AVX-VNNI, AMX-INT8), or with AVX2 (int8 through
+     16-bit multiply-adds, measured faster than fp32 there): OpenVINO int8, ONNX Runtime
      int8, then fp32;
    * any other CPU: fp32 alone, on the fastest fp32 runtime (``PREFERENCE`` of the registry,
      measured);
    * CUDA: TensorRT fp16 (where ``tensorrt`` imports), torch fp16, torch bf16 (where the GPU
      supports it), then fp32; an OpenVINO GPU: fp16, then fp32.
 
-   int8 graphs are calibrated at one network size, so int8 candidates need ``input_size``;
-   without it they are passed over (the reason says so). A candidate whose runtime is missing,
+   int8 runs without ``input_size`` too: one dynamic-H/W graph calibrated at
+   :data:`~bisenet_ros.export.artifacts.INT8_CALIBRATION_SIZE` serves every size. TensorRT
+   engines are built for one size, so TensorRT needs ``input_size`` (else it is passed over,
+   the reason says so). A candidate whose runtime is missing,
    or whose backend does not read the model, is passed over too.
 2. **Agreement guard.** Each candidate but fp32 runs, at load, the demo frames packaged with
    bisenet_ros (:data:`GUARD_FRAMES` of them, at ``input_size`` or else at :data:`GUARD_SIZE`),
@@ -77,8 +80,8 @@ class Candidate:
 
     @property
     def needs_fixed_size(self) -> bool:
-        """int8 graphs (and TensorRT engines) are made for one network size."""
-        return self.precision == 'int8' or self.backend == 'tensorrt'
+        """TensorRT engines are built for one network size."""
+        return self.backend == 'tensorrt'
 
 
 FP32 = Candidate(None, 'fp32')
@@ -162,7 +165,9 @@ class Guard:
         model_id: Digest of the model's content (part of the verdict key).
         size: Network size ``(H, W)`` the frames are run at.
         reference: Makes the fp32 backend (called at most once, when a verdict is not cached).
-        mean_std: RGB normalisation of the model's label set (ImageNet's when ``None``).
+        mean_std: RGB normalisation of the model's label set; ``None``: the fp32 backend's
+            label set's once it is made (a checkpoint names its label set only when loaded),
+            ImageNet's when it has none.
         features: CPU features (part of the verdict key).
         frames: BGR uint8 images (default: :data:`GUARD_FRAMES` packaged demo frames).
     """
@@ -171,10 +176,9 @@ class Guard:
                  mean_std: Optional[Tuple[Sequence[float], Sequence[float]]],
                  features: CpuFeatures, frames: Optional[Sequence[np.ndarray]] = None) -> None:
         from ...export.cache import ArtifactCache
-        from ...labels import IMAGENET_MEAN, IMAGENET_STD
         self.model_id, self.size, self.features = model_id, tuple(size), features
         self._make_reference = reference
-        self._mean_std = mean_std or (IMAGENET_MEAN, IMAGENET_STD)
+        self._mean_std = mean_std
         self._frames = frames
         self._batches: Optional[List[np.ndarray]] = None
         self._expected: Optional[List[np.ndarray]] = None
@@ -183,19 +187,29 @@ class Guard:
         #: Agreement measurements made by this guard (a warm start makes none).
         self.measured = 0
 
-    def _inputs(self) -> List[np.ndarray]:
+    def batches(self) -> List[np.ndarray]:
+        """The guard frames preprocessed: ``(1, 3, H, W)`` float32 each, at :attr:`size`."""
         if self._batches is None:
             from ...export.verify import sample_images
             from ...preprocess import preprocess
             frames = self._frames if self._frames is not None else \
                 sample_images(None, GUARD_FRAMES)
-            mean, std = self._mean_std
+            mean, std = self._mean_std or self._reference_mean_std()
             self._batches = [preprocess([f], mean, std, bgr=True, input_size=self.size)[0]
                              for f in frames]
         return self._batches
 
+    def _reference_mean_std(self) -> Tuple[Sequence[float], Sequence[float]]:
+        from ...labels import IMAGENET_MEAN, IMAGENET_STD
+        if self.reference is None:
+            self.reference = self._make_reference()
+        label_set = getattr(self.reference, 'label_set', None)
+        if label_set is None:
+            return IMAGENET_MEAN, IMAGENET_STD
+        return label_set.mean, label_set.std
+
     def _labels(self, backend: Any) -> List[np.ndarray]:
-        return [backend.infer(batch, ('labels',))['labels'][0] for batch in self._inputs()]
+        return [backend.infer(batch, ('labels',))['labels'][0] for batch in self.batches()]
 
     def key(self, candidate: Candidate, runtime: str) -> str:
         """The verdict key of ``candidate`` run by ``runtime`` (name and version)."""

@@ -52,13 +52,12 @@ class ModelFiles:
                    dynamic_size: bool, backend: str) -> Tuple[int, Any, Optional[Size]]:
         """Serve a module or checkpoint: ``(num_classes, label_set, fixed size or None)``.
 
-        int8 needs ``input_size`` (the calibrated size). A checkpoint whose graph is cached is
-        described from the graph's metadata, without loading it.
+        Without ``input_size`` int8 is one dynamic-H/W graph too (calibrated at
+        :data:`~bisenet_ros.export.artifacts.INT8_CALIBRATION_SIZE`), or one graph per size
+        seen, each calibrated at its size. A checkpoint whose graph is cached is described from
+        the graph's metadata, without loading it.
         """
-        fixed = input_size is not None or self.artifacts.precision == 'int8'
-        if fixed and input_size is None:
-            raise ValueError(f'{backend} backend: int8 from a PyTorch model needs input_size '
-                             '(the calibrated network size)')
+        fixed = input_size is not None
         size = (int(input_size[0]), int(input_size[1])) if input_size is not None else None
         if info.kind == 'checkpoint' and info.path is not None:
             cached = self.use_checkpoint(info.path, label_set,

@@ -141,9 +141,6 @@ class OnnxRuntimeBackend(Backend):
                          '(not %s)', path, self.precision)
             self.precision = 'int8'  # the file's own precision, used as is
         elif self.precision == 'int8':
-            if self.fixed_size is None:
-                raise ValueError(f'onnxruntime backend: int8 needs a fixed-size ONNX file, '
-                                 f'{path} has dynamic H/W')
             path = self._files.quantized(path, self.fixed_size, self.label_set)
         self._files.use_file(path, self.fixed_size)
         session = self._session_for(self.fixed_size, None)  # loads (and checks) the file

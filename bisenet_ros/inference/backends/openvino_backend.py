@@ -155,9 +155,6 @@ class OpenVINOBackend(Backend):
         path = info.path
         assert path is not None
         if info.kind == 'onnx' and self.precision == 'int8':
-            if info.input_size is None:
-                raise ValueError(f'openvino backend: int8 needs a fixed-size ONNX file, {path} '
-                                 'has dynamic H/W')
             path = self._files.quantized(path, info.input_size, info.label_set)
         model = self._read(path)
         shape = model.input(0).get_partial_shape()

@@ -312,13 +312,10 @@ def _guard(model: Any, name: str, device: str, threads: Optional[int],
            input_size: Optional[Size], options: Dict[str, Any], features: Any,
            frames: Any) -> Guard:
     from ...export.cache import model_digest
-    from ..model_file import identify
-    label_set = options.get('label_set') or identify(model).label_set \
-        or getattr(model, 'label_set', None)
-    mean_std = (label_set.mean, label_set.std) if label_set is not None else None
+    # normalised as the fp32 backend's label set says (a checkpoint's is known once loaded)
     return Guard(model_digest(model), input_size or GUARD_SIZE,
                  lambda: _create(name, model, device, 'fp32', threads, input_size, options),
-                 mean_std, features, frames)
+                 None, features, frames)
 
 
 def _cuda_bf16() -> bool:

@@ -114,7 +114,7 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
     """--listen: the node runs, a player publishes the bag's images (here a probe standing in
     for `ros2 bag play`), eval-bag only listens and scores what it saw."""
     from sensor_msgs.msg import Image
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import Probe
     data = _data(2)
     write_frames_bag(lambda i: data[i], range(2), tmp_path / 'bag', start_ns=T0)

@@ -230,7 +230,7 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
     from ..evaluation.outputs import write_outputs
     from ..evaluation.progress import progress_bar
     from ..resources import large_message_profile
-    from ..ros import replay as ros_replay
+    from ..ros.clients import replay as ros_replay
     model = _models(args)[0] if (args.start_node or args.model) else None
     label_set = _live_label_set(args, model)
     reader, bag_frames, label_topic = open_frames(args)
@@ -245,7 +245,7 @@ def run_live(args: argparse.Namespace, node_params: Optional[Dict[str, Any]] = N
     image_topic = args.image_topic.removesuffix('/compressed')
     domain_id, node = None, None
     if args.start_node:
-        from ..ros.node_process import NodeProcess
+        from ..ros.clients.node_process import NodeProcess
         domain_id = random.randint(120, 199)  # private: a robot's own camera cannot interfere
         params = {'model_path': str(Path(model).resolve()), 'image_topics': [image_topic],
                   'publish_color_mask': False, 'publish_overlay': False,

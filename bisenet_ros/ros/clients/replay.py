@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from ..bags.messages import header_stamp_ns
+from ...bags.messages import header_stamp_ns
 from .spin_thread import SpinThread
 
 LOG = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def _in_flight(endpoint: _Endpoint) -> int:
 def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
              mask_topic: str) -> float:
     """Send ``frame`` re-stamped 1 s earlier until its mask arrives; returns the wait (s)."""
-    from ..bags.messages import restamp_cdr
+    from ...bags.messages import restamp_cdr
     stamp = _warmup_stamp(frame)
     cdr = restamp_cdr(frame.cdr, stamp)
     start = time.monotonic()

@@ -50,7 +50,7 @@ def main() -> int:
     repo = Path(args.repo).resolve()
     sys.path[:0] = [str(repo), str(repo / 'test')]  # the package; the test tooling
     from bisenet_ros.image_conversions import fill_image
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import pattern_image, Probe, \
         write_random_checkpoint
     from sensor_msgs.msg import Image

@@ -61,7 +61,7 @@ def main() -> int:
     from bisenet_ros.image_conversions import fill_image
     from bisenet_ros.inference import Segmenter
     from bisenet_ros.resources import default_model_path
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import pattern_image, Probe, write_random_checkpoint
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image

@@ -77,7 +77,7 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
     from sensor_msgs.msg import Image
     from diagnostic_msgs.msg import DiagnosticArray
     from bisenet_ros.image_conversions import fill_image
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import pattern_image
 
     topics = [f'/cam{i}/image_raw' for i in range(len(sizes))]

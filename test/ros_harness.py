@@ -2,11 +2,11 @@
 
 Used by the node tests and ``benchmarks/bench_node_latency.py`` (which puts ``test/`` on
 ``sys.path``). The node itself runs in a child process started by the package's
-:class:`bisenet_ros.ros.node_process.NodeProcess` (or by ``ros2 launch``: :class:`LaunchProcess`);
-:class:`Probe` is an rclpy node in the calling process, spun by a
-:class:`bisenet_ros.ros.spin_thread.SpinThread`, that publishes images and records every message
-of the topics it listens to. A callback of the probe that raises fails the test that waits, with
-that exception.
+:class:`bisenet_ros.ros.clients.node_process.NodeProcess` (or by ``ros2 launch``:
+:class:`LaunchProcess`); :class:`Probe` is an rclpy node in the calling process, spun by a
+:class:`bisenet_ros.ros.clients.spin_thread.SpinThread`, that publishes images and records every
+message of the topics it listens to. A callback of the probe that raises fails the test that
+waits, with that exception.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bisenet_ros.image_conversions import fill_image
-from bisenet_ros.ros.node_process import ros_env
-from bisenet_ros.ros.spin_thread import SpinThread
+from bisenet_ros.ros.clients.node_process import ros_env
+from bisenet_ros.ros.clients.spin_thread import SpinThread
 
 
 def overlay_env(domain_id: int, prefix: Path) -> Dict[str, str]:

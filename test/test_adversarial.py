@@ -85,7 +85,7 @@ def test_node_refuses_a_bomb_counts_it_and_segments_the_next_frame(checkpoint):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CompressedImage, Image
 
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import Probe
     domain = 30 + os.getpid() % 10
     topic = '/camera/image_raw/compressed'
@@ -237,7 +237,7 @@ def test_segment_user_errors_print_one_line_and_a_traceback_only_with_v(tmp_path
     ('segmentation_node:\n  ros__parameters: {threads: 100000}\n', 'threads'),
 ])
 def test_bad_params_file_is_one_line_and_exit_2(tmp_path, content, message):
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     path = tmp_path / 'params.yaml'
     if content is not None:
         path.write_text(content)
@@ -350,7 +350,7 @@ def test_signal_during_start_up_model_load_exits_at_once_and_clean(tmp_path, sig
 
     import time
 
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     node_tmp = tmp_path / 'tmp'
     node_tmp.mkdir()
     node = NodeProcess({'backend': 'onnxruntime', 'threads': 1}, 60 + os.getpid() % 20,
@@ -380,7 +380,7 @@ def test_signal_with_a_large_frame_in_flight_exits_within_2_s(checkpoint, tmp_pa
     from sensor_msgs.msg import CompressedImage, Image
 
     from bisenet_ros.inference import Segmenter
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import Probe
     domain = 80 + os.getpid() % 20
     node_tmp = tmp_path / 'tmp'
@@ -428,7 +428,7 @@ def test_signal_during_a_runtime_reload_exits_within_2_s_and_clean(checkpoint, t
 
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import model_status, Probe
     domain = 100 + os.getpid() % 20
     node_tmp = tmp_path / 'tmp'
@@ -581,7 +581,7 @@ def _wait_for_log(node, text, timeout=120.0):
 def test_a_model_path_the_os_refuses_at_start_up_is_one_line_not_a_traceback():
     import signal
 
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     node = NodeProcess({'model_path': '/tmp/' + 'n' * 300 + '.pt'}, 50 + os.getpid() % 10)
     try:
         assert _wait_for_log(node, 'over the limit of 255'), node.log()
@@ -776,7 +776,7 @@ def test_a_truncated_or_random_onnx_is_one_line_naming_it(checkpoint, tmp_path, 
 
 # -- class 7: a params file is read once, and rcl gets exactly what was checked ------------------
 def _fifo_node(tmp_path, domain):
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     fifo = tmp_path / 'params.fifo'
     os.mkfifo(fifo)
     return fifo, NodeProcess({}, domain, extra_args=['--params-file', str(fifo)])
@@ -904,7 +904,7 @@ def test_the_parameter_callback_opens_no_file_and_the_loader_judges_it(checkpoin
 
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import model_status, Probe
     fifo = tmp_path / 'labels.yaml'
     os.mkfifo(fifo)

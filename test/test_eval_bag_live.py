@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -109,12 +108,54 @@ def test_live_without_node_fails_clearly(tmp_path):
     assert 'is the segmentation node running' in proc.stderr
 
 
+def test_live_options_are_what_the_command_line_says():
+    """The CLI parses into the typed :class:`LiveOptions` the demo builds itself."""
+    import argparse
+    from bisenet_ros.tools.eval_bag import BagSource, LiveOptions, add_arguments
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert LiveOptions.from_args(parser.parse_args(['b', '--live'])) == LiveOptions(
+        BagSource('b'))
+    args = parser.parse_args(['b', '--live', '--start-node', '--model', 'm.pt', '--model', 'n.pt',
+                              '--backend', 'torch', '--precision', 'fp16', '--threads', '2',
+                              '--input-size', '96', '128', '--device', 'cuda:1', '--rate-scale',
+                              '2', '--max-in-flight', '1', '--connect-timeout', '30', '--drain',
+                              '7', '--no-labels', '--match-window', '3', '--limit', '4',
+                              '--stamp-tolerance-ms', '5', '--reader', 'rosbags',
+                              '--image-topic', '/cam/compressed', '--label-topic', '/gt',
+                              '--mask-topic', '/m', '--label-set', 'camvid', '--samples', '4',
+                              '--no-plots', '--no-progress', '-o', 'out'])
+    assert LiveOptions.from_args(args) == LiveOptions(
+        BagSource('b', reader='rosbags', image_topic='/cam/compressed', label_topic='/gt',
+                  labels=False, stamp_tolerance_ms=5.0, match_window_s=3.0, limit=4),
+        model='m.pt', label_set='camvid', start_node=True, backend='torch', precision='fp16',
+        device='cuda:1', threads=2, input_size=(96, 128), rate_scale=2.0, max_in_flight=1,
+        mask_topic='/m', connect_timeout_s=30.0, drain_s=7.0, output='out', samples=4,
+        plots=False, progress=False)
+    with pytest.raises(ValueError, match='start_node .* listen'):
+        LiveOptions(BagSource('b'), start_node=True, listen=True)
+
+
+def test_live_typed_call_without_node_fails_clearly(tmp_path, monkeypatch):
+    """The demo's path: :func:`run_live` called with typed options, no argv."""
+    from bisenet_ros.ros.clients.replay import ReplayError
+    from bisenet_ros.tools.eval_bag import BagSource, LiveOptions, run_live
+    data = _data(1)
+    write_frames_bag(lambda i: data[i], [0], tmp_path / 'bag', start_ns=T0)
+    monkeypatch.setenv('ROS_DOMAIN_ID', '211')  # nobody there
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    monkeypatch.delenv('FASTDDS_DEFAULT_PROFILES_FILE', raising=False)  # run_live may set it
+    with pytest.raises(ReplayError, match=r'0 subscriber\(s\) on /camera/image_raw'):
+        run_live(LiveOptions(BagSource(str(tmp_path / 'bag')), label_set='camvid',
+                             connect_timeout_s=1.0, output=str(tmp_path / 'out')))
+
+
 @pytest.mark.slow
 def test_listen_while_someone_else_plays_the_bag(tmp_path):
     """--listen: the node runs, a player publishes the bag's images (here a probe standing in
     for `ros2 bag play`), eval-bag only listens and scores what it saw."""
     from sensor_msgs.msg import Image
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     from ros_harness import Probe
     data = _data(2)
     write_frames_bag(lambda i: data[i], range(2), tmp_path / 'bag', start_ns=T0)
@@ -124,11 +165,13 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
     env['ROS_DOMAIN_ID'] = str(domain)
     params = {'model_path': str(model), 'backend': 'torch', 'threads': 1,
               'publish_color_mask': False, 'publish_overlay': False}
-    with NodeProcess(params, domain, log_path=tmp_path / 'node.log') as node:
+    listener_log = tmp_path / 'listener.log'
+    with NodeProcess(params, domain, log_path=tmp_path / 'node.log') as node, \
+            open(listener_log, 'w') as log_file:
         listener = subprocess.Popen(
             [sys.executable, '-m', 'bisenet_ros.cli', 'eval-bag', str(tmp_path / 'bag'),
              '--listen', '--label-set', 'camvid', '-o', str(tmp_path / 'out')],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=env, stdout=log_file, stderr=subprocess.STDOUT)
         probe = Probe(domain, name='bag_player')
         try:
             probe.subscribe(Image, '/segmentation/mask')
@@ -136,7 +179,9 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
             assert probe.wait_for_subscribers('/camera/image_raw', 2, timeout=120), node.log()
             # Discovery is not symmetric: our writer can see the listener's reader before the
             # listener has matched our writer, and its best-effort reader would miss the frames.
-            time.sleep(1.5)
+            # The listener says when it sees our writer.
+            assert probe.wait_for(lambda: 'listening: 1 publisher(s) on /camera/image_raw'
+                                  in listener_log.read_text(), 120), listener_log.read_text()
             for i, (rgb, _) in enumerate(data):
                 msg = probe.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), 'bgr8',
                                       stamp_ns=T0 + i * 10**8)
@@ -147,12 +192,12 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
                             m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp
                             for m in probe.received['/segmentation/mask']), 2.0):
                         break
-            output, _ = listener.communicate(timeout=120)
+            listener.wait(timeout=120)
         finally:
             probe.close()
             if listener.poll() is None:
                 listener.kill()
-    assert listener.returncode == 0, output + node.log()
+    assert listener.returncode == 0, listener_log.read_text() + node.log()
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
     assert report['source']['mode'] == 'listen'
     frames = report['frames']

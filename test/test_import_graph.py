@@ -3,7 +3,8 @@
 No circle through the model packages, the conversions or the ROS layer; ``export/`` (makes
 artifacts) never imports ``inference/`` (runs them); no backend imports another backend; and the
 rooms of the ROS layer: only ``ros/`` imports rclpy, only ``ros/`` and the command-line tools
-import ``ros/``, and nothing in the package imports the test tooling (``test/ros_harness.py``).
+import ``ros/``, the node's files and its clients (``ros/clients/``) never import each other, and
+nothing in the package imports the test tooling (``test/ros_harness.py``).
 """
 
 import ast
@@ -157,6 +158,23 @@ def test_only_the_ros_layer_and_the_tools_import_it():
     bad = {m: sorted(t for t in ts if _in(t, 'ros')) for m, ts in graph.items()
            if not _in(m, 'ros', 'tools')}
     assert not any(bad.values()), bad
+
+
+def test_the_node_and_its_clients_never_import_each_other():
+    """``ros/clients/`` (replay, spin thread, node process) talks to the node over DDS or runs it
+    as a child process; the node's files never import the clients and the clients never import
+    the node's files, so either can change without the other."""
+    graph = _graph()
+    clients = {m for m in graph if _in(m, 'ros.clients')}
+    node_files = {m for m in graph if _in(m, 'ros')} - clients
+    assert {'bisenet_ros.ros.clients.replay', 'bisenet_ros.ros.clients.node_process'} <= clients
+    assert 'bisenet_ros.ros.node' in node_files
+    assert 'bisenet_ros.ros.clients.spin_thread' in graph['bisenet_ros.ros.clients.replay']
+    assert 'bisenet_ros.ros.clients.replay' in graph['bisenet_ros.tools.eval_bag']
+    node_to_clients = {m: sorted(graph[m] & clients) for m in node_files}
+    assert not any(node_to_clients.values()), node_to_clients
+    clients_to_node = {m: sorted(graph[m] & node_files) for m in clients}
+    assert not any(clients_to_node.values()), clients_to_node
 
 
 def test_nothing_in_the_package_imports_the_test_tooling():

@@ -25,7 +25,7 @@ from bisenet_ros.export.onnx_export import export_onnx
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.model import load_model, save_checkpoint
 from bisenet_ros.image_conversions import image_to_array
-from bisenet_ros.ros.node_process import NodeProcess
+from bisenet_ros.ros.clients.node_process import NodeProcess
 from ros_harness import (connected_probe, model_status, pattern_image, stamp_ns,
                          write_random_checkpoint)
 

@@ -16,7 +16,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from bisenet_ros.image_conversions import confidence_to_mono8, fill_image, image_to_array
-from bisenet_ros.ros.node_process import NodeProcess
+from bisenet_ros.ros.clients.node_process import NodeProcess
 from bisenet_ros.ros.point_cloud import point_dtype
 from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 

@@ -24,7 +24,7 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
 
-from bisenet_ros.ros.node_process import NodeProcess
+from bisenet_ros.ros.clients.node_process import NodeProcess
 from conftest import REPO_ROOT
 from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 

@@ -1,11 +1,12 @@
-"""ros/node_process.py: the node in a child process (eval-bag --start-node), its environment,
-log and exit code. Stopping a serving node is tested by the node tests (SIGINT, SIGTERM)."""
+"""ros/clients/node_process.py: the node in a child process (eval-bag --start-node), its
+environment, log and exit code. Stopping a serving node is tested by the node tests (SIGINT,
+SIGTERM)."""
 
 import os
 from pathlib import Path
 
 import bisenet_ros
-from bisenet_ros.ros.node_process import NodeProcess, ros_env
+from bisenet_ros.ros.clients.node_process import NodeProcess, ros_env
 
 
 def test_ros_env_keeps_the_child_on_this_machine_with_this_package(tmp_path):

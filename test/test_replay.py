@@ -1,5 +1,5 @@
-"""ros/replay.py against a stand-in node over real DDS: a mask its callback cannot read ends the
-replay with that error at once (it used to be swallowed and show up as a timeout)."""
+"""ros/clients/replay.py against a stand-in node over real DDS: a mask its callback cannot read
+ends the replay with that error at once (it used to be swallowed and show up as a timeout)."""
 
 import os
 
@@ -10,8 +10,8 @@ from sensor_msgs.msg import Image
 
 from bisenet_ros.bags.messages import image_cdr, MessageError
 from bisenet_ros.evaluation.live import OutgoingFrame
-from bisenet_ros.ros.replay import replay
-from bisenet_ros.ros.spin_thread import SpinThread
+from bisenet_ros.ros.clients.replay import replay
+from bisenet_ros.ros.clients.spin_thread import SpinThread
 
 DOMAIN = 120 + os.getpid() % 10
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -104,7 +104,7 @@ def test_configure_activate_deactivate_cleanup(colcon_install, tmp_path):
 
 def test_autostart_configures_and_activates_without_a_manager(tmp_path):
     """(was: a lifecycle node gave no output until something activated it)"""
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     checkpoint = write_random_checkpoint(tmp_path / 'random.pt', seed=5)
     domain = DOMAIN + 10
     node = NodeProcess({'model_path': str(checkpoint), 'backend': 'torch', 'threads': 1,
@@ -124,7 +124,7 @@ def test_autostart_configures_and_activates_without_a_manager(tmp_path):
 
 
 def test_autostart_with_a_missing_model_says_why_and_stays_unconfigured(tmp_path):
-    from bisenet_ros.ros.node_process import NodeProcess
+    from bisenet_ros.ros.clients.node_process import NodeProcess
     domain = DOMAIN + 11
     missing = tmp_path / 'missing.pt'
     node = NodeProcess({'model_path': str(missing), 'autostart': True,

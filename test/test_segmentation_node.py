@@ -18,7 +18,7 @@ from std_msgs.msg import String
 from bisenet_ros.image_conversions import fill_image, image_to_array
 from bisenet_ros.inference import Segmenter
 from bisenet_ros.labels import load_label_set
-from bisenet_ros.ros.node_process import NodeProcess
+from bisenet_ros.ros.clients.node_process import NodeProcess
 from ros_harness import connected_probe, pattern_image, stamp_ns, write_random_checkpoint
 
 DOMAIN = 10 + os.getpid() % 20

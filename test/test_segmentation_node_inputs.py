@@ -19,7 +19,7 @@ from std_msgs.msg import String
 
 from bisenet_ros.image_conversions import image_to_array
 from bisenet_ros.inference import Segmenter
-from bisenet_ros.ros.node_process import NodeProcess
+from bisenet_ros.ros.clients.node_process import NodeProcess
 from ros_harness import pattern_image, Probe, stamp_ns, write_random_checkpoint
 
 DOMAIN = 70 + os.getpid() % 20

@@ -7,7 +7,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from bisenet_ros.ros.spin_thread import SpinThread
+from bisenet_ros.ros.clients.spin_thread import SpinThread
 
 DOMAIN = 110 + os.getpid() % 10
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

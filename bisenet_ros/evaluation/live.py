@@ -1,7 +1,8 @@
 """Live evaluation, pure side: frames -> wire messages, and received masks -> metrics.
 
-:mod:`bisenet_ros.ros.replay` does the ROS part (publish, receive, time); this module prepares
-what it sends and scores what came back, matching each mask to its frame by header stamp.
+:mod:`bisenet_ros.ros.clients.replay` does the ROS part (publish, receive, time); this module
+prepares what it sends and scores what came back, matching each mask to its frame by header
+stamp.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def evaluate_record(frames: Sequence[Any], record: Any, label_set: LabelSet,
                     name: str = 'node', details: Optional[Dict[str, Any]] = None,
                     listen_mode: bool = False, sample_every: int = 0,
                     max_samples: int = 6) -> StreamEvaluation:
-    """Score the masks of a :class:`~bisenet_ros.ros.replay.ReplayRecord` against ``frames``.
+    """Score the masks of a :class:`~bisenet_ros.ros.clients.replay.ReplayRecord` against
+    ``frames``.
 
     A frame counts as dropped when no mask with its stamp arrived. Latency per frame is the
     mask's arrival minus the image's publication (replay) or arrival (``listen_mode``).

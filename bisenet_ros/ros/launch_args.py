@@ -114,7 +114,8 @@ def parse_number(arg: str, text: str, low: Optional[float] = None,
     except ValueError:
         raise LaunchArgError(f'launch argument {arg}:={text!r} is not a number; expected a '
                              f'number{span}') from None
-    if value != value or (span and not low <= value <= high):  # NaN, or out of range
+    outside = low is not None and high is not None and not low <= value <= high
+    if value != value or outside:  # NaN, or out of range
         raise LaunchArgError(f'launch argument {arg}:={text!r} is out of range; expected a '
                              f'number{span}')
     return value

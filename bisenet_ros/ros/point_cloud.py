@@ -22,7 +22,7 @@ a NaN cx would make every point NaN.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -156,8 +156,8 @@ def point_fields(with_confidence: bool) -> List[Tuple[str, int, int]]:
     """``(name, offset, PointField datatype)`` of every field, in order (count is 1 each)."""
     dtype = point_dtype(with_confidence)
     kinds = {'<f4': FLOAT32, '<u2': UINT16}
-    return [(name, dtype.fields[name][1], kinds[dtype.fields[name][0].str])
-            for name in dtype.names]
+    fields: Mapping[str, Any] = dtype.fields or {}  # a structured dtype: never empty
+    return [(name, fields[name][1], kinds[fields[name][0].str]) for name in dtype.names or ()]
 
 
 def semantic_cloud(depth: np.ndarray, encoding: str, k: Sequence[float], labels: np.ndarray,

@@ -82,16 +82,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f'bisenet demo: CamVid street scenes -> segmentation_node ({model.name}) -> report')
     bag = _demo_bag(out_dir, args.rate, args.rebuild, args.frames)
-    parser = argparse.ArgumentParser()
-    eval_bag.add_arguments(parser)
-    eval_args = parser.parse_args([str(bag), '--live', '--start-node', '--model', str(model),
-                                   '--device', args.device, '--backend', args.backend,
-                                   '--output', str(out_dir), '--samples', '15',
-                                   '--connect-timeout', '120',
-                                   '--max-in-flight', str(args.max_in_flight)]
-                                  + (['--precision', args.precision] if args.precision else [])
-                                  + (['--threads', str(args.threads)] if args.threads else []))
-    result = eval_bag.run_live(eval_args)
+    result = eval_bag.run_live(eval_bag.LiveOptions(
+        eval_bag.BagSource(str(bag)), model=str(model), start_node=True, backend=args.backend,
+        precision=args.precision, device=args.device, threads=args.threads,
+        max_in_flight=args.max_in_flight, connect_timeout_s=120.0, output=str(out_dir),
+        samples=15))
     _print_summary(result, out_dir, bag, args.rate)
     return 0
 

@@ -34,7 +34,7 @@ def ros_env(domain_id: int, fastdds_profile: Optional[str] = None,
         env['ROS_LOG_DIR'] = str(log_dir)
     env['PYTHONUNBUFFERED'] = '1'
     # The child imports this very copy of the package, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in env.get('PYTHONPATH', '')
                                                   .split(os.pathsep) if p])
     if fastdds_profile:

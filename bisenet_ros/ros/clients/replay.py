@@ -17,10 +17,11 @@ import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from ..bags.messages import header_stamp_ns
+from ...bags.messages import header_stamp_ns
 from .spin_thread import SpinThread
 
 LOG = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ class _Endpoint:
             qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
             self.mask_sub = node.create_subscription(Image, mask_topic, self._on_mask, qos,
                                                      raw=True)
-            self.publisher = node.create_publisher(Image, image_topic, QoSProfile(
-                depth=10, reliability=ReliabilityPolicy.RELIABLE)) if publish else None
+            self._publisher: Optional[Publisher] = node.create_publisher(
+                Image, image_topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            ) if publish else None
             if record_images:
                 best_effort = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
                 node.create_subscription(Image, image_topic, self._on_image, best_effort,
@@ -86,6 +88,13 @@ class _Endpoint:
         now = time.monotonic()
         with self.lock:
             self.record.images.setdefault(header_stamp_ns(raw), now)
+
+    @property
+    def publisher(self) -> Publisher:
+        """The image publisher; only an endpoint made with ``publish`` has one."""
+        if self._publisher is None:
+            raise RuntimeError('this endpoint only listens: it has no image publisher')
+        return self._publisher
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         """:meth:`SpinThread.wait_for`: raises a callback's exception instead of timing out."""
@@ -178,7 +187,7 @@ def _in_flight(endpoint: _Endpoint) -> int:
 def _warm_up(endpoint: _Endpoint, frame: Any, timeout_s: float,
              mask_topic: str) -> float:
     """Send ``frame`` re-stamped 1 s earlier until its mask arrives; returns the wait (s)."""
-    from ..bags.messages import restamp_cdr
+    from ...bags.messages import restamp_cdr
     stamp = _warmup_stamp(frame)
     cdr = restamp_cdr(frame.cdr, stamp)
     start = time.monotonic()
@@ -199,14 +208,22 @@ def listen(image_topic: str = '/camera/image_raw', mask_topic: str = '/segmentat
     """Record images and masks while another process plays the bag.
 
     Ends ``idle_timeout_s`` after the last message, at ``max_duration_s``, or on Ctrl-C.
+    Logs (INFO) when this listener first sees a publisher of ``image_topic`` (the player): from
+    then on the player's frames reach it.
 
     Raises:
         ReplayError: nothing arrived within ``first_message_timeout_s``.
     """
     endpoint = _Endpoint(image_topic, mask_topic, False, True, 'bisenet_listener', domain_id)
     try:
+        deadline = time.monotonic() + first_message_timeout_s
+        node = endpoint.spin.node
+        if endpoint.wait_for(lambda: bool(endpoint.record.images)
+                             or node.count_publishers(image_topic) > 0, first_message_timeout_s):
+            LOG.info('listening: %d publisher(s) on %s', node.count_publishers(image_topic),
+                     image_topic)
         if not endpoint.wait_for(lambda: bool(endpoint.record.images),
-                                 first_message_timeout_s):
+                                 max(0.0, deadline - time.monotonic())):
             raise ReplayError(f'no image on {image_topic} within {first_message_timeout_s:.0f}'
                               ' s; start `ros2 bag play <bag>` on the same ROS_DOMAIN_ID')
         start = time.monotonic()

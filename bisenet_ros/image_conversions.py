@@ -19,6 +19,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from .image_header import encoded_size, HeaderError
+from .images import ColorImage
 from .limits import (check_pixels, DECODER_MAX_PIXELS, DEFAULT_MAX_INPUT_PIXELS, LimitError,
                      MAX_REASON_CHARS, shorten)
 
@@ -129,17 +130,16 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     raise ConversionError(f'cannot show {pixels.dtype} pixels as a colour image')
 
 
-def image_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-                   ) -> Tuple[np.ndarray, bool]:
-    """An Image-like object as a 3-channel uint8 array for segmentation.
+def image_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> ColorImage:
+    """An Image-like object as a colour image for segmentation.
 
     ``width x height`` above ``max_pixels`` (0: no bound) is refused before any pixel is read.
 
     Returns:
-        ``(pixels (H, W, 3) uint8, is_bgr)``: rgb inputs stay RGB (``is_bgr`` False) so no
-        channel swap is spent; every other encoding comes as BGR. 16-bit inputs are scaled from
-        0..65535 to 0..255; alpha is dropped; mono is replicated into 3 channels; YUV 4:2:2 and
-        Bayer are converted with OpenCV.
+        ``(H, W, 3)`` uint8 pixels with their channel order: rgb inputs stay RGB (``bgr``
+        False) so no channel swap is spent; every other encoding comes as BGR. 16-bit inputs
+        are scaled from 0..65535 to 0..255; alpha is dropped; mono is replicated into 3
+        channels; YUV 4:2:2 and Bayer are converted with OpenCV.
     """
     encoding = msg.encoding
     try:
@@ -155,28 +155,26 @@ def image_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
             raise ConversionError(f"image {msg.width}x{msg.height}: encoding '{encoding}' packs "
                                   'two pixels per 4 bytes, so the width must be even')
         import cv2
-        return cv2.cvtColor(pixels, getattr(cv2, YUV_ENCODINGS[encoding])), True
+        return ColorImage(cv2.cvtColor(pixels, getattr(cv2, YUV_ENCODINGS[encoding])))
     if encoding.startswith('bayer_'):
         import cv2
         new, old = BAYER_CODES[encoding[6:10]]
         code = getattr(cv2, new, None)
         code = getattr(cv2, old) if code is None else code
-        return _to_uint8(cv2.cvtColor(np.ascontiguousarray(pixels), code)), True
+        return ColorImage(_to_uint8(cv2.cvtColor(np.ascontiguousarray(pixels), code)))
     pixels = _to_uint8(pixels)
     if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2), True
-    is_bgr = not encoding.startswith('rgb')
-    return pixels[:, :, :3], is_bgr
+        return ColorImage(np.repeat(pixels[:, :, None], 3, axis=2))
+    return ColorImage(pixels[:, :, :3], not encoding.startswith('rgb'))
 
 
-def compressed_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-                        ) -> Tuple[np.ndarray, bool]:
-    """A CompressedImage-like object (jpeg or png) as ``(pixels (H, W, 3) uint8 BGR, True)``,
-    through :func:`decode_encoded` (``max_pixels``: 0 is the decoder's ceiling)."""
+def compressed_to_color(msg: Any, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> ColorImage:
+    """A CompressedImage-like object (jpeg or png) as a BGR colour image, through
+    :func:`decode_encoded` (``max_pixels``: 0 is the decoder's ceiling)."""
     fmt = shorten(getattr(msg, 'format', ''), 40)
     size = len(msg.data)
-    return decode_encoded(msg.data, max_pixels,
-                          f"compressed image (format '{fmt}', {size} bytes)"), True
+    return ColorImage(decode_encoded(msg.data, max_pixels,
+                                     f"compressed image (format '{fmt}', {size} bytes)"))
 
 
 def decode_encoded(data: Any, max_pixels: int, what: str, labels: bool = False) -> np.ndarray:

@@ -34,7 +34,8 @@ def make_msg(array, encoding, step=None, bigendian=False, pad_value=7):
 def test_color_encodings_keep_channel_order_and_drop_alpha(encoding, channels, is_bgr, pad):
     pixels = RNG.integers(0, 256, (H, W, channels), dtype=np.uint8)
     msg = make_msg(pixels, encoding, step=W * channels + pad)
-    color, bgr = image_to_color(msg)
+    image = image_to_color(msg)
+    color, bgr = image.pixels, image.bgr
     assert bgr is is_bgr
     assert color.shape == (H, W, 3) and color.dtype == np.uint8
     np.testing.assert_array_equal(color, pixels[:, :, :3])
@@ -42,7 +43,8 @@ def test_color_encodings_keep_channel_order_and_drop_alpha(encoding, channels, i
 
 def test_mono8_is_replicated_to_three_channels():
     pixels = RNG.integers(0, 256, (H, W), dtype=np.uint8)
-    color, bgr = image_to_color(make_msg(pixels, 'mono8', step=W + 3))
+    image = image_to_color(make_msg(pixels, 'mono8', step=W + 3))
+    color, bgr = image.pixels, image.bgr
     assert bgr
     for c in range(3):
         np.testing.assert_array_equal(color[:, :, c], pixels)
@@ -53,7 +55,7 @@ def test_mono16_honours_byte_order_and_scales_to_8_bit(bigendian):
     pixels = np.array([[0, 257, 65535, 32896, 1000]], np.uint16)
     msg = make_msg(pixels, 'mono16', step=14, bigendian=bigendian)
     np.testing.assert_array_equal(image_to_array(msg), pixels)
-    color, _ = image_to_color(msg)
+    color = image_to_color(msg).pixels
     np.testing.assert_array_equal(color[0, :, 0], [0, 1, 255, 128, 4])
 
 
@@ -61,7 +63,8 @@ def test_rgb16_big_endian():
     pixels = RNG.integers(0, 65536, (H, W, 3), dtype=np.uint16)
     msg = make_msg(pixels, 'rgb16', bigendian=True)
     np.testing.assert_array_equal(image_to_array(msg), pixels)
-    color, bgr = image_to_color(msg)
+    image = image_to_color(msg)
+    color, bgr = image.pixels, image.bgr
     assert not bgr
     np.testing.assert_array_equal(color, np.round(pixels / 65535 * 255).astype(np.uint8))
 
@@ -72,7 +75,8 @@ def test_yuv422_uniform_colour(encoding):
     y, u, v = 120, 90, 160
     pair = [u, y, v, y] if encoding == 'yuv422' else [y, u, y, v]
     raw = np.tile(np.array(pair, np.uint8), (H, W // 2)).reshape(H, W, 2)
-    color, bgr = image_to_color(make_msg(raw, encoding, step=W * 2 + 4))
+    image = image_to_color(make_msg(raw, encoding, step=W * 2 + 4))
+    color, bgr = image.pixels, image.bgr
     luma = 1.164 * (y - 16)
     expected = [luma + 2.018 * (u - 128), luma - 0.813 * (v - 128) - 0.391 * (u - 128),
                 luma + 1.596 * (v - 128)]
@@ -95,11 +99,12 @@ def test_bayer_patterns_demosaic_to_the_right_colour(pattern):
     mosaic = np.zeros((8, 8), np.uint8)
     for (dy, dx), ch in zip([(0, 0), (0, 1), (1, 0), (1, 1)], pattern):
         mosaic[dy::2, dx::2] = rgb[index[ch]]
-    color, bgr = image_to_color(make_msg(mosaic, f'bayer_{pattern}8'))
+    image = image_to_color(make_msg(mosaic, f'bayer_{pattern}8'))
+    color, bgr = image.pixels, image.bgr
     assert bgr
     np.testing.assert_array_equal(color[4, 4], rgb[::-1])
-    color16, _ = image_to_color(make_msg(mosaic.astype(np.uint16) * 257,
-                                         f'bayer_{pattern}16'))
+    color16 = image_to_color(make_msg(mosaic.astype(np.uint16) * 257,
+                                      f'bayer_{pattern}16')).pixels
     np.testing.assert_array_equal(color16[4, 4], rgb[::-1])
 
 
@@ -145,7 +150,8 @@ def test_real_sensor_msgs_image_round_trip():
     from sensor_msgs.msg import Image
     pixels = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
     msg = fill_image(Image(), pixels, 'rgb8')
-    color, bgr = image_to_color(msg)
+    image = image_to_color(msg)
+    color, bgr = image.pixels, image.bgr
     assert not bgr
     np.testing.assert_array_equal(color, pixels)
 
@@ -157,7 +163,8 @@ def test_compressed_decode(ext):
     pixels[:, :, 2] = 220
     ok, buf = cv2.imencode(ext, pixels)
     assert ok
-    color, bgr = compressed_to_color(SimpleNamespace(format=ext[1:], data=buf.tobytes()))
+    image = compressed_to_color(SimpleNamespace(format=ext[1:], data=buf.tobytes()))
+    color, bgr = image.pixels, image.bgr
     assert bgr and color.shape == pixels.shape
     assert np.abs(color.astype(int) - pixels).max() <= 3
 

@@ -86,3 +86,17 @@ def test_colorize_and_overlay_follow_the_image_channel_order():
     np.testing.assert_allclose(half[0, 1].astype(int), [50, 50, 178], atol=1)
     with pytest.raises(ValueError, match='overlay_alpha'):
         blend_overlay(image_bgr, color, 1.5, bgr=True)
+
+
+@pytest.mark.parametrize('bgr', [True, False])
+@pytest.mark.parametrize('out_bgr', [True, False])
+def test_overlay_in_a_chosen_channel_order_equals_the_blend_of_the_reordered_image(bgr, out_bgr):
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)  # in the order bgr says
+    color = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)  # RGB
+    reordered = image if bgr == out_bgr else np.ascontiguousarray(image[:, :, ::-1])
+    out = blend_overlay(image, color, 0.3, bgr, out_bgr=out_bgr)
+    np.testing.assert_array_equal(out, blend_overlay(reordered, color, 0.3, out_bgr))
+    assert out.flags.c_contiguous
+    strided = np.concatenate([image, image[:, :, :1]], axis=2)[:, :, :3]  # rgba8 without alpha
+    np.testing.assert_array_equal(blend_overlay(strided, color, 0.3, bgr, out_bgr=out_bgr), out)

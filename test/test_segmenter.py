@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from bisenet_ros.images import ColorImage
 from bisenet_ros.inference import SegmentationResult, Segmenter
 from bisenet_ros.labels import LabelSet, load_label_set
+from bisenet_ros.limits import LimitError
 from bisenet_ros.model import build_model, save_checkpoint
 
 NUM_CLASSES = 5
@@ -67,6 +69,11 @@ def test_color_overlay_and_channel_order(segmenter):
     res_rgb = segmenter.segment(rgb, bgr=False, overlay=True, overlay_alpha=1.0)
     np.testing.assert_array_equal(res_rgb.labels, res.labels)
     np.testing.assert_array_equal(res_rgb.overlay, res.color)
+    # A ColorImage brings its own order; bgr= applies to plain arrays only.
+    typed = segmenter.segment(ColorImage(rgb, bgr=False), bgr=True, overlay=True,
+                              overlay_alpha=1.0)
+    np.testing.assert_array_equal(typed.labels, res.labels)
+    np.testing.assert_array_equal(typed.overlay, res.color)
 
 
 def test_confidence_threshold_sets_the_ignore_id(segmenter):
@@ -128,6 +135,51 @@ def test_batch_with_input_size_is_one_inference_call(checkpoint):
         assert [r.labels.shape for r in results] == [(40, 60), (90, 50)]
         assert [r.color.shape for r in results] == [(40, 60, 3), (90, 50, 3)]
         assert seg.segment_batch([]) == []
+
+
+def test_groups_hold_one_size_and_channel_order_smallest_first(checkpoint):
+    """Cameras isolated: each call's results come as soon as it returns, smallest size first,
+    so large frames never delay smaller ones segmented with them."""
+    big, small_a, small_b = _image(96, 128, seed=8), _image(32, 64, seed=9), _image(32, 64, 10)
+    rgb = ColorImage(np.ascontiguousarray(small_b[:, :, ::-1]), bgr=False)
+    with Segmenter(checkpoint, backend='torch') as seg:
+        counter = _CountingBackend(seg.backend)
+        seg.backend.infer = counter
+        groups = seg.segment_groups([big, small_a, rgb, small_b])
+        assert counter.calls == []  # nothing runs before the caller asks for the first call
+        first = next(groups)
+        assert first.indices == [1, 3] and first.error is None and len(counter.calls) == 1
+        rest = list(groups)
+        assert [g.indices for g in rest] == [[2], [0]]
+        assert counter.calls == [(2, 3, 32, 64), (1, 3, 32, 64), (1, 3, 96, 128)]
+        np.testing.assert_array_equal(rest[0].results[0].labels, first.results[1].labels)
+        assert [i for i, _ in first.pairs()] == [1, 3]
+    with Segmenter(checkpoint, backend='torch', input_size=(32, 64)) as seg:
+        # A fixed network size puts every image of one channel order into one call.
+        groups = list(seg.segment_groups([big, small_a, rgb, small_b]))
+        assert [g.indices for g in groups] == [[0, 1, 3], [2]]
+
+
+def test_a_failed_call_yields_its_error_and_the_next_call_still_runs(segmenter):
+    small = _image(32, 32, seed=11)
+    huge = np.zeros((40000, 40000, 3), np.uint8)  # never touched: refused for its memory
+    groups = list(segmenter.segment_groups([huge, small]))
+    assert [g.indices for g in groups] == [[1], [0]]
+    assert groups[0].error is None and groups[0].results[0].labels.shape == (32, 32)
+    assert isinstance(groups[1].error, LimitError) and groups[1].results == []
+    assert groups[1].pairs() == []
+    with pytest.raises(LimitError, match='more than the'):  # segment_batch raises it
+        segmenter.segment_batch([small, huge])
+
+
+def test_confidence_per_image(segmenter):
+    a, b = _image(32, 32, seed=12), _image(32, 32, seed=13)
+    with_a, without_b = segmenter.segment_batch([a, b], confidence=[True, False])
+    assert with_a.confidence is not None and without_b.confidence is None
+    np.testing.assert_allclose(with_a.confidence, segmenter.segment(a, confidence=True)
+                               .confidence, atol=1e-6)  # batch of 2 vs 1: float rounding
+    with pytest.raises(ValueError, match='1 confidence flags for 2 images'):
+        segmenter.segment_batch([a, b], confidence=[True])
 
 
 @pytest.mark.parametrize('image, words', [

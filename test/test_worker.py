@@ -83,13 +83,43 @@ def holder(tmp_path_factory):
     holder.close()
 
 
-def run_worker(holder, params, camera):
-    slots = LatestFrameSlots(1)
-    stats = [CameraStats(camera.topic)]
-    worker = SegmentationWorker([camera], slots, stats, holder, lambda: params,
+def run_worker(holder, params, camera, *more, frames=()):
+    """Start a worker for ``camera`` (and ``more`` cameras); ``frames``: ``(camera, msg)`` put
+    into the slots before it starts, so that they are taken together."""
+    cameras = [camera, *more]
+    slots = LatestFrameSlots(len(cameras))
+    for index, msg in frames:
+        slots.put(index, msg)
+    stats = [CameraStats(c.topic) for c in cameras]
+    worker = SegmentationWorker(cameras, slots, stats, holder, lambda: params,
                                 get_logger('test_worker'), lambda header: None, lambda: True)
     worker.start()
     return worker, slots, stats
+
+
+class FailingInference:
+    """Fault injection around the serving model's real backend: ``infer`` raises for the
+    batches ``fails(batch)`` picks, and runs the real backend for the others."""
+
+    def __init__(self, holder, fails):
+        self.holder, self.fails, self.calls = holder, fails, []
+
+    def __enter__(self):
+        backend = self.holder.acquire().segmenter.backend
+        self.holder.release()
+        real = backend.infer
+        self.backend = backend
+
+        def infer(batch, outputs=('logits',)):
+            self.calls.append(batch.shape)
+            if self.fails(batch):
+                raise RuntimeError(f'injected failure for a batch of {batch.shape}')
+            return real(batch, outputs)
+        backend.infer = infer
+        return self
+
+    def __exit__(self, *exc):
+        del self.backend.infer  # the class's method again
 
 
 def test_frame_n_is_published_while_frame_n_plus_1_is_taken_for_inference(holder):
@@ -192,3 +222,37 @@ def segmenter_batch(segmenter, image):
     from bisenet_ros.preprocess import preprocess
     ls = segmenter.label_set
     return preprocess([image], ls.mean, ls.std, bgr=True, input_size=segmenter.input_size)[0]
+
+
+def test_a_failing_call_rejects_its_frame_and_the_other_cameras_still_publish(holder):
+    holder, params = holder
+    cameras = [RecordingCamera(), RecordingCamera()]
+    frames = [(0, frame(pattern_image(H, W, seed=30), 'bgr8', 30)),
+              (1, frame(pattern_image(H // 2, W // 2, seed=31), 'rgb8', 31))]
+    with FailingInference(holder, lambda batch: batch.shape[2] == H // 2) as faults:
+        worker, _, stats = run_worker(holder, params, *cameras, frames=frames)
+        try:
+            assert wait_until(lambda: 30 in cameras[0].published and stats[1].rejected == 1)
+        finally:
+            worker.stop()
+    # Smallest first: camera 1's call failed first, camera 0's call still ran and published.
+    assert faults.calls == [(1, 3, H // 2, W // 2), (1, 3, H, W)]
+    assert 'injected failure' in stats[1].last_reject_reason and not cameras[1].published
+    assert stats[0].published == 1 and stats[0].rejected == 0
+    assert worker.counters['inference_calls'] == 1
+
+
+def test_a_failed_batch_is_retried_frame_by_frame(holder):
+    holder, params = holder
+    cameras = [RecordingCamera(), RecordingCamera()]
+    frames = [(0, frame(pattern_image(H, W, seed=32), 'bgr8', 32)),
+              (1, frame(pattern_image(H, W, seed=33), 'bgr8', 33))]
+    with FailingInference(holder, lambda batch: batch.shape[0] > 1) as faults:
+        worker, _, stats = run_worker(holder, params, *cameras, frames=frames)
+        try:
+            assert wait_until(lambda: 32 in cameras[0].published and 33 in cameras[1].published)
+        finally:
+            worker.stop()
+    assert faults.calls == [(2, 3, H, W), (1, 3, H, W), (1, 3, H, W)]
+    assert [s.rejected for s in stats] == [0, 0]
+    assert worker.counters['frames_segmented'] == 2

@@ -112,7 +112,7 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
     try:
         if hasattr(msg, 'format'):  # CompressedImage
             if not labels:
-                return conversions.compressed_to_color(msg)[0]
+                return conversions.compressed_to_color(msg).pixels
             return conversions.decode_encoded(  # bounded like every decoded image
                 msg.data, DEFAULT_MAX_INPUT_PIXELS,
                 f"compressed label image (format '{msg.format}')", labels=True)
@@ -124,8 +124,7 @@ def image_msg_to_array(msg: Any, labels: bool = False) -> np.ndarray:
                 raise MessageError(f"label image must be mono8/8UC1 (mono16 above 255 "
                                    f"classes), got encoding '{msg.encoding}'")
             return array
-        pixels, is_bgr = conversions.image_to_color(msg)
-        return pixels if is_bgr else np.ascontiguousarray(pixels[:, :, ::-1])
+        return conversions.image_to_color(msg).to_bgr()
     except (conversions.ConversionError, LimitError) as exc:
         raise MessageError(str(exc)) from exc
 

@@ -4,7 +4,7 @@ Importing this package imports numpy only; each backend imports its runtime when
 """
 
 from .backends import Backend, BackendUnavailableError, create_backend
-from .segmenter import SegmentationResult, Segmenter
+from .segmenter import GroupResult, SegmentationResult, Segmenter
 
-__all__ = ['Backend', 'BackendUnavailableError', 'create_backend', 'SegmentationResult',
-           'Segmenter']
+__all__ = ['Backend', 'BackendUnavailableError', 'create_backend', 'GroupResult',
+           'SegmentationResult', 'Segmenter']

@@ -87,11 +87,20 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return np.take(palette, labels, axis=0, mode='clip')
 
 
-def blend_overlay(image: np.ndarray, color_rgb: np.ndarray, alpha: float,
-                  bgr: bool) -> np.ndarray:
-    """``(1 - alpha) * image + alpha * colour`` as uint8, in the image's channel order."""
+def blend_overlay(image: np.ndarray, color_rgb: np.ndarray, alpha: float, bgr: bool,
+                  out_bgr: Optional[bool] = None) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * colour``: ``(H, W, 3)`` uint8.
+
+    Blended in the image's channel order (BGR when ``bgr``; the RGB colours are reversed to
+    match a BGR image); the result keeps that order, or is reversed once into ``out_bgr``'s
+    (True: BGR, False: RGB) where it differs.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'overlay_alpha must be in [0, 1], got {alpha}')
     import cv2
     color = color_rgb[:, :, ::-1] if bgr else color_rgb
-    return cv2.addWeighted(image, 1.0 - alpha, np.ascontiguousarray(color), alpha, 0.0)
+    blended = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha,
+                              np.ascontiguousarray(color), alpha, 0.0)
+    if out_bgr is None or bool(out_bgr) == bool(bgr):
+        return blended
+    return np.ascontiguousarray(blended[:, :, ::-1])

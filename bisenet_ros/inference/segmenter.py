@@ -6,17 +6,18 @@ from dataclasses import dataclass, field
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..images import as_color_image, ColorImage
 from ..labels import LabelSet, load_label_set
 from ..limits import LimitError, threads_problem, work_problem
 from .backends import Backend, create_backend, DEFAULT_BOUND, PrecisionChoice
 from .model_file import identify
 from .postprocess import (apply_threshold, argmax_labels, blend_overlay, colorize_labels,
                           label_dtype, resize_confidence, resize_labels)
-from ..preprocess import check_image, check_size, preprocess
+from ..preprocess import check_size, preprocess
 
 LOG = logging.getLogger(__name__)
 
@@ -45,8 +46,49 @@ class SegmentationResult:
     timings: Dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class GroupResult:
+    """One inference call of :meth:`Segmenter.segment_groups`.
+
+    Attributes:
+        indices: Positions in the input of the call's images, ascending.
+        results: One result per index, in the same order; empty when the call failed.
+        error: Why the call failed (its images have no results), else None.
+    """
+
+    indices: List[int]
+    results: List[SegmentationResult]
+    error: Optional[Exception] = None
+
+    def pairs(self) -> List[Tuple[int, SegmentationResult]]:
+        """``(input position, result)`` of each image of the call (none when it failed)."""
+        return list(zip(self.indices, self.results))
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every call of one :meth:`Segmenter.segment_groups` renders, and its threshold."""
+
+    color: bool
+    overlay: bool
+    overlay_alpha: float
+    confidence_threshold: float
+
+
+def _per_image(value: Any, count: int, what: str) -> List[Any]:
+    """``value`` as one entry per image: a sequence of ``count`` entries kept (else
+    ``ValueError``), ``None`` or a bool repeated."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return [value] * count
+    entries = list(value)
+    if len(entries) != count:
+        raise ValueError(f'segment_batch: {len(entries)} {what} for {count} images')
+    return entries
+
+
 class Segmenter:
-    """Semantic segmentation of ``(H, W, 3)`` uint8 images with BiSeNet V2.
+    """Semantic segmentation of colour images with BiSeNet V2: ``(H, W, 3)`` uint8 arrays or
+    :class:`~bisenet_ros.images.ColorImage` values (which carry their channel order).
 
     Args:
         model_or_path: A ``BiSeNetV2`` module, or a checkpoint (``.pt``/``.pth``), ``.onnx``,
@@ -136,10 +178,12 @@ class Segmenter:
         """``(H, W)`` every image is resized to for inference, or ``None`` (native size)."""
         return self._input_size
 
-    def segment(self, image: np.ndarray, bgr: bool = True, color: bool = False,
-                overlay: bool = False, confidence: bool = False, overlay_alpha: float = 0.5,
-                confidence_threshold: float = 0.0) -> SegmentationResult:
-        """Segment one ``(H, W, 3)`` uint8 image (BGR when ``bgr``, else RGB).
+    def segment(self, image: Union[np.ndarray, ColorImage], bgr: bool = True,
+                color: bool = False, overlay: bool = False, confidence: bool = False,
+                overlay_alpha: float = 0.5, confidence_threshold: float = 0.0
+                ) -> SegmentationResult:
+        """Segment one image: a :class:`~bisenet_ros.images.ColorImage`, or a ``(H, W, 3)``
+        uint8 array (BGR when ``bgr``, else RGB).
 
         ``confidence_threshold`` > 0 sets pixels whose max softmax is below it to the label
         set's ignore id. Raises ``ValueError`` for a wrong dtype, rank or channel count, and
@@ -150,64 +194,99 @@ class Segmenter:
                                   confidence=confidence, overlay_alpha=overlay_alpha,
                                   confidence_threshold=confidence_threshold)[0]
 
-    def segment_batch(self, images: Sequence[np.ndarray], bgr: bool = True,
-                      color: bool = False, overlay: bool = False, confidence: bool = False,
+    def segment_batch(self, images: Sequence[Union[np.ndarray, ColorImage]], bgr: bool = True,
+                      color: bool = False, overlay: bool = False,
+                      confidence: Union[bool, Sequence[bool]] = False,
                       overlay_alpha: float = 0.5, confidence_threshold: float = 0.0,
                       smooth: Optional[Sequence[Optional[Smoother]]] = None
                       ) -> List[SegmentationResult]:
-        """Segment several images with one inference call per network input size.
+        """Segment several images, one inference call per group of :meth:`segment_groups`;
+        results come back in input order. The first failed call raises its error."""
+        results: List[Optional[SegmentationResult]] = [None] * len(images)
+        for group in self.segment_groups(images, bgr, color, overlay, confidence,
+                                         overlay_alpha, confidence_threshold, smooth):
+            if group.error is not None:
+                raise group.error
+            for i, res in group.pairs():
+                results[i] = res
+        return results  # type: ignore[return-value]
 
-        With ``input_size`` set (or a fixed-shape model) all images share one call; at native
-        size, images are grouped by size. Results come back in input order.
+    def segment_groups(self, images: Sequence[Union[np.ndarray, ColorImage]], bgr: bool = True,
+                       color: bool = False, overlay: bool = False,
+                       confidence: Union[bool, Sequence[bool]] = False,
+                       overlay_alpha: float = 0.5, confidence_threshold: float = 0.0,
+                       smooth: Optional[Sequence[Optional[Smoother]]] = None
+                       ) -> Iterator[GroupResult]:
+        """Segment several images, yielding each inference call's results as soon as it returns.
 
-        ``smooth``: one entry per image, ``None`` or a callable that maps the image's
-        ``(C, h, w)`` float32 logits at network resolution to the ``(C, h, w)`` class
-        probabilities its labels and confidence are taken from (e.g. a temporal moving
-        average, :class:`bisenet_ros.temporal_smoothing.CameraSmoothers`).
+        One call holds images of one network input size (``input_size``, or each image's own)
+        and one channel order, at most the backend's ``max_batch``; the calls run smallest size
+        first, then in input order. A call that fails (preprocessing, inference,
+        postprocessing, or a :class:`~bisenet_ros.limits.LimitError` for its memory) yields its
+        error and the next call still runs. The images and arguments are checked before the
+        first call, and a bad one raises ``ValueError`` here.
+
+        Args:
+            images: :class:`~bisenet_ros.images.ColorImage` values (their own channel order,
+                not checked again) or ``(H, W, 3)`` uint8 arrays (BGR when ``bgr``, else RGB).
+            color, overlay: Also return the RGB colour mask, the overlay (in the image's
+                channel order).
+            confidence: Also return the confidence map: for every image, or one bool per
+                image (computed in a call when any of its images wants it).
+            overlay_alpha: Weight of the class colours in the overlay, in [0, 1].
+            confidence_threshold: Pixels whose max softmax is below it get the ignore id.
+            smooth: One entry per image, ``None`` or a callable that maps the image's
+                ``(C, h, w)`` float32 logits at network resolution to the ``(C, h, w)`` class
+                probabilities its labels and confidence are taken from (e.g. a temporal moving
+                average, :class:`bisenet_ros.temporal_smoothing.CameraSmoothers`).
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise ValueError('segment_batch: expected a list of (H, W, 3) images, got one image '
                              f'{images.shape}; use segment()')
-        checked = [check_image(img, f'image {i}') for i, img in enumerate(images)]
-        if not checked:
-            return []
+        checked = [as_color_image(img, bgr, f'image {i}') for i, img in enumerate(images)]
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f'overlay_alpha must be in [0, 1], got {overlay_alpha}')
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f'confidence_threshold must be in [0, 1], got '
                              f'{confidence_threshold}')
-        groups: Dict[Tuple[int, int], List[int]] = {}
-        for i, img in enumerate(checked):
-            key = self._input_size or (img.shape[0], img.shape[1])
-            groups.setdefault(key, []).append(i)
-        if smooth is not None and len(smooth) != len(checked):
-            raise ValueError(f'segment_batch: {len(smooth)} smoothers for {len(checked)} images')
-        hooks = list(smooth) if smooth is not None else [None] * len(checked)
-        results: List[Optional[SegmentationResult]] = [None] * len(checked)
-        step = self._require().max_batch or len(checked)
-        for key, indices in groups.items():
+        wants = _per_image(confidence, len(checked), 'confidence flags')
+        hooks = _per_image(smooth, len(checked), 'smoothers')
+        options = _Options(color, overlay, overlay_alpha, confidence_threshold)
+        return self._calls(checked, wants, hooks, options)
+
+    def _calls(self, images: List[ColorImage], wants: List[bool],
+               hooks: List[Optional[Smoother]], options: '_Options') -> Iterator[GroupResult]:
+        """:meth:`segment_groups`'s calls, run one by one as the caller asks for them."""
+        backend = self._require()
+        groups: Dict[Tuple[Tuple[int, int], bool], List[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault((self._input_size or img.size, img.bgr), []).append(i)
+        step = backend.max_batch or len(images)
+        for (size, _), indices in sorted(groups.items(),
+                                         key=lambda kv: (kv[0][0][0] * kv[0][0][1], kv[1][0])):
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                problem = work_problem(key[0], key[1], len(chunk),
-                                       self._require().num_classes, confidence)
-                if problem:
-                    raise LimitError(f'segment_batch: {problem}')
-                for i, res in zip(chunk, self._run([checked[i] for i in chunk], bgr, color,
-                                                   overlay, confidence, overlay_alpha,
-                                                   confidence_threshold,
-                                                   [hooks[i] for i in chunk])):
-                    results[i] = res
-        return results  # type: ignore[return-value]
+                try:
+                    problem = work_problem(size[0], size[1], len(chunk), backend.num_classes,
+                                           any(wants[i] for i in chunk))
+                    if problem:
+                        raise LimitError(f'segment_batch: {problem}')
+                    results = self._run([images[i] for i in chunk], [wants[i] for i in chunk],
+                                        [hooks[i] for i in chunk], options)
+                except Exception as exc:  # this call's images only; the next call still runs
+                    yield GroupResult(chunk, [], exc)
+                    continue
+                yield GroupResult(chunk, results)
 
-    def _run(self, images: List[np.ndarray], bgr: bool, color: bool, overlay: bool,
-             confidence: bool, alpha: float, threshold: float,
-             hooks: List[Optional[Smoother]]) -> List[SegmentationResult]:
+    def _run(self, images: List[ColorImage], wants: List[bool],
+             hooks: List[Optional[Smoother]], options: '_Options') -> List[SegmentationResult]:
         backend = self._require()
+        threshold = options.confidence_threshold
         t0 = time.perf_counter()
         batch, geometries = preprocess(images, self._label_set.mean, self._label_set.std,
-                                       bgr=bgr, input_size=self._input_size)
+                                       input_size=self._input_size)
         t1 = time.perf_counter()
-        wanted = ('labels', 'confidence') if confidence or threshold > 0 else ('labels',)
+        wanted = ('labels', 'confidence') if any(wants) or threshold > 0 else ('labels',)
         if any(hook is not None for hook in hooks):
             wanted += ('logits',)
         out = backend.infer(batch, wanted)
@@ -231,12 +310,14 @@ class Segmenter:
                 if threshold > 0:
                     labels = apply_threshold(np.array(labels), conf, threshold,
                                              self._label_set.ignore_index)
-            color_mask = colorize_labels(labels, self._palette) if color or overlay else None
+            color_mask = colorize_labels(labels, self._palette) \
+                if options.color or options.overlay else None
             results.append(SegmentationResult(
                 labels=labels,
-                color=color_mask if color else None,
-                overlay=blend_overlay(img, color_mask, alpha, bgr) if overlay else None,
-                confidence=conf if confidence else None))
+                color=color_mask if options.color else None,
+                overlay=blend_overlay(img.pixels, color_mask, options.overlay_alpha, img.bgr)
+                if options.overlay else None,
+                confidence=conf if wants[n] else None))
         t3 = time.perf_counter()
         timings = {'preprocess': t1 - t0, 'inference': t2 - t1, 'postprocess': t3 - t2}
         for res in results:

@@ -1,20 +1,17 @@
-"""What the segmentation worker handles, as typed values: the outputs one camera wants, a decoded
-frame waiting for inference, and how frames are grouped into inference calls. Plain Python.
+"""What the segmentation worker handles, as typed values: the outputs one camera wants and a
+decoded frame waiting for inference. Plain Python.
 
-Grouping rule (cameras isolated): one inference call holds frames of one network input size and
-channel order only, and the calls run smallest first; the node publishes each call's outputs as
-soon as it returns, so a camera with large frames never delays the results of smaller ones
-taken with it. How often each camera is taken is shared fairly by
-:class:`~bisenet_ros.ros.frame_slots.LatestFrameSlots`.
+How frames are grouped into inference calls is the Segmenter's
+(:meth:`~bisenet_ros.inference.Segmenter.segment_groups`); how often each camera is taken is
+shared fairly by :class:`~bisenet_ros.ros.frame_slots.LatestFrameSlots`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Mapping
 
-import numpy as np
-
+from ..images import ColorImage
 from .frame_slots import Frame
 
 
@@ -55,15 +52,13 @@ class WorkItem:
 
     Attributes:
         frame: The frame as taken from its slot (``frame.msg`` is the deserialized message).
-        image: ``(H, W, 3)`` uint8 pixels.
-        is_bgr: Channel order of ``image`` (else RGB).
+        image: The decoded pixels with their channel order (validated when decoded).
         outputs: What to publish for it.
         decode_s: Seconds spent deserializing and decoding.
     """
 
     frame: Frame
-    image: np.ndarray
-    is_bgr: bool
+    image: ColorImage
     outputs: Outputs
     decode_s: float
 
@@ -74,16 +69,3 @@ class WorkItem:
     @property
     def header(self) -> Any:
         return self.frame.msg.header
-
-
-def inference_groups(work: List[WorkItem],
-                     network_size: Optional[Tuple[int, int]]) -> List[List[WorkItem]]:
-    """``work`` split into inference calls: equal network input size (``network_size``, or each
-    image's own size when ``None``) and channel order; smallest size first, then camera order.
-    """
-    groups: Dict[Tuple[Tuple[int, int], bool], List[WorkItem]] = {}
-    for item in work:
-        size = network_size or (int(item.image.shape[0]), int(item.image.shape[1]))
-        groups.setdefault((size, item.is_bgr), []).append(item)
-    return [groups[key] for key in sorted(groups, key=lambda k: (k[0][0] * k[0][1],
-                                                                 groups[k][0].camera))]

@@ -1,11 +1,16 @@
 """The segmentation worker: newest frames in, masks out, as a two-stage pipeline.
 
 Stage 1, thread ``segmentation_infer``: takes the frames :class:`~.frame_slots.LatestFrameSlots`
-holds (latest frame wins), deserializes and decodes them, and runs one inference call per group
-of one network size (:func:`~.work.inference_groups`; the labels, plus confidence when an
-output needs it). Stage 2, thread ``segmentation_publish``: renders what has subscribers
-(colour mask, overlay, confidence images, the Nav2 cloud), serializes and publishes it with the
-input's header, and records the per-stage times.
+holds (latest frame wins), deserializes and decodes them into
+:class:`~bisenet_ros.images.ColorImage` values (checked once, there), and hands them to
+:meth:`Segmenter.segment_groups <bisenet_ros.inference.Segmenter.segment_groups>`, which runs one
+inference call per network size and channel order, smallest first (the labels, plus confidence
+for the frames whose outputs need it). Each call's results go to stage 2 as soon as it returns
+(cameras isolated: large frames never delay smaller ones taken with them); a failed call of
+several frames is retried frame by frame, and a frame that still fails is counted as rejected
+while the other calls go on. Stage 2, thread ``segmentation_publish``: renders what has
+subscribers (colour mask, overlay, confidence images, the Nav2 cloud), serializes and publishes
+it with the input's header, and records the per-stage times.
 
 The two stages overlap: frame N is rendered and published while frame N+1 is inferred (numpy,
 OpenCV, DDS and the inference runtimes release the GIL), so the node's own work no longer adds to
@@ -21,19 +26,20 @@ from dataclasses import dataclass
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..image_conversions import compressed_to_color, ConversionError, image_to_color
 from ..limits import shorten
 from ..inference.postprocess import blend_overlay, colorize_labels
+from ..inference.segmenter import GroupResult
 from ..temporal_smoothing import CameraSmoothers
 from .frame_slots import Frame, LatestFrameSlots
 from .node_stats import CameraStats
 from .point_cloud import BadCameraInfo
 from .params import NodeParams, SPECS
-from .work import inference_groups, WorkItem
+from .work import WorkItem
 
 #: Seconds a stage waits for work before it looks at the stop flag again.
 POLL_S = 0.2
@@ -135,14 +141,13 @@ class SegmentationWorker:
                 self.stats[item.camera].frame_dropped()
             return
         try:
-            segmenter = serving.segmenter
-            palette = self._palette(segmenter.label_set)
-            for group in inference_groups(work, segmenter.input_size):  # smallest size first
-                t0 = time.perf_counter()
-                pairs = self._segment(serving, group, p)
+            palette = self._palette(serving.segmenter.label_set)
+            t0 = time.perf_counter()
+            for group, pairs in self._segment(serving, work, p):  # smallest size first
                 self.slots.charge([item.camera for item in group], time.perf_counter() - t0)
-                # published as soon as done
-                self._hand_over(InferredCall(pairs, palette, p, serving.groups))
+                if pairs:  # published as soon as done
+                    self._hand_over(InferredCall(pairs, palette, p, serving.groups))
+                t0 = time.perf_counter()
         finally:
             self._model.release()
 
@@ -158,48 +163,62 @@ class SegmentationWorker:
         try:
             frame.msg = camera.deserialize(frame.msg)
             decode = compressed_to_color if p.compressed else image_to_color
-            image, is_bgr = decode(frame.msg, p.max_input_pixels)
+            image = decode(frame.msg, p.max_input_pixels)
         except (ConversionError, RuntimeError, TypeError, ValueError) as exc:
             self.stats[frame.camera].frame_rejected(str(exc))
             self._logger.warning(f'{camera.topic}: frame rejected: {shorten(exc)}',
                                  throttle_duration_sec=THROTTLE_S)
             return None
-        return WorkItem(frame, image, is_bgr, wanted, time.perf_counter() - t0)
+        return WorkItem(frame, image, wanted, time.perf_counter() - t0)
 
-    def _segment(self, serving: Any, group: List[WorkItem], p: NodeParams) -> List[Any]:
-        """One inference call for ``group`` (one size and channel order): labels, and
-        confidence where an output (or a group threshold) needs it; a failed batch is retried
-        frame by frame."""
+    def _segment(self, serving: Any, work: List[WorkItem], p: NodeParams
+                 ) -> Iterator[Tuple[List[WorkItem], List[Tuple[WorkItem, Any]]]]:
+        """Each inference call's frames and their ``(work item, SegmentationResult)`` pairs, as
+        each call returns (the Segmenter's grouping: one size and channel order, smallest
+        first). A failed call of several frames is retried frame by frame; a frame that fails
+        alone is counted as rejected and has no pair, and the next call still runs."""
         groups = serving.groups
         group_confidence = groups is not None and groups.needs_confidence
         if self._smoothers.weight != p.temporal_smoothing:
             self._smoothers.set_weight(p.temporal_smoothing)
 
-        def run(items: List[WorkItem]) -> List[Any]:
-            return serving.segmenter.segment_batch(
-                [w.image for w in items], bgr=items[0].is_bgr,
-                confidence=any(w.outputs.needs_confidence(p.points_confidence)
-                               or (w.outputs.groups and group_confidence) for w in items),
+        def run(items: List[WorkItem]) -> Iterator[GroupResult]:
+            return serving.segmenter.segment_groups(
+                [w.image for w in items],
+                confidence=[w.outputs.needs_confidence(p.points_confidence)
+                            or (w.outputs.groups and group_confidence) for w in items],
                 confidence_threshold=p.confidence_threshold,
                 smooth=[self._smoother(w) for w in items] if self._smoothers.enabled else None)
-        try:
-            pairs = list(zip(group, run(group)))
-            self.counters['inference_calls'] += 1
-            self.counters['frames_segmented'] += len(group)
-            self.counters['largest_batch'] = max(self.counters['largest_batch'], len(group))
-            return pairs
-        except Exception as exc:
-            if len(group) == 1:
-                raise
-            self._logger.warning(f'batch failed ({shorten(exc)}); retrying frame by frame',
-                                 throttle_duration_sec=THROTTLE_S)
-        pairs = []
-        for item in group:
-            try:
-                pairs.append((item, run([item])[0]))
-            except Exception as one:
-                self.stats[item.camera].frame_rejected(f'{type(one).__name__}: {one}')
-        return pairs
+        for call in run(work):
+            items = [work[i] for i in call.indices]
+            if call.error is None:
+                self._count(len(items))
+                yield items, list(zip(items, call.results))
+                continue
+            if not self._running():  # SIGINT/SIGTERM arrived mid-frame: stop quietly
+                return
+            if len(items) == 1:
+                self._fail([items[0].camera], call.error)
+                yield items, []
+                continue
+            self._logger.warning(f'batch failed ({shorten(call.error)}); retrying frame by '
+                                 'frame', throttle_duration_sec=THROTTLE_S)
+            pairs = []
+            for item in items:
+                for alone in run([item]):  # one frame: one call
+                    if alone.error is None:
+                        self._count(1)
+                        pairs.append((item, alone.results[0]))
+                    else:
+                        self.stats[item.camera].frame_rejected(
+                            f'{type(alone.error).__name__}: {alone.error}')
+            yield items, pairs
+
+    def _count(self, frames: int) -> None:
+        """Count one inference call of ``frames`` frames for ``/diagnostics``."""
+        self.counters['inference_calls'] += 1
+        self.counters['frames_segmented'] += frames
+        self.counters['largest_batch'] = max(self.counters['largest_batch'], frames)
 
     def _smoother(self, item: WorkItem) -> Callable[[np.ndarray], np.ndarray]:
         """``item``'s camera's moving average, as the Segmenter's per-image hook."""
@@ -245,10 +264,9 @@ class SegmentationWorker:
         t0 = time.perf_counter()
         if outputs.color:
             result.color = colorize_labels(result.labels, call.palette)
-        if outputs.overlay:  # published bgr8: blended in BGR whatever the input order
-            image = item.image if item.is_bgr else item.image[:, :, ::-1]
-            result.overlay = blend_overlay(np.ascontiguousarray(image), result.color,
-                                           p.overlay_alpha, bgr=True)
+        if outputs.overlay:  # published bgr8: blended in the frame's order, then BGR
+            result.overlay = blend_overlay(item.image.pixels, result.color, p.overlay_alpha,
+                                           item.image.bgr, out_bgr=True)
         groups = None
         if outputs.groups and call.groups is not None:
             groups = call.groups.group_ids(result.labels, result.confidence)

@@ -118,8 +118,9 @@ class ModelFiles:
         self._files.put(key, path)
         return path
 
-    def quantized(self, path: Path, size: Size, label_set: Any) -> Path:
-        """The cached int8 copy of the fp32 file ``path`` calibrated at ``size``."""
+    def quantized(self, path: Path, size: Optional[Size], label_set: Any) -> Path:
+        """The cached int8 copy of the fp32 file ``path`` with input ``size`` (``None``:
+        dynamic H, W)."""
         return self.artifacts.quantized(path, size, label_set)
 
     def _dropped(self, size: Optional[Size]) -> None:

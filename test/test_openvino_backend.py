@@ -1,6 +1,8 @@
 """OpenVINO backend: parity with the reference fixture, the Q/DQ int8 file and bf16 against
 torch fp32 on real CamVid frames, pruned outputs, per-model threads, profiling, clear errors."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -63,6 +65,22 @@ def test_threads_do_not_touch_the_process(reference_model):
     with Segmenter(reference_model, backend='torch', threads=other):
         pass
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2,
+                    reason='thread affinity needs Linux and two CPUs')
+def test_inference_threads_are_not_pinned_to_cores():
+    """OpenVINO pins its threads by default; a node shares its cores with the camera driver
+    and DDS, so every thread of the process stays free to run on any CPU it was given."""
+    from bisenet_ros.resources import default_model_path
+    allowed = os.sched_getaffinity(0)
+    with Segmenter(default_model_path(), backend='openvino', input_size=(64, 64),
+                   threads=2) as seg:
+        seg.segment(np.zeros((64, 64, 3), np.uint8))
+        threads = [int(t) for t in os.listdir('/proc/self/task')]
+        narrowed = {t: os.sched_getaffinity(t) for t in threads
+                    if os.sched_getaffinity(t) != allowed}
+    assert len(threads) > 2 and not narrowed, narrowed
 
 
 @pytest.fixture(scope='module')

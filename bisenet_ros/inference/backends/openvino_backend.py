@@ -38,6 +38,10 @@ LOG = logging.getLogger(__name__)
 PRECISION_HINTS = {'fp32': 'f32', 'bf16': 'bf16', 'fp16': 'f16'}
 
 
+#: OpenVINO's ``ENABLE_CPU_PINNING`` on the CPU (see :meth:`OpenVINOBackend._compile_config`).
+CPU_PINNING = False
+
+
 class OpenVINOBackend(Backend):
     """Runs BiSeNet V2 with ``openvino.Core.compile_model``.
 
@@ -147,6 +151,12 @@ class OpenVINOBackend(Backend):
                                   'INFERENCE_PRECISION_HINT': PRECISION_HINTS[float_part]}
         if threads and self._ov_device == 'CPU':
             config['INFERENCE_NUM_THREADS'] = int(threads)
+        if self._ov_device == 'CPU':
+            # Threads free to move: OpenVINO pins them to cores by default, and a pinned thread
+            # waits whenever another process (the camera driver, DDS, other nodes) runs on its
+            # core. Node on a 2-core AMD EPYC beside a 30 Hz VGA camera: 4.1-4.3 masks/s
+            # unpinned, 2.5-2.7 pinned, alternated in one session (docs/backends.md).
+            config['ENABLE_CPU_PINNING'] = CPU_PINNING
         if profile:
             config['PERF_COUNT'] = True
         return config

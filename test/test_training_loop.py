@@ -264,3 +264,18 @@ def test_ema_on_resuming_a_state_without_one_starts_from_its_weights(toy, tmp_pa
     assert trainer.ema.updates == 0
     assert all(torch.equal(v, trainer.model.state_dict()[k])
                for k, v in trainer.ema.model.state_dict().items())
+
+
+def test_pause_after_a_wall_time_leaves_like_an_interrupted_run(toy, tmp_path):
+    # a budget of 0 minutes is spent after the first iteration: last.pt only, no validation
+    config = _config(toy, tmp_path / 'run', iterations=3, batch_size=2)
+    config['val']['every'] = 2  # the schedule's validations only: none at 1
+    assert Trainer(config).fit(pause_after_min=0.0) is None
+    assert load_train_state(tmp_path / 'run' / 'last.pt')['iteration'] == 1
+    assert not (tmp_path / 'run' / 'final.pt').exists()
+    assert not (tmp_path / 'run' / 'val_log.csv').exists()
+    # at the run's last iteration the budget does not pause it: it ends as usual
+    resumed = Trainer(dict(config, train=dict(config['train'], iterations=2)),
+                      resume=str(tmp_path / 'run' / 'last.pt'))
+    assert resumed.fit(pause_after_min=0.0) == tmp_path / 'run' / 'final.pt'
+    assert load_train_state(tmp_path / 'run' / 'last.pt')['iteration'] == 2

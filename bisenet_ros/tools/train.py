@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='= train.device')
     parser.add_argument('--max-time-min', type=float,
                         help='stop cleanly after this many minutes (= train.max_time_min)')
+    parser.add_argument('--pause-after-min', type=float, metavar='MINUTES',
+                        help='leave after this many minutes of training with only last.pt '
+                        'written, as an interrupted run would (no extra validation, no '
+                        'final.pt): the run resumes elsewhere exactly')
+    parser.add_argument('--pause-after-iterations', type=int, metavar='N',
+                        help='the same after N iterations of this process')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='STATE',
                         help='resume from a training state (last.pt); without a value, from '
                         '<output_dir>/last.pt')
@@ -80,7 +86,15 @@ def run(args: argparse.Namespace) -> int:
     program = ['python', '-m', 'bisenet_ros.tools.train'] \
         if sys.argv[0].endswith('train.py') else ['bisenet']
     command = ' '.join(shlex.quote(a) for a in program + sys.argv[1:])
-    Trainer(config, resume=resume, warm_start=warm_start, command=command).fit()
+    for flag in ('pause_after_min', 'pause_after_iterations'):
+        value = getattr(args, flag, None)
+        if value is not None and value <= 0:
+            raise SystemExit(f'bisenet train: --{flag.replace("_", "-")} must be > 0, got '
+                             f'{value}')
+    trainer = Trainer(config, resume=resume, warm_start=warm_start, command=command)
+    stop_after = None if args.pause_after_iterations is None \
+        else trainer.iteration + args.pause_after_iterations
+    trainer.fit(stop_after=stop_after, pause_after_min=args.pause_after_min)
     return 0
 
 

@@ -307,9 +307,10 @@ class Trainer:
                              extra={'last_miou': self.last_miou, 'command': self.command},
                              ema=self.ema.state_dict() if self.ema is not None else None)
 
-    def _should_stop_early(self, start: float) -> bool:
-        budget = self.config['train']['max_time_min']
-        flag = torch.tensor([float(budget is not None and time.time() - start > budget * 60)])
+    def _time_is_up(self, start: float, budget_min: Optional[float]) -> bool:
+        """True on every rank once any rank has run longer than ``budget_min`` minutes."""
+        flag = torch.tensor([float(budget_min is not None
+                                   and time.time() - start > budget_min * 60)])
         return bool(ddp.all_reduce_sum(flag.to(self.device), self.dist).item() > 0)
 
     def data_loader(self, start: int, stop: int
@@ -329,11 +330,16 @@ class Trainer:
             generator=torch.Generator().manual_seed(int(t['seed'])))
         return loader, sampler
 
-    def fit(self, stop_after: Optional[int] = None) -> Optional[Path]:
+    def fit(self, stop_after: Optional[int] = None,
+            pause_after_min: Optional[float] = None) -> Optional[Path]:
         """Train to ``train.iterations`` (or the time budget); returns the ``final.pt`` path.
 
         ``stop_after``: leave after that iteration with only ``last.pt`` written, as an
         interrupted run would (no final validation or export); returns ``None``.
+        ``pause_after_min``: the same after the first iteration that ends past this wall time
+        (minutes from the start of the loop), unless the run has reached its end; unlike
+        ``train.max_time_min`` the run's validations stay those of its schedule, so it resumes
+        elsewhere as if never paused.
         """
         t, logcfg = self.config['train'], self.config['log']
         total = int(t['iterations'])
@@ -360,12 +366,16 @@ class Trainer:
                 validated_at = self.iteration
             if self.iteration % int(logcfg['checkpoint_every']) == 0:
                 self._save_state('last.pt')
-            if stop_after is not None and self.iteration >= stop_after:
+            if (stop_after is not None and self.iteration >= stop_after) or (
+                    pause_after_min is not None and self.iteration < total
+                    and self._time_is_up(start, pause_after_min)):
+                LOGGER.info('paused at iteration %d of %d: last.pt written', self.iteration,
+                            total)
                 self._save_state('last.pt')
                 progress.close()
                 self.log.close()
                 return None
-            if self._should_stop_early(start):
+            if self._time_is_up(start, t['max_time_min']):
                 stopped_early = self.iteration < total
                 LOGGER.warning('time budget of %s min reached at iteration %d of %d; stopping '
                                '(the poly schedule did not reach 0)', t['max_time_min'],

@@ -1,6 +1,7 @@
 """Process plumbing of the segmentation node: params files, signals, the temp folder, shared
-memory and exit (pure process code; the node classes live in
-:mod:`bisenet_ros.ros.segmentation_node`, which hands its classes to :func:`run_main`).
+memory, the allocator (:mod:`bisenet_ros.allocator`) and exit (pure process code; the node
+classes live in :mod:`bisenet_ros.ros.segmentation_node`, which hands its classes to
+:func:`run_main`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+from ..allocator import keep_large_buffers
 from ..limits import LimitError, shorten
 from .params import NODE_NAME, ParamError, read_params_file
 
@@ -213,8 +215,10 @@ def run_main(build: Callable[[], Any], args: Optional[List[str]] = None) -> None
 
     Every ROS and model resource is released by :func:`run_node`; the process then exits at
     once instead of letting the interpreter garbage-collect torch's object graph at exit, which
-    takes seconds and would break the 2 s stop budget on SIGINT/SIGTERM.
+    takes seconds and would break the 2 s stop budget on SIGINT/SIGTERM. Before anything else,
+    freed frame buffers are kept for reuse (:func:`~bisenet_ros.allocator.keep_large_buffers`).
     """
+    keep_large_buffers()
     _exit(run_node(args, build))
 
 

@@ -17,7 +17,9 @@ colour mask and overlay are subscribed (raw: this process never deserializes the
   times;
 - ``ratio``: node masks/s / min(rate, in-process FPS / cameras), the median over the repeats
   (each run's in brackets): the issue's goal is >= 0.95;
-- the node's own per-stage times (ms per frame, from ``/diagnostics``).
+- the node's own per-stage times (ms per frame, from ``/diagnostics``);
+- the CPU this process used meanwhile (publishing the camera, receiving the outputs), which
+  the node shares the machine with and the in-process figure does not.
 
 The node runs with its defaults (``precision: auto`` picks the configuration) plus
 ``--param name=value`` overrides. Both processes load the Fast DDS large-image profile
@@ -138,9 +140,9 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
         for values in received.values():
             values.clear()
         stages.clear()
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         stream(args.duration)
-        end = time.monotonic()
+        end, cpu_end = time.monotonic(), time.process_time()
         rates = {t: sum(start <= x < end for x in received[t]) / (end - start)
                  for t in received}
         per_stage = {}
@@ -149,7 +151,8 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
             per_stage[camera] = {k[:-3]: statistics.median(float(r[k]) for r in reports
                                                            if r.get(k))
                                  for k in keys if any(r.get(k) for r in reports)}
-        return {'rates': rates, 'stages': per_stage, 'masks': mask_topics}
+        return {'rates': rates, 'stages': per_stage, 'masks': mask_topics,
+                'camera_cpu': (cpu_end - cpu_start) / (end - start)}
     finally:
         executor.shutdown()
         bench.destroy_node()
@@ -199,8 +202,10 @@ def main() -> int:
             around = (inproc[-2]['fps'] + inproc[-1]['fps']) / 2
             per_camera = [result['rates'][t] for t in result['masks']]
             target = min(args.rate, around / len(sizes))
-            runs.append((min(per_camera) / target, per_camera, target, result['stages']))
-        ratio, per_camera, target, stages = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            runs.append((min(per_camera) / target, per_camera, target, result['stages'],
+                         result['camera_cpu']))
+        ratio, per_camera, target, stages, camera_cpu = \
+            sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         size = '+'.join(f'{w}x{h}' for h, w in sizes)
         fps = statistics.median(i['fps'] for i in inproc)
         each = ' '.join(f'{i["fps"]:.1f}' for i in inproc)
@@ -211,6 +216,8 @@ def main() -> int:
               f'{" ".join(format(r[0], ".2f") for r in runs)})')
         for camera, stage in stages.items():
             print(f'         {camera}: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in stage.items()))
+        print(f'         this process (camera publisher and output subscriber): '
+              f'{100 * camera_cpu:.0f} % of one CPU')
         if inproc[0]['choice']:
             print(f'         precision auto: {inproc[0]["choice"]}')
     return 0

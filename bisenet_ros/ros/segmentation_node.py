@@ -1,9 +1,10 @@
 """``segmentation_node``: BiSeNet V2 semantic segmentation of camera images (a thin rclpy layer).
 
 Subscribes to ``image_topics`` (sensor_msgs/Image, or CompressedImage on ``<topic>/compressed``),
-segments the newest frame of every camera on a worker thread (cameras of one size share a
-batched call; each call's outputs go out as soon as it returns; worker time is shared fairly
-between cameras, see :mod:`.work` and :mod:`.frame_slots`), and publishes
+segments the newest frame of every camera in a two-stage worker (:mod:`.worker`: one thread
+infers while the other publishes the previous result; cameras of one size share a batched
+call, each call's outputs go out as soon as it returns, worker time is shared fairly between
+cameras, see :mod:`.frame_slots`), and publishes
 ``<output_prefix>/{mask, color_mask, overlay, confidence, confidence_mono8, camera_info}``
 (one camera) or ``<output_prefix>/<camera>/...`` (several), with ``depth_topic`` the organized
 semantic cloud ``<output_prefix>/points``, the class metadata on the latched

@@ -100,3 +100,20 @@ def cpu_model_name(cpuinfo: Optional[Path] = None) -> str:
     except OSError:
         pass
     return platform.processor() or 'unknown CPU'
+
+
+def physical_cores(sysfs: Path = Path('/sys/devices/system/cpu')) -> int:
+    """Physical cores among the CPUs this process may use (hyper-threads of one core count
+    once, read from ``sysfs``); the usable CPU count where the topology cannot be read."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        try:
+            siblings = (sysfs / f'cpu{cpu}' / 'topology' / 'thread_siblings_list').read_text()
+        except OSError:
+            siblings = str(cpu)
+        cores.add(siblings.strip())
+    return max(1, len(cores))

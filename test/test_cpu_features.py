@@ -42,3 +42,16 @@ def test_the_environment_overrides_cpuinfo_and_an_unreadable_file_assumes_nothin
     missing = cpu_features(tmp_path / 'absent')
     assert missing.flags == frozenset() and missing.source == 'unknown'
     assert not missing.native_bf16 and not missing.fast_int8
+
+
+def test_physical_cores_count_hyper_threads_of_one_core_once(tmp_path):
+    import os
+    from bisenet_ros.cpu_features import physical_cores
+    allowed = sorted(os.sched_getaffinity(0))
+    for cpu in allowed:  # pairs of usable CPUs share a core
+        folder = tmp_path / f'cpu{cpu}' / 'topology'
+        folder.mkdir(parents=True)
+        first = cpu - cpu % 2
+        (folder / 'thread_siblings_list').write_text(f'{first}-{first + 1}\n')
+    assert physical_cores(tmp_path) == len({cpu - cpu % 2 for cpu in allowed})
+    assert physical_cores(tmp_path / 'missing') == len(allowed)

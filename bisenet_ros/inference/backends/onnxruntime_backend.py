@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ...cpu_features import physical_cores
 from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
 from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
@@ -44,7 +45,9 @@ class OnnxRuntimeBackend(Backend):
         precision: ``'fp32'``; ``'int8'`` (CPU; an ``.onnx`` file quantized already, e.g. by
             ``bisenet export --int8``, runs as int8 whatever is asked); ``'fp16'`` (CUDA, from
             a module: half weights).
-        threads: ``intra_op_num_threads`` (``None``: ORT's default, one per core).
+        threads: ``intra_op_num_threads`` (``None``: one per physical core this process may
+            use, as ORT's default, but set explicitly: ORT pins the threads of its default
+            pool to cores, where a camera driver or DDS would stall them).
         input_size: ``(H, W)`` to export at (module input); ``None``: one dynamic-H/W export
             (per size seen, at most :data:`.base.MAX_CACHED_SIZES` kept, for a module whose
             size policy is not ``pad``).
@@ -171,9 +174,8 @@ class OnnxRuntimeBackend(Backend):
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._opt_level
         options.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
-        if self._threads:
-            options.intra_op_num_threads = int(self._threads)
-            options.inter_op_num_threads = 1
+        options.intra_op_num_threads = int(self._threads or physical_cores())
+        options.inter_op_num_threads = 1
         source = model if isinstance(model, bytes) else str(model)
         try:
             return self._ort.InferenceSession(source, options, providers=self._providers)

@@ -178,10 +178,14 @@ def test_listen_while_someone_else_plays_the_bag(tmp_path):
             pub = probe.publisher(Image, '/camera/image_raw')
             assert probe.wait_for_subscribers('/camera/image_raw', 2, timeout=120), node.log()
             # Discovery is not symmetric: our writer can see the listener's reader before the
-            # listener has matched our writer, and its best-effort reader would miss the frames.
-            # The listener says when it sees our writer.
-            assert probe.wait_for(lambda: 'listening: 1 publisher(s) on /camera/image_raw'
-                                  in listener_log.read_text(), 120), listener_log.read_text()
+            # listener has matched our writer (or the node's mask writer), and its readers would
+            # miss the frames or masks. The listener says when it sees both writers, and the
+            # mask topic shows both of its readers.
+            assert probe.wait_for(lambda: 'listening: 1 publisher(s) on /camera/image_raw, 1 on '
+                                  '/segmentation/mask' in listener_log.read_text(), 120), \
+                listener_log.read_text()
+            assert probe.wait_for(
+                lambda: probe.node.count_subscribers('/segmentation/mask') >= 2, 120), node.log()
             for i, (rgb, _) in enumerate(data):
                 msg = probe.image_msg(np.ascontiguousarray(rgb[:, :, ::-1]), 'bgr8',
                                       stamp_ns=T0 + i * 10**8)

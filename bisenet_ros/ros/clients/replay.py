@@ -208,8 +208,9 @@ def listen(image_topic: str = '/camera/image_raw', mask_topic: str = '/segmentat
     """Record images and masks while another process plays the bag.
 
     Ends ``idle_timeout_s`` after the last message, at ``max_duration_s``, or on Ctrl-C.
-    Logs (INFO) when this listener first sees a publisher of ``image_topic`` (the player): from
-    then on the player's frames reach it.
+    Logs (INFO) when this listener first sees publishers of both ``image_topic`` (the player)
+    and ``mask_topic`` (the node), or its first image: from then on the frames and masks reach
+    it.
 
     Raises:
         ReplayError: nothing arrived within ``first_message_timeout_s``.
@@ -219,9 +220,12 @@ def listen(image_topic: str = '/camera/image_raw', mask_topic: str = '/segmentat
         deadline = time.monotonic() + first_message_timeout_s
         node = endpoint.spin.node
         if endpoint.wait_for(lambda: bool(endpoint.record.images)
-                             or node.count_publishers(image_topic) > 0, first_message_timeout_s):
-            LOG.info('listening: %d publisher(s) on %s', node.count_publishers(image_topic),
-                     image_topic)
+                             or (node.count_publishers(image_topic) > 0
+                                 and node.count_publishers(mask_topic) > 0),
+                             first_message_timeout_s):
+            LOG.info('listening: %d publisher(s) on %s, %d on %s',
+                     node.count_publishers(image_topic), image_topic,
+                     node.count_publishers(mask_topic), mask_topic)
         if not endpoint.wait_for(lambda: bool(endpoint.record.images),
                                  max(0.0, deadline - time.monotonic())):
             raise ReplayError(f'no image on {image_topic} within {first_message_timeout_s:.0f}'

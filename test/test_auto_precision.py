@@ -136,7 +136,7 @@ def test_the_guard_normalises_frames_as_the_loaded_model_says(cache_dir, monkeyp
     model = default_model_path()
     guard = Guard('packaged', (64, 96), lambda: create_backend('onnxruntime', model,
                                                                precision='fp32', threads=1),
-                  None, features_from([]))
+                  features_from([]))
     label_set = guard.batches() and guard.reference.label_set
     assert label_set.name == 'camvid' and tuple(label_set.mean) != (0.485, 0.456, 0.406)
     frame = sample_images(None, 1)[0]

@@ -165,20 +165,15 @@ class Guard:
         model_id: Digest of the model's content (part of the verdict key).
         size: Network size ``(H, W)`` the frames are run at.
         reference: Makes the fp32 backend (called at most once, when a verdict is not cached).
-        mean_std: RGB normalisation of the model's label set; ``None``: the fp32 backend's
-            label set's once it is made (a checkpoint names its label set only when loaded),
-            ImageNet's when it has none.
         features: CPU features (part of the verdict key).
         frames: BGR uint8 images (default: :data:`GUARD_FRAMES` packaged demo frames).
     """
 
     def __init__(self, model_id: str, size: Tuple[int, int], reference: Callable[[], Any],
-                 mean_std: Optional[Tuple[Sequence[float], Sequence[float]]],
                  features: CpuFeatures, frames: Optional[Sequence[np.ndarray]] = None) -> None:
         from ...export.cache import ArtifactCache
         self.model_id, self.size, self.features = model_id, tuple(size), features
         self._make_reference = reference
-        self._mean_std = mean_std
         self._frames = frames
         self._batches: Optional[List[np.ndarray]] = None
         self._expected: Optional[List[np.ndarray]] = None
@@ -194,12 +189,14 @@ class Guard:
             from ...preprocess import preprocess
             frames = self._frames if self._frames is not None else \
                 sample_images(None, GUARD_FRAMES)
-            mean, std = self._mean_std or self._reference_mean_std()
+            mean, std = self._reference_mean_std()
             self._batches = [preprocess([f], mean, std, bgr=True, input_size=self.size)[0]
                              for f in frames]
         return self._batches
 
     def _reference_mean_std(self) -> Tuple[Sequence[float], Sequence[float]]:
+        """The fp32 backend's normalisation (a checkpoint names its label set only when
+        loaded); ImageNet's when it has no label set."""
         from ...labels import IMAGENET_MEAN, IMAGENET_STD
         if self.reference is None:
             self.reference = self._make_reference()

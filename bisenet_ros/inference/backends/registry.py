@@ -312,10 +312,9 @@ def _guard(model: Any, name: str, device: str, threads: Optional[int],
            input_size: Optional[Size], options: Dict[str, Any], features: Any,
            frames: Any) -> Guard:
     from ...export.cache import model_digest
-    # normalised as the fp32 backend's label set says (a checkpoint's is known once loaded)
     return Guard(model_digest(model), input_size or GUARD_SIZE,
                  lambda: _create(name, model, device, 'fp32', threads, input_size, options),
-                 None, features, frames)
+                 features, frames)
 
 
 def _cuda_bf16() -> bool:

@@ -10,14 +10,16 @@ For each scenario (``vga``: one 640x480 camera, ``hd``: one 1280x720 camera, ``t
 colour mask and overlay are subscribed (raw: this process never deserializes them). Printed:
 
 - ``in-process``: frames/s of ``Segmenter.segment`` on the same frames with the node's
-  settings (labels only, one frame at a time, this process, node idle), measured before and
+  settings (labels only, this process, node idle), the best of one stream (one frame at a time)
+  and the node's inference streams (as many threads calling at once), measured before and
   after each node run (the machine's speed drifts under load: each ratio divides by the mean
   of the two measurements around it);
 - ``node``: masks/s received per camera over ``--duration`` s after a warm-up, ``--repeat``
   times;
 - ``ratio``: node masks/s / min(rate, in-process FPS / cameras), the median over the repeats
   (each run's in brackets): the issue's goal is >= 0.95;
-- the node's own per-stage times (ms per frame, from ``/diagnostics``);
+- the node's own per-stage times (ms per frame, from ``/diagnostics``) and ``input_age``, the
+  mean age of a frame when its outputs went out (node clock minus header stamp: latency);
 - the CPU this process used meanwhile (publishing the camera, receiving the outputs), which
   the node shares the machine with and the in-process figure does not.
 
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Dict, List
 
@@ -52,28 +55,56 @@ def parse_value(text: str) -> Any:
 
 
 def in_process_fps(params: Dict[str, Any], size, frames: int) -> Dict[str, Any]:
-    """Median frames/s of Segmenter.segment (labels only) with the node's model settings."""
+    """Frames/s of Segmenter.segment (labels only) with the node's model settings: the best of
+    one stream (median of one-at-a-time calls) and the node's streams (frames over wall time,
+    as many threads calling at once); ``by_streams`` has each."""
     from bisenet_ros.inference import Segmenter
     from bisenet_ros.ros.params import NodeParams
     from ros_harness import pattern_image
     p = NodeParams.from_values(params)
-    seg = Segmenter(p.model_path, backend=p.backend, device=p.device, precision=p.precision,
-                    input_size=p.model_input_size, threads=p.threads or None,
-                    label_set=p.label_set or None)
-    try:
-        images = [pattern_image(size[0], size[1], seed=i) for i in range(4)]
-        for image in images:
-            seg.segment(image)
+    images = [pattern_image(size[0], size[1], seed=i) for i in range(4)]
+    by_streams: Dict[int, float] = {}
+    result: Dict[str, Any] = {}
+    for streams in dict.fromkeys([1, p.inference_streams or 'auto']):
+        seg = Segmenter(p.model_path, backend=p.backend, device=p.device,
+                        precision=p.precision, input_size=p.model_input_size,
+                        threads=p.threads or None, label_set=p.label_set or None,
+                        streams=streams)
+        try:
+            if seg.streams in by_streams:
+                continue
+            for image in images:
+                seg.segment(image)
+            by_streams[seg.streams] = _throughput(seg, images, frames)
+            chosen = getattr(seg, 'choice', None)
+            result.update(backend=seg.backend_name,
+                          choice=str(chosen) if chosen is not None else '')
+        finally:
+            seg.close()
+    return dict(result, fps=max(by_streams.values()), by_streams=by_streams)
+
+
+def _throughput(seg: Any, images: List[Any], frames: int) -> float:
+    """Frames/s of ``seg.streams`` threads segmenting ``frames`` frames in all."""
+    if seg.streams == 1:
         times = []
         for i in range(frames):
             t0 = time.perf_counter()
             seg.segment(images[i % len(images)])
             times.append(time.perf_counter() - t0)
-        chosen = getattr(seg, 'choice', None)
-        return {'fps': 1.0 / statistics.median(times), 'backend': seg.backend_name,
-                'choice': str(chosen) if chosen is not None else ''}
-    finally:
-        seg.close()
+        return 1.0 / statistics.median(times)
+    share = max(1, frames // seg.streams)
+
+    def work(offset: int) -> None:
+        for i in range(share):
+            seg.segment(images[(offset + i) % len(images)])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(seg.streams)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return share * seg.streams / (time.perf_counter() - t0)
 
 
 def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
@@ -147,7 +178,8 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
                  for t in received}
         per_stage = {}
         for camera, reports in stages.items():
-            keys = [k for k in reports[-1] if k.endswith('_ms') and 'age' not in k]
+            keys = [k for k in reports[-1] if k.endswith('_ms')
+                    and k not in ('input_age_max_ms', 'input_age_min_ms')]
             per_stage[camera] = {k[:-3]: statistics.median(float(r[k]) for r in reports
                                                            if r.get(k))
                                  for k in keys if any(r.get(k) for r in reports)}
@@ -209,8 +241,11 @@ def main() -> int:
         size = '+'.join(f'{w}x{h}' for h, w in sizes)
         fps = statistics.median(i['fps'] for i in inproc)
         each = ' '.join(f'{i["fps"]:.1f}' for i in inproc)
+        streams = ', '.join(
+            f'{k} stream(s) {statistics.median(i["by_streams"][k] for i in inproc):.1f}'
+            for k in inproc[0]['by_streams'])
         print(f'{name:8s} {size:>15s}: in-process {fps:.1f} FPS ({inproc[0]["backend"]}; '
-              f'{each}), node '
+              f'{streams}; best each time {each}), node '
               f'{" / ".join(f"{r:.1f}" for r in per_camera)} masks/s per camera, target '
               f'{target:.1f}, ratio {ratio:.2f} (runs: '
               f'{" ".join(format(r[0], ".2f") for r in runs)})')

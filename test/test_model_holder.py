@@ -233,6 +233,7 @@ class _Built:
         from bisenet_ros.inference.backends.auto_precision import PrecisionChoice
         self.label_set, self.backend_name, self.input_size = load_label_set('camvid'), 'x', None
         self.choice = PrecisionChoice('x', 'fp32', 'a stand-in of this test')
+        self.streams = 1
 
     def close(self):
         self.closed.set()
@@ -289,3 +290,38 @@ def _wait(predicate, timeout=60.0):
             return True
         time.sleep(0.01)
     return predicate()
+
+
+def test_inference_streams_share_the_model_and_a_swap_waits_for_them():
+    """Two inference streams hold the serving model at once; a reload's swap waits until both
+    released it, and a call that starts while the swap waits waits behind it."""
+    from rclpy.logging import get_logger
+    from bisenet_ros.ros.model_holder import ModelHolder
+    built, started = {}, set()
+    holder = ModelHolder(get_logger('test_model_holder'), build=_gated_build({}, built, started))
+    assert holder.load(_holder_params('/first.pt')) is None
+    held = []
+    streams = [threading.Thread(target=lambda: held.append(holder.acquire())) for _ in range(2)]
+    for thread in streams:
+        thread.start()
+    for thread in streams:
+        thread.join(10.0)
+    assert len(held) == 2 and all(s is held[0] for s in held)  # both at once, neither waited
+    holder.request(_holder_params('/second.pt'))
+    assert _wait(lambda: '/second.pt' in built)
+    late = []
+    caller = threading.Thread(target=lambda: late.append(holder.acquire()))
+    time.sleep(0.3)  # the loader is at the swap now, waiting for the two streams
+    caller.start()
+    caller.join(0.3)
+    assert holder.serving.model_path == '/first.pt' and not late
+    holder.release()
+    time.sleep(0.2)
+    assert holder.serving.model_path == '/first.pt'  # one stream still holds it
+    holder.release()
+    assert _wait(lambda: holder.serving.model_path == '/second.pt')
+    caller.join(10.0)
+    assert late and late[0] is not held[0]  # it got the new model, after the swap
+    holder.release()
+    assert _wait(lambda: built['/first.pt'].closed.is_set())
+    holder.close()

@@ -67,6 +67,48 @@ def test_threads_do_not_touch_the_process(reference_model):
     assert torch.get_num_threads() == before
 
 
+def test_streams_run_calls_side_by_side_with_the_outputs_of_one_stream(reference_model):
+    import threading
+    frames = [np.random.default_rng(i).normal(size=(1, 3, 64, 96)).astype(np.float32)
+              for i in range(4)]
+    with OpenVINOBackend(reference_model, input_size=(64, 96), threads=1) as one:
+        alone = [one.infer(x, ('labels', 'confidence')) for x in frames]
+    with OpenVINOBackend(reference_model, input_size=(64, 96), threads=2, streams=2) as two:
+        assert two.streams == 2 and two.describe().endswith(', 2 streams')
+        together = {}
+        start = threading.Barrier(2)
+
+        def caller(k):
+            start.wait()
+            for i in range(k, 4 * 5, 2):  # each frame 5 times, two callers at once
+                together.setdefault(i % 4, []).append(two.infer(frames[i % 4],
+                                                                ('labels', 'confidence')))
+        callers = [threading.Thread(target=caller, args=(k,)) for k in range(2)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join()
+        compiled = [entry[0] for _, entry in two._compiled.items()]
+    assert int(compiled[0].get_property('NUM_STREAMS')) == 2
+    assert sorted(together) == [0, 1, 2, 3] and all(len(v) == 5 for v in together.values())
+    for i, outputs in together.items():
+        for out in outputs:
+            np.testing.assert_array_equal(out['labels'], alone[i]['labels'])
+            np.testing.assert_allclose(out['confidence'], alone[i]['confidence'], atol=1e-5)
+
+
+def test_streams_auto_follows_the_physical_cores_and_bad_values_fail(reference_model):
+    from bisenet_ros.cpu_features import physical_cores
+    with OpenVINOBackend(reference_model, input_size=(64, 96), streams='auto') as ov:
+        assert ov.streams == (2 if physical_cores() >= 2 else 1)
+    with OpenVINOBackend(reference_model, input_size=(64, 96)) as ov:
+        assert ov.streams == 1
+    for bad in (0, -1, 'two', 1.5, True):
+        with pytest.raises(ValueError, match=f"streams must be 'auto' or an integer >= 1, got "
+                                             f'{bad!r}'):
+            OpenVINOBackend(reference_model, input_size=(64, 96), streams=bad)
+
+
 @pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2,
                     reason='thread affinity needs Linux and two CPUs')
 def test_inference_threads_are_not_pinned_to_cores():

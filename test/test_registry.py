@@ -59,6 +59,19 @@ def test_auto_logs_what_it_picked_and_why(reference_fixture, caplog):
     assert f'backend auto -> {backend.name} (first usable of' in caplog.text
 
 
+def test_streams_need_a_backend_that_runs_them(reference_fixture):
+    model = str(reference_fixture / 'city19_seed0.pth')
+    with pytest.raises(ValueError, match='streams 2: the torch backend runs one inference call '
+                                         'at a time; streams need openvino'):
+        create_backend('torch', model, precision='fp32', streams=2)
+    with create_backend('torch', model, precision='fp32', streams='auto') as backend:
+        assert backend.streams == 1  # auto: what pays off, one call at a time here
+    for bad in (0, 9, '2', True):
+        with pytest.raises(ValueError, match=r"streams must be 'auto' or an integer in \[1, 8\], "
+                                             f'got {bad!r}'):
+            create_backend('openvino', model, precision='fp32', streams=bad)
+
+
 def test_unknown_names_fail_clearly():
     with pytest.raises(ValueError, match='unknown backend'):
         create_backend('tflite', 'm.pt')

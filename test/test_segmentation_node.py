@@ -80,9 +80,10 @@ def diagnostics(probe, after=None, timeout=10.0):
 
 
 #: Counters of a camera whose changes add up: received = published + dropped + rejected +
-#: skipped (no subscriber), once no frame waits in the node.
+#: superseded (another stream's newer frame went out first) + skipped (no subscriber), once no
+#: frame waits in the node.
 ACCOUNTS = ('frames_received', 'frames_published', 'frames_dropped', 'frames_rejected',
-            'frames_skipped_no_subscribers')
+            'frames_superseded', 'frames_skipped_no_subscribers')
 
 
 def camera_counter(status, key):

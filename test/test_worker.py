@@ -256,3 +256,64 @@ def test_a_failed_batch_is_retried_frame_by_frame(holder):
     assert faults.calls == [(2, 3, H, W), (1, 3, H, W), (1, 3, H, W)]
     assert [s.rejected for s in stats] == [0, 0]
     assert worker.counters['frames_segmented'] == 2
+
+
+@pytest.fixture(scope='module')
+def two_streams(tmp_path_factory):
+    """A holder serving the random model on OpenVINO with two inference streams."""
+    pytest.importorskip('openvino', reason='openvino is not installed')
+    model = write_random_checkpoint(tmp_path_factory.mktemp('streams') / 'random.pt')
+    params = NodeParams.from_values({'model_path': str(model), 'backend': 'openvino',
+                                     'precision': 'fp32', 'threads': 2,
+                                     'inference_streams': 2})
+    holder = ModelHolder(get_logger('test_worker'))
+    assert holder.load(params) is None
+    yield holder, params
+    holder.close()
+
+
+class OverlappingCalls:
+    """Around the serving model's real backend: the first call waits (up to 60 s) until the
+    camera published frame 2 before it runs, so the two calls overlap and the first frame's
+    outputs come last."""
+
+    def __init__(self, holder, camera):
+        self.holder, self.camera, self.overlapped = holder, camera, None
+        self.calls = 0
+
+    def __enter__(self):
+        backend = self.holder.acquire().segmenter.backend
+        self.holder.release()
+        real, self.backend = backend.infer, backend
+
+        def infer(batch, outputs=('logits',)):
+            self.calls += 1
+            if self.calls == 1:
+                self.overlapped = wait_until(lambda: 2 in self.camera.published)
+            return real(batch, outputs)
+        backend.infer = infer
+        return self
+
+    def __exit__(self, *exc):
+        del self.backend.infer
+
+
+def test_two_streams_infer_two_frames_at_once_and_outputs_keep_arrival_order(two_streams):
+    holder, params = two_streams
+    camera = RecordingCamera()
+    with OverlappingCalls(holder, camera) as calls:
+        worker, slots, stats = run_worker(holder, params, camera)
+        try:
+            slots.put(0, frame(pattern_image(H, W, seed=1), 'bgr8', 1))
+            assert camera.taken.setdefault(1, threading.Event()).wait(60.0)
+            slots.put(0, frame(pattern_image(H, W, seed=2), 'bgr8', 2))
+            assert wait_until(lambda: stats[0].published + stats[0].superseded == 2), \
+                camera.events
+        finally:
+            worker.stop()
+    # With one stream frame 2 is taken only after frame 1's call returned, which waits for
+    # frame 2's outputs: the wait times out and overlapped is False.
+    assert calls.overlapped is True, camera.events
+    # Frame 2's outputs went out first; frame 1's, older, are not published after them.
+    assert sorted(camera.published) == [2] and stats[0].superseded == 1
+    assert worker.counters['frames_segmented'] == 2 and worker.counters['inference_calls'] == 2

@@ -110,6 +110,10 @@ class Segmenter:
             point, not here.
         agreement_bound: ``precision='auto'``: least fraction of labels equal to fp32's
             (default :data:`~bisenet_ros.inference.backends.DEFAULT_BOUND`).
+        streams: Calls that may run at once from as many threads (:attr:`streams`): ``None``
+            (one at a time, the lowest latency per call), ``'auto'`` (what pays off for
+            callers that run side by side, e.g. two on a CPU with OpenVINO) or an integer
+            (openvino).
         backend_options: Extra keyword options for the backend (``calibration_images`` for
             int8, ``guard_frames`` for ``auto``'s agreement check, ...).
 
@@ -122,7 +126,7 @@ class Segmenter:
                  input_size: Optional[Sequence[int]] = None, device: str = 'cpu',
                  precision: str = 'auto', label_set: Union[str, LabelSet, None] = None,
                  threads: Optional[int] = None, agreement_bound: float = DEFAULT_BOUND,
-                 **backend_options: Any) -> None:
+                 streams: Union[int, str, None] = None, **backend_options: Any) -> None:
         size = check_size(input_size)
         problem = threads_problem(threads) or (size and work_problem(*size))
         if problem:
@@ -136,7 +140,8 @@ class Segmenter:
             backend_options.setdefault('label_set', requested)
         self._backend: Optional[Backend] = create_backend(
             backend, model_or_path, device=device, precision=precision, threads=threads,
-            input_size=size, agreement_bound=agreement_bound, **backend_options)
+            input_size=size, agreement_bound=agreement_bound, streams=streams,
+            **backend_options)
         be = self._backend
         self.choice: PrecisionChoice = be.choice or PrecisionChoice(
             be.name, be.precision, 'backend made directly')
@@ -172,6 +177,12 @@ class Segmenter:
     @property
     def backend(self) -> Backend:
         return self._require()
+
+    @property
+    def streams(self) -> int:
+        """How many :meth:`segment_groups` calls run at once when made from as many threads
+        (the backend's streams); 1: one at a time."""
+        return self._require().streams
 
     @property
     def input_size(self) -> Optional[Tuple[int, int]]:

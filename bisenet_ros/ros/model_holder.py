@@ -18,11 +18,12 @@ when it ends, even when a later :meth:`load` (``configure``) opened the holder a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ..resources import default_model_path
 from .node_stats import ERROR, OK, WARN
@@ -104,7 +105,8 @@ def build_segmenter(p: NodeParams) -> Tuple[Optional[ServingModel], Optional[str
         segmenter = Segmenter(p.model_path, backend=p.backend,
                               input_size=p.model_input_size, device=p.device,
                               precision=p.precision, label_set=p.label_set or None,
-                              threads=p.threads or None, agreement_bound=p.auto_agreement)
+                              threads=p.threads or None, agreement_bound=p.auto_agreement,
+                              streams=p.inference_streams or 'auto')
         check_candidate(segmenter)  # layout, classes vs label set, a test run
         groups = None
         if p.class_groups:
@@ -116,6 +118,44 @@ def build_segmenter(p: NodeParams) -> Tuple[Optional[ServingModel], Optional[str
         return None, (f"cannot load model '{p.model_path}' (backend {p.backend}, device "
                       f'{p.device}): {type(exc).__name__}: {exc}')
     return ServingModel(segmenter, groups), None
+
+
+class SwapLock:
+    """Any number of inference calls at once, or one model swap: a swap waits for the calls in
+    progress and holds off new ones while it waits."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls = 0
+        self._waiting = 0  # swaps waiting for the calls to end
+        self._swapping = False
+
+    def acquire_shared(self) -> None:
+        with self._cond:
+            while self._waiting or self._swapping:
+                self._cond.wait()
+            self._calls += 1
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._calls -= 1
+            if not self._calls:
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._calls or self._swapping:
+                self._cond.wait()
+            self._waiting -= 1
+            self._swapping = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._swapping = False
+                self._cond.notify_all()
 
 
 class ModelHolder:
@@ -130,7 +170,7 @@ class ModelHolder:
         self._build = build or build_segmenter
         self._on_reloaded = on_reloaded
         self._on_swapped = on_swapped
-        self._infer_lock = threading.Lock()
+        self._infer_lock = SwapLock()
         self._serving: Optional[ServingModel] = None
         self._params: Optional[NodeParams] = None
         #: Why no model is serving (None while one is).
@@ -229,7 +269,7 @@ class ModelHolder:
                 self.error = error
             self._logger.error(error)
             return error
-        with self._infer_lock:
+        with self._infer_lock.exclusive():
             from ..inference.threads import set_torch_threads
             set_torch_threads(p.threads)  # the node owns its process: torch's pool is ours
             old, self._serving, self._params = self._serving, serving, p
@@ -241,7 +281,8 @@ class ModelHolder:
         self._logger.info(f'model {p.model_path}: backend {seg.backend_name}, label set '
                           f'{ls.name} ({ls.num_classes} classes)'
                           + (f', class groups {p.class_groups}' if p.class_groups else '')
-                          + f'; precision {p.precision} -> {seg.choice.summary()}')
+                          + f'; precision {p.precision} -> {seg.choice.summary()}; '
+                          f'{seg.streams} inference stream(s)')
         if self._on_swapped is not None:
             try:
                 self._on_swapped()
@@ -251,14 +292,15 @@ class ModelHolder:
 
     # Serving ---------------------------------------------------------------------------------
     def acquire(self) -> Optional[ServingModel]:
-        """The serving model (or None), locked against swaps until :meth:`release`."""
-        self._infer_lock.acquire()
+        """The serving model (or None), locked against swaps until :meth:`release`; several
+        threads may hold it at once (one per inference stream)."""
+        self._infer_lock.acquire_shared()
         if self._serving is None:
-            self._infer_lock.release()
+            self._infer_lock.release_shared()
         return self._serving
 
     def release(self) -> None:
-        self._infer_lock.release()
+        self._infer_lock.release_shared()
 
     @property
     def serving(self) -> Optional[NodeParams]:
@@ -313,7 +355,8 @@ class ModelHolder:
                   ('precision_passed_over', '; '.join(f'{c}: {w}'
                                                       for c, w in choice.passed_over)),
                   ('label_set', ls.name), ('num_classes', str(ls.num_classes)),
-                  ('input_size', 'native' if size is None else f'{size[0]}x{size[1]}')]
+                  ('input_size', 'native' if size is None else f'{size[0]}x{size[1]}'),
+                  ('inference_streams', str(seg.streams))]
         values += reload_values
         if self.reload_error:
             return WARN, f'model reload failed: {self.reload_error}{reloading}', \
@@ -328,7 +371,7 @@ class ModelHolder:
             self._generation += 1
             self._pending = None
             self._cond.notify_all()
-        with self._infer_lock:
+        with self._infer_lock.exclusive():
             if self._serving is not None:
                 self._serving.close()
                 self._serving = None

@@ -46,6 +46,7 @@ class CameraStats:
         self.rejected = 0
         self.skipped_no_subscribers = 0
         self.dropped_no_model = 0
+        self.superseded = 0
         self.last_reject_reason = ''
         self.last_input_time: Optional[float] = None
 
@@ -75,6 +76,11 @@ class CameraStats:
         """Dropped because no model is serving."""
         with self._lock:
             self.dropped_no_model += 1
+
+    def frame_superseded(self) -> None:
+        """Segmented, not published: a newer frame's outputs went out first."""
+        with self._lock:
+            self.superseded += 1
 
     def frame_skipped(self) -> None:
         """Processed nothing because no output has a subscriber."""
@@ -111,6 +117,7 @@ class CameraStats:
                    ('frames_received', str(received_total)), ('frames_published', str(published)),
                    ('frames_dropped', str(dropped_total + self.dropped_no_model)),
                    ('frames_rejected', str(rejected)),
+                   ('frames_superseded', str(self.superseded)),
                    ('frames_skipped_no_subscribers', str(self.skipped_no_subscribers))]
         idle = now - self.last_input_time if self.last_input_time is not None else None
         level, message = OK, 'segmenting'

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from ..inference.backends import BACKENDS, PRECISION_CHOICES, PRECISIONS
+from ..inference.backends import BACKENDS, MAX_STREAMS, PRECISION_CHOICES, PRECISIONS
 from ..limits import (DECODER_MAX_PIXELS, DEFAULT_MAX_INPUT_PIXELS, LimitError, parse_yaml,
                       shorten, threads_problem, work_problem)
 from ..resources import default_model_path
@@ -176,6 +176,11 @@ SPECS: Tuple[ParamSpec, ...] = (
               check=_check_input_size),
     ParamSpec('threads', 0, 'CPU threads for inference, at most the CPUs the process may use; '
               '0: the runtime default.', 'reload', range=(0, 256), check=_check_threads),
+    ParamSpec('inference_streams', 0, 'Frames inferred at once, each on its share of the CPU '
+              'threads (OpenVINO streams); 0: auto (2 with OpenVINO on a CPU of 2+ cores, '
+              'else 1). More streams: more masks/s on a busy CPU, each mask later (one '
+              "stream's inference time); 1: the lowest latency.", 'reload',
+              range=(0, MAX_STREAMS)),
     ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest input image (width x '
               'height) segmented; larger frames are refused before decoding (size read from '
               'the jpeg/png header or the Image fields) and counted as rejected.',
@@ -314,6 +319,7 @@ class NodeParams:
     auto_agreement: float
     input_size: Tuple[int, ...]
     threads: int
+    inference_streams: int
     max_input_pixels: int
     image_topics: Tuple[str, ...]
     compressed: bool

@@ -1,16 +1,23 @@
 """The segmentation worker: newest frames in, masks out, as a two-stage pipeline.
 
-Stage 1, thread ``segmentation_infer``: takes the frames :class:`~.frame_slots.LatestFrameSlots`
-holds (latest frame wins), deserializes and decodes them into
-:class:`~bisenet_ros.images.ColorImage` values (checked once, there), and hands them to
+Stage 1, threads ``segmentation_infer_<i>`` (one per inference stream of the serving model,
+:attr:`Segmenter.streams <bisenet_ros.inference.Segmenter.streams>`): each takes the frames
+:class:`~.frame_slots.LatestFrameSlots` holds (latest frame wins), deserializes and decodes them
+into :class:`~bisenet_ros.images.ColorImage` values (checked once, there), and hands them to
 :meth:`Segmenter.segment_groups <bisenet_ros.inference.Segmenter.segment_groups>`, which runs one
-inference call per network size and channel order, smallest first (the labels, plus confidence
-for the frames whose outputs need it). Each call's results go to stage 2 as soon as it returns
-(cameras isolated: large frames never delay smaller ones taken with them); a failed call of
-several frames is retried frame by frame, and a frame that still fails is counted as rejected
-while the other calls go on. Stage 2, thread ``segmentation_publish``: renders what has
-subscribers (colour mask, overlay, confidence images, the Nav2 cloud), serializes and publishes
-it with the input's header, and records the per-stage times.
+inference call per network size and channel order, smallest first (the labels, plus confidence for
+the frames whose outputs need it). Each call's results go to stage 2 as soon as it returns (cameras
+isolated: large frames never delay smaller ones taken with them); a failed call of several frames
+is retried frame by frame, and a frame that still fails is counted as rejected while the other
+calls go on. Stage 2, thread ``segmentation_publish``: renders what has subscribers (colour mask,
+overlay, confidence images, the Nav2 cloud), serializes and publishes it with the input's header,
+and records the per-stage times.
+
+With several streams, several frames are inferred at once, their starts spread evenly over an
+inference call's duration (a stream starts no sooner than ``1/streams`` of the last call's
+duration after the previous start, so the masks come evenly spaced rather than in bunches of
+frames taken together). A frame whose outputs would go out after a newer frame's of the same
+camera is not published (counted as superseded): outputs leave in the order frames arrived.
 
 The two stages overlap: frame N is rendered and published while frame N+1 is inferred (numpy,
 OpenCV, DDS and the inference runtimes release the GIL), so the node's own work no longer adds to
@@ -97,35 +104,100 @@ class SegmentationWorker:
         self._smoothers = CameraSmoothers()
         self._handoff: 'queue.Queue[InferredCall]' = queue.Queue(maxsize=1)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._infer_loop, name='segmentation_infer',
-                                          daemon=True),
-                         threading.Thread(target=self._publish_loop,
+        self._lock = threading.Lock()  # counters, smoothers, the last frame published
+        self._turn = threading.Condition()  # when a stream may take frames (see _take)
+        self._streams = 1  # of the model that served last
+        self._taking = False
+        self._busy = 0  # calls in progress
+        self._last_start = 0.0
+        self._call_s = 0.0  # recent seconds per call (moving average)
+        self._published_arrival: Dict[int, float] = {}  # camera -> arrival of its last output
+        self._threads = [threading.Thread(target=self._publish_loop,
                                           name='segmentation_publish', daemon=True)]
+        self._add_stream()
+
+    def _add_stream(self) -> threading.Thread:
+        index = len(self._threads) - 1
+        thread = threading.Thread(target=self._infer_loop, args=(index,),
+                                  name=f'segmentation_infer_{index}', daemon=True)
+        self._threads.append(thread)
+        return thread
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop both stages; waits up to ``timeout`` s for the frame in progress."""
+        """Stop both stages; waits up to ``timeout`` s for the frames in progress."""
         self._stop.set()
         self.slots.close()
+        with self._turn:
+            self._turn.notify_all()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
 
     # Stage 1 ---------------------------------------------------------------------------------
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, index: int) -> None:
         while not self._stop.is_set():
-            frames = self.slots.take(timeout=POLL_S, batch_wait=self._params().batch_wait)
+            if index >= self._streams:  # the serving model runs fewer streams
+                self._stop.wait(POLL_S)
+                continue
+            frames = self._take()
             if not frames:
                 continue
+            started = time.perf_counter()
             try:
                 self._infer(frames, self._params())  # as of now: may have changed meanwhile
             except Exception as exc:  # never let one batch stop the node
                 if not self._running():  # SIGINT/SIGTERM arrived mid-frame: stop quietly
                     break
                 self._fail([f.camera for f in frames], exc)
+            finally:
+                self._call_done(time.perf_counter() - started)
+
+    def _take(self) -> List[Frame]:
+        """This stream's next frames (latest frame wins), or ``[]`` after :data:`POLL_S`.
+
+        One stream takes at a time, and while another call runs, no sooner than
+        ``1/streams`` of a call's duration after the last start."""
+        with self._turn:
+            while not self._stop.is_set():
+                wait = 0.0
+                if self._taking:
+                    wait = POLL_S
+                elif self._busy:
+                    wait = self._last_start + self._call_s / self._streams - time.monotonic()
+                if wait <= 0.0:
+                    self._taking = True
+                    break
+                self._turn.wait(min(wait, POLL_S))
+            else:
+                return []
+        frames: List[Frame] = []
+        try:
+            frames = self.slots.take(timeout=POLL_S, batch_wait=self._params().batch_wait)
+        finally:
+            with self._turn:
+                self._taking = False
+                if frames:
+                    self._busy += 1
+                    self._last_start = time.monotonic()
+                self._turn.notify_all()
+        return frames
+
+    def _call_done(self, seconds: float) -> None:
+        with self._turn:
+            self._busy -= 1
+            self._call_s = seconds if not self._call_s else 0.7 * self._call_s + 0.3 * seconds
+            self._turn.notify_all()
+
+    def _serve_streams(self, streams: int) -> None:
+        """Run ``streams`` stage-1 threads from now on (started as needed, idle beyond)."""
+        with self._turn:
+            self._streams = max(1, streams)
+            while len(self._threads) - 1 < self._streams and not self._stop.is_set():
+                self._add_stream().start()
 
     def _infer(self, frames: List[Frame], p: NodeParams) -> None:
         switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
@@ -141,6 +213,8 @@ class SegmentationWorker:
                 self.stats[item.camera].frame_dropped()
             return
         try:
+            if serving.segmenter.streams != self._streams:
+                self._serve_streams(serving.segmenter.streams)
             palette = self._palette(serving.segmenter.label_set)
             t0 = time.perf_counter()
             for group, pairs in self._segment(serving, work, p):  # smallest size first
@@ -216,16 +290,21 @@ class SegmentationWorker:
 
     def _count(self, frames: int) -> None:
         """Count one inference call of ``frames`` frames for ``/diagnostics``."""
-        self.counters['inference_calls'] += 1
-        self.counters['frames_segmented'] += frames
-        self.counters['largest_batch'] = max(self.counters['largest_batch'], frames)
+        with self._lock:
+            self.counters['inference_calls'] += 1
+            self.counters['frames_segmented'] += frames
+            self.counters['largest_batch'] = max(self.counters['largest_batch'], frames)
 
     def _smoother(self, item: WorkItem) -> Callable[[np.ndarray], np.ndarray]:
         """``item``'s camera's moving average, as the Segmenter's per-image hook."""
         header = item.header
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        return lambda logits: self._smoothers.update(
-            str(item.camera), logits, stamp, str(header.frame_id), logits=True)
+
+        def smooth(logits: np.ndarray) -> np.ndarray:
+            with self._lock:  # streams finish in any order; one update at a time
+                return self._smoothers.update(str(item.camera), logits, stamp,
+                                              str(header.frame_id), logits=True)
+        return smooth
 
     def _hand_over(self, call: InferredCall) -> None:
         """Give ``call`` to stage 2, waiting while it still publishes the previous one."""
@@ -259,8 +338,15 @@ class SegmentationWorker:
                     self._fail([item.camera], exc)
 
     def _publish(self, item: WorkItem, result: Any, call: InferredCall) -> None:
-        """Render ``item``'s wanted outputs, then publish them with its header."""
+        """Render ``item``'s wanted outputs, then publish them with its header (not when a
+        newer frame of its camera went out first: another stream finished earlier)."""
         p, outputs = call.params, item.outputs
+        arrived = item.frame.received
+        with self._lock:
+            if arrived < self._published_arrival.get(item.camera, float('-inf')):
+                self.stats[item.camera].frame_superseded()
+                return
+            self._published_arrival[item.camera] = arrived
         t0 = time.perf_counter()
         if outputs.color:
             result.color = colorize_labels(result.labels, call.palette)

@@ -6,8 +6,10 @@ The registry (:mod:`.registry`) lists them; :func:`create_backend` builds one by
 
 from .base import Backend, BackendUnavailableError, OUTPUTS, PRECISIONS
 from .auto_precision import DEFAULT_BOUND, PrecisionChoice
-from .registry import BACKENDS, choose_backend, create_backend, PRECISION_CHOICES, REGISTRY
+from .registry import (BACKENDS, choose_backend, create_backend, MAX_STREAMS, PRECISION_CHOICES,
+                       REGISTRY)
 
 __all__ = ['Backend', 'BackendUnavailableError', 'BACKENDS', 'choose_backend', 'create_backend',
+           'MAX_STREAMS',
            'DEFAULT_BOUND', 'OUTPUTS', 'PRECISION_CHOICES', 'PRECISIONS', 'PrecisionChoice',
            'REGISTRY']

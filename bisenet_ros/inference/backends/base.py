@@ -118,6 +118,8 @@ class Backend(ABC):
         fixed_size: ``(H, W)`` the network requires, or ``None`` when any size works.
         max_batch: Largest batch one :meth:`infer` call takes, or ``None`` for any.
         available_outputs: What :meth:`infer` can return (all three when logits exist).
+        streams: :meth:`infer` calls that run at once, each on its share of the threads, when
+            made from as many threads (OpenVINO streams); 1: one call at a time.
     """
 
     name: str = ''
@@ -127,6 +129,7 @@ class Backend(ABC):
     fixed_size: Optional[Size] = None
     max_batch: Optional[int] = None
     available_outputs: Tuple[str, ...] = OUTPUTS
+    streams: int = 1
     #: What was chosen and why (:class:`.auto_precision.PrecisionChoice`, set by the registry).
     choice: Any = None
 
@@ -143,7 +146,8 @@ class Backend(ABC):
         fixed = self.fixed_size
         size = 'any size' if fixed is None else f'{fixed[0]}x{fixed[1]}'
         batch = 'any batch' if self.max_batch is None else f'batch <= {self.max_batch}'
-        return f'{self.name} on {self.device}, {self.precision}, {size}, {batch}'
+        streams = f', {self.streams} streams' if self.streams > 1 else ''
+        return f'{self.name} on {self.device}, {self.precision}, {size}, {batch}{streams}'
 
     def check_batch(self, batch: np.ndarray) -> None:
         """``ValueError`` unless ``batch`` is float32 NCHW with 3 channels within the limits."""

@@ -14,7 +14,7 @@ import importlib
 import inspect
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ...cpu_features import cpu_features
 from ..model_file import kind_of
@@ -89,6 +89,9 @@ REGISTRY: Dict[str, BackendEntry] = {e.name: e for e in (
 BACKENDS = ('auto',) + tuple(REGISTRY)
 #: Every precision ``create_backend`` takes: ``'auto'`` (the default) and :data:`PRECISIONS`.
 PRECISION_CHOICES = ('auto',) + PRECISIONS
+#: Backends that run several inference calls at once (``streams``), and the most streams.
+STREAMS_BACKENDS = ('openvino',)
+MAX_STREAMS = 8
 #: Model kinds whose file fixes the precision (``auto`` runs them as they are).
 FIXED_PRECISION_KINDS = ('engine', 'onnx-int8')
 
@@ -156,7 +159,8 @@ def choose_backend(model: Any, device: str, precision: str) -> Tuple[str, str]:
 def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
                    precision: str = 'auto', threads: Optional[int] = None,
                    input_size: Optional[Size] = None, agreement_bound: float = DEFAULT_BOUND,
-                   guard_frames: Any = None, **options: Any) -> Backend:
+                   guard_frames: Any = None, streams: Union[int, str, None] = None,
+                   **options: Any) -> Backend:
     """Build a backend by name, importing only its runtime.
 
     The backend's ``choice`` (:class:`.auto_precision.PrecisionChoice`) says what was chosen
@@ -175,10 +179,16 @@ def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
         agreement_bound: ``precision='auto'``: least label agreement with fp32 (0..1].
         guard_frames: ``precision='auto'``: BGR uint8 images the agreement is measured on
             (default: the packaged demo frames).
+        streams: Inference calls that may run at once from as many threads (``Backend.streams``):
+            ``None`` or 1: one at a time; ``'auto'``: what pays off for callers that run calls
+            side by side (OpenVINO on a CPU: 2 streams from 2 physical cores; other backends
+            1); an integer > 1 needs a backend that runs streams (openvino).
         options: Backend-specific keyword options.
     """
     if name != 'auto':
         check_name(name)
+    if streams is not None and check_streams(name, streams) != 1:
+        options['streams'] = streams
     if precision not in PRECISION_CHOICES:
         raise ValueError(f'unknown precision {precision!r}; expected one of {PRECISION_CHOICES}')
     if not 0.0 < agreement_bound <= 1.0:
@@ -193,12 +203,28 @@ def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
     return backend
 
 
+def check_streams(name: str, streams: Union[int, str]) -> Union[int, str]:
+    """``streams`` if backend ``name`` (or ``auto``) can run it, else ``ValueError`` naming
+    what was expected."""
+    if streams != 'auto' and (isinstance(streams, bool) or not isinstance(streams, int)
+                              or not 1 <= streams <= MAX_STREAMS):
+        raise ValueError(f"streams must be 'auto' or an integer in [1, {MAX_STREAMS}], got "
+                         f'{streams!r}')
+    if streams != 'auto' and name not in ('auto', *STREAMS_BACKENDS):
+        raise ValueError(f'streams {streams}: the {name} backend runs one inference call at a '
+                         f'time; streams need {" or ".join(STREAMS_BACKENDS)}')
+    return streams
+
+
 def _create(name: str, model: Any, device: str, precision: str, threads: Optional[int],
             input_size: Optional[Size], options: Dict[str, Any]) -> Backend:
     """An explicit precision: the backend ``name`` (or the ``auto`` backend rule)."""
     common = dict(device=device, precision=precision, threads=threads, input_size=input_size)
     if name != 'auto':
-        return REGISTRY[name].load()(model, **common, **options)
+        cls = REGISTRY[name].load()
+        if name not in STREAMS_BACKENDS:  # 'auto' streams: one at a time (check_streams)
+            options = {k: v for k, v in options.items() if k != 'streams'}
+        return cls(model, **common, **options)
     order, _ = candidates(model, device, precision)
     chosen, reason = choose_backend(model, device, precision)
     LOG.info('backend auto -> %s (%s)', chosen, reason)

@@ -152,16 +152,19 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
         mask_topics = [f'{p}/mask' for p in prefixes]
         period = 1.0 / args.rate
 
+        receiver = threading.Thread(target=executor.spin, daemon=True)  # outputs, diagnostics
+        receiver.start()
+
         def stream(seconds: float) -> None:
+            """Publish every camera at ``--rate``, paced by sleeping (as a driver would)."""
             start = time.monotonic()
             due = start
             while time.monotonic() - start < seconds:
-                executor.spin_once(timeout_sec=max(0.0, due - time.monotonic()))
-                if time.monotonic() >= due:
-                    for pub, msg in zip(pubs, msgs):
-                        msg.header.stamp = bench.get_clock().now().to_msg()
-                        pub.publish(msg)
-                    due += period
+                time.sleep(max(0.0, due - time.monotonic()))
+                for pub, msg in zip(pubs, msgs):
+                    msg.header.stamp = bench.get_clock().now().to_msg()
+                    pub.publish(msg)
+                due += period
         # Warm-up: until every camera's masks flow, then a few seconds more.
         while not all(received[t] for t in mask_topics):
             if time.monotonic() > deadline or not proc.alive():

@@ -20,7 +20,8 @@ the least recently used dropped first. Compiled models are cached by OpenVINO it
 and :meth:`OpenVINOBackend.infer` may be called from that many threads at once (each call gets an
 infer request of its own). A stream's threads never wait for one another across streams, so a
 CPU that other processes also use loses less: on 2 cores beside a load of a quarter of one core,
-two one-thread streams ran 14 % slower and one two-thread stream 22 % (docs/backends.md).
+two one-thread streams kept 84 % of their speed and one two-thread stream 75 % (docs/backends.md,
+``benchmarks/bench_streams_contention.py``).
 """
 
 from __future__ import annotations

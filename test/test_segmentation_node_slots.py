@@ -161,3 +161,21 @@ def test_the_rate_cap_runs_on_the_clock_it_is_given():
     slots.put(0, 'third')
     now[0] = 50.0  # the clock went back
     assert [f.msg for f in slots.take(timeout=5.0)] == ['third']
+
+
+def test_a_limited_take_prefers_cameras_with_no_frame_in_progress():
+    """Two inference streams, two cameras: each stream takes one camera, the one the other
+    stream is not working on, and a camera is free again once its frame is finished."""
+    slots = LatestFrameSlots(2)
+    for camera in (0, 1):
+        slots.put(camera, f'a{camera}')
+    first = slots.take(timeout=0.1, batch_wait=0.05, limit=1)  # no wait: the limit is met
+    assert [f.msg for f in first] == ['a0']
+    slots.put(0, 'b0')
+    second = slots.take(timeout=0.1, limit=1)
+    assert [f.msg for f in second] == ['a1']  # camera 0 is in progress, camera 1 is not
+    slots.put(1, 'b1')
+    slots.finished(first)
+    third = slots.take(timeout=0.1, limit=1)
+    assert [f.msg for f in third] == ['b0']  # camera 1 still in progress
+    assert [f.msg for f in slots.take(timeout=0.1)] == ['b1']  # no limit: every due camera

@@ -82,6 +82,7 @@ class LatestFrameSlots:
         self.dropped = [0] * cameras
         #: Frames handed to the worker per camera.
         self.taken = [0] * cameras
+        self._in_flight = [0] * cameras  # taken, not yet reported :meth:`finished`
 
     @property
     def cameras(self) -> int:
@@ -97,7 +98,8 @@ class LatestFrameSlots:
             self.received[camera] += 1
             self._cond.notify()
 
-    def take(self, timeout: Optional[float] = None, batch_wait: float = 0.0) -> List[Frame]:
+    def take(self, timeout: Optional[float] = None, batch_wait: float = 0.0,
+             limit: Optional[int] = None) -> List[Frame]:
         """Wait for frames that may be processed now and take them out of their slots.
 
         A camera that is not yet due under the rate cap keeps its slot (newer messages still
@@ -108,6 +110,10 @@ class LatestFrameSlots:
             batch_wait: Once one camera has a frame, wait up to this many seconds for the other
                 due cameras that are active (sent a frame within the last ``1 + 2 * batch_wait``
                 seconds), so that they share one inference call.
+            limit: At most this many frames (``None``: every due one): the cameras with fewer
+                frames in progress (taken, not yet :meth:`finished`) first, then those that
+                used less of the worker; with several inference streams each stream takes
+                its share of the cameras.
 
         Returns:
             The due frames in camera order; empty on timeout or after :meth:`close`.
@@ -124,7 +130,11 @@ class LatestFrameSlots:
                     if last is not None and rate_now < last:
                         self._last_taken[i], self._next_allowed[i] = None, rate_now
                 due = self._fair([i for i in waiting if rate_now >= self._next_allowed[i]])
-                if due and batch_wait > 0 and len(self._slots) > 1:
+                if limit is not None and len(due) > limit:
+                    due = sorted(sorted(due, key=lambda i: (self._in_flight[i], self._used[i],
+                                                            i))[:limit])
+                if due and batch_wait > 0 and len(self._slots) > 1 \
+                        and (limit is None or len(due) < limit):
                     batch_deadline = batch_deadline or now + batch_wait
                     missing = [i for i, f in enumerate(self._slots)
                                if f is None and rate_now >= self._next_allowed[i]
@@ -154,6 +164,7 @@ class LatestFrameSlots:
             frames.append(self._slots[i])
             self._slots[i] = None
             self.taken[i] += 1
+            self._in_flight[i] += 1
             self._last_taken[i] = now
             # Keeps the long-run rate at max_rate with jittery input while never letting two
             # frames of one camera come less than half a period apart.
@@ -183,6 +194,12 @@ class LatestFrameSlots:
             base = min(self._used[i] for i in active)
             self._used = [max(u - base, 0.0) for u in self._used]
             self._cond.notify_all()
+
+    def finished(self, frames: List[Frame]) -> None:
+        """The worker is done with ``frames`` (from one :meth:`take`), whatever came of them."""
+        with self._cond:
+            for frame in frames:
+                self._in_flight[frame.camera] = max(0, self._in_flight[frame.camera] - 1)
 
     def set_rate(self, max_rate: float) -> None:
         """Cap each camera at ``max_rate`` frames per second (0: no cap) from now on.

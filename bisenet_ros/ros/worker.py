@@ -16,7 +16,9 @@ and records the per-stage times.
 With several streams, several frames are inferred at once, their starts spread evenly over an
 inference call's duration (a stream starts no sooner than ``1/streams`` of the last call's
 duration after the previous start, so the masks come evenly spaced rather than in bunches of
-frames taken together). A frame whose outputs would go out after a newer frame's of the same
+frames taken together), and each stream takes its share of the cameras (at most
+``ceil(cameras / streams)`` frames, those of cameras no other stream is working on first). A
+frame whose outputs would go out after a newer frame's of the same
 camera is not published (counted as superseded): outputs leave in the order frames arrived.
 
 The two stages overlap: frame N is rendered and published while frame N+1 is inferred (numpy,
@@ -154,6 +156,7 @@ class SegmentationWorker:
                     break
                 self._fail([f.camera for f in frames], exc)
             finally:
+                self.slots.finished(frames)
                 self._call_done(time.perf_counter() - started)
 
     def _take(self) -> List[Frame]:
@@ -176,7 +179,9 @@ class SegmentationWorker:
                 return []
         frames: List[Frame] = []
         try:
-            frames = self.slots.take(timeout=POLL_S, batch_wait=self._params().batch_wait)
+            streams, cameras = self._streams, len(self.cameras)
+            frames = self.slots.take(timeout=POLL_S, batch_wait=self._params().batch_wait,
+                                     limit=-(-cameras // streams) if streams > 1 else None)
         finally:
             with self._turn:
                 self._taking = False

@@ -135,8 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'same model twice with two backends is allowed)')
     models.add_argument('--precision', action='append', default=[],
                         choices=PRECISION_CHOICES,
-                        help='one for all or one per model (an int8 .onnx from `bisenet export '
-                        '--int8` runs as int8 whatever is asked)')
+                        help="one for all or one per model (default: auto, the node's rule; an "
+                        'int8 .onnx from `bisenet export --int8` runs as int8 whatever is '
+                        'asked)')
     models.add_argument('--device', default=LiveOptions.device,
                         help='cpu, cuda[:i], gpu[:i] (OpenVINO GPU) or auto (default: cpu)')
     models.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
@@ -260,7 +261,7 @@ def _predictors(args: argparse.Namespace) -> Any:
     set_torch_threads(args.threads)
     paths = _models(args)
     backends = _per_model(args.backend, len(paths), 'auto', '--backend')
-    precisions = _per_model(args.precision, len(paths), 'fp32', '--precision')
+    precisions = _per_model(args.precision, len(paths), 'auto', '--precision')
     predictors, label_set = [], None
     for path, backend, precision in zip(paths, backends, precisions):
         seg = Segmenter(path, backend=backend, input_size=args.input_size, device=args.device,
@@ -270,9 +271,11 @@ def _predictors(args: argparse.Namespace) -> Any:
         elif seg.label_set.num_classes != label_set.num_classes:
             raise ValueError(f'{path} predicts {seg.label_set.num_classes} classes but '
                              f'{paths[0]} predicts {label_set.num_classes}')
+        chosen = seg.choice.precision  # what ran ('auto' resolved, as the node would)
         details = {'model': str(Path(path).resolve()), 'backend': seg.backend_name,
-                   'precision': precision, 'device': args.device}
-        name = f'{Path(path).name} [{seg.backend_name}, {precision}]'
+                   'precision': chosen, 'precision_requested': precision,
+                   'device': args.device}
+        name = f'{Path(path).name} [{seg.backend_name}, {chosen}]'
         if args.smoothing is None:
             predictors.append(NamedPredictor(name, segmenter_predictor(seg), details))
         else:

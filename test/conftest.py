@@ -38,6 +38,22 @@ CAMVID_DIR = SHARED / 'datasets' / 'camvid'
 ALLOWED_SKIP_WORDS = ('tensorrt', 'gpu', 'cuda', 'rosbag2_py')
 
 
+#: Thread-affinity tests need Linux and two CPUs.
+needs_two_cpus = pytest.mark.skipif(
+    not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2,
+    reason='thread affinity needs Linux and two CPUs')
+
+
+def narrowed_threads() -> tuple:
+    """``(threads of this process, {thread id: CPUs}`` of those whose affinity is narrower
+    than the process's)``: a pinned inference thread waits whenever another process runs on
+    its core."""
+    allowed = os.sched_getaffinity(0)
+    threads = [int(t) for t in os.listdir('/proc/self/task')]
+    return len(threads), {t: os.sched_getaffinity(t) for t in threads
+                          if os.sched_getaffinity(t) != allowed}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -1,6 +1,5 @@
 """Backends: parity with the reference fixture, the auto rule, clear errors, reduced precision."""
 
-import os
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from bisenet_ros.inference.backends.torch_backend import TorchBackend
 from bisenet_ros.inference.postprocess import max_softmax
 from bisenet_ros.preprocess import preprocess
 from bisenet_ros.model import load_model
+from conftest import narrowed_threads, needs_two_cpus
 
 
 def _tolerance(ref):
@@ -212,17 +212,13 @@ def test_auto_falls_back_when_the_chosen_backend_fails_to_start(reference_fixtur
         Segmenter(path, backend='onnxruntime')
 
 
-@pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2,
-                    reason='thread affinity needs Linux and two CPUs')
+@needs_two_cpus
 def test_onnxruntime_default_threads_are_not_pinned_to_cores():
     """ORT pins the threads of its default pool to cores; with ``threads`` unset the backend
     asks for the same count (one per physical core) explicitly, and no thread is pinned."""
     from bisenet_ros.resources import default_model_path
-    allowed = os.sched_getaffinity(0)
     with Segmenter(default_model_path(), backend='onnxruntime', precision='fp32',
                    input_size=(64, 64)) as seg:
         seg.segment(np.zeros((64, 64, 3), np.uint8))
-        threads = [int(t) for t in os.listdir('/proc/self/task')]
-        narrowed = {t: os.sched_getaffinity(t) for t in threads
-                    if os.sched_getaffinity(t) != allowed}
-    assert len(threads) > 2 and not narrowed, narrowed
+        threads, narrowed = narrowed_threads()
+    assert threads > 2 and not narrowed, narrowed

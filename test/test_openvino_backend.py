@@ -1,7 +1,6 @@
 """OpenVINO backend: parity with the reference fixture, the Q/DQ int8 file and bf16 against
 torch fp32 on real CamVid frames, pruned outputs, per-model threads, profiling, clear errors."""
 
-import os
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from bisenet_ros.inference import BackendUnavailableError, create_backend, Segme
 from bisenet_ros.inference.backends.openvino_backend import OpenVINOBackend  # noqa: E402
 from bisenet_ros.inference.postprocess import max_softmax  # noqa: E402
 from bisenet_ros.model import load_model  # noqa: E402
+from conftest import narrowed_threads, needs_two_cpus  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -109,20 +109,16 @@ def test_streams_auto_follows_the_physical_cores_and_bad_values_fail(reference_m
             OpenVINOBackend(reference_model, input_size=(64, 96), streams=bad)
 
 
-@pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2,
-                    reason='thread affinity needs Linux and two CPUs')
+@needs_two_cpus
 def test_inference_threads_are_not_pinned_to_cores():
     """OpenVINO pins its threads by default; a node shares its cores with the camera driver
     and DDS, so every thread of the process stays free to run on any CPU it was given."""
     from bisenet_ros.resources import default_model_path
-    allowed = os.sched_getaffinity(0)
     with Segmenter(default_model_path(), backend='openvino', input_size=(64, 64),
                    threads=2) as seg:
         seg.segment(np.zeros((64, 64, 3), np.uint8))
-        threads = [int(t) for t in os.listdir('/proc/self/task')]
-        narrowed = {t: os.sched_getaffinity(t) for t in threads
-                    if os.sched_getaffinity(t) != allowed}
-    assert len(threads) > 2 and not narrowed, narrowed
+        threads, narrowed = narrowed_threads()
+    assert threads > 2 and not narrowed, narrowed
 
 
 @pytest.fixture(scope='module')

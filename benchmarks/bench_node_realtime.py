@@ -56,10 +56,11 @@ def parse_value(text: str) -> Any:
 
 def in_process_fps(params: Dict[str, Any], size, frames: int) -> Dict[str, Any]:
     """Frames/s of Segmenter.segment (labels only) with the node's model settings: the best of
-    one stream (median of one-at-a-time calls) and the node's streams (frames over wall time,
-    as many threads calling at once); ``by_streams`` has each."""
+    one stream and the node's streams (frames over wall time, as many threads calling at once);
+    ``by_streams`` has each."""
     from bisenet_ros.inference import Segmenter
     from bisenet_ros.ros.params import NodeParams
+    from bench_streams_contention import throughput  # beside this script
     from ros_harness import pattern_image
     p = NodeParams.from_values(params)
     images = [pattern_image(size[0], size[1], seed=i) for i in range(4)]
@@ -75,36 +76,13 @@ def in_process_fps(params: Dict[str, Any], size, frames: int) -> Dict[str, Any]:
                 continue
             for image in images:
                 seg.segment(image)
-            by_streams[seg.streams] = _throughput(seg, images, frames)
+            by_streams[seg.streams] = throughput(seg, images, frames)
             chosen = getattr(seg, 'choice', None)
             result.update(backend=seg.backend_name,
                           choice=str(chosen) if chosen is not None else '')
         finally:
             seg.close()
     return dict(result, fps=max(by_streams.values()), by_streams=by_streams)
-
-
-def _throughput(seg: Any, images: List[Any], frames: int) -> float:
-    """Frames/s of ``seg.streams`` threads segmenting ``frames`` frames in all."""
-    if seg.streams == 1:
-        times = []
-        for i in range(frames):
-            t0 = time.perf_counter()
-            seg.segment(images[i % len(images)])
-            times.append(time.perf_counter() - t0)
-        return 1.0 / statistics.median(times)
-    share = max(1, frames // seg.streams)
-
-    def work(offset: int) -> None:
-        for i in range(share):
-            seg.segment(images[(offset + i) % len(images)])
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(seg.streams)]
-    t0 = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return share * seg.streams / (time.perf_counter() - t0)
 
 
 def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,

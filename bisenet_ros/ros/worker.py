@@ -14,12 +14,12 @@ overlay, confidence images, the Nav2 cloud), serializes and publishes it with th
 and records the per-stage times.
 
 With several streams, several frames are inferred at once, their starts spread evenly over an
-inference call's duration (a stream starts no sooner than ``1/streams`` of the last call's
-duration after the previous start, so the masks come evenly spaced rather than in bunches of
-frames taken together), and each stream takes its share of the cameras (at most
-``ceil(cameras / streams)`` frames, those of cameras no other stream is working on first). A
-frame whose outputs would go out after a newer frame's of the same
-camera is not published (counted as superseded): outputs leave in the order frames arrived.
+inference call's duration (a stream starts no sooner than ``1/streams`` of the last call's duration
+after the previous start, so the masks come evenly spaced rather than in bunches of frames taken
+together), and each stream takes its share of the cameras (at most ``ceil(cameras / streams)``
+frames, those of cameras no other stream is working on first). A frame whose outputs would go out
+after a newer frame's of the same camera is not published (counted as superseded): outputs leave in
+the order frames arrived.
 
 The two stages overlap: frame N is rendered and published while frame N+1 is inferred (numpy,
 OpenCV, DDS and the inference runtimes release the GIL), so the node's own work no longer adds to

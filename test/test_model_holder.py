@@ -222,6 +222,35 @@ def test_broken_candidates_are_refused_and_the_old_model_serves(probe, node, mod
     assert node.alive()
 
 
+def test_inference_streams_apply_by_reload_and_need_a_backend_that_runs_them(probe, node,
+                                                                              models):
+    """Two OpenVINO streams serve after a reload (``/diagnostics`` says so) and masks keep
+    coming; torch asked for two streams is refused, naming the backend, and the parameters are
+    set back while OpenVINO keeps serving."""
+    image = pattern_image(H, W, seed=7)
+    results = probe.set_parameters({'backend': 'openvino', 'precision': 'fp32',
+                                    'inference_streams': 2})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    level, message, values = wait_reload_idle(probe)
+    assert (values['backend'], values['inference_streams'], level) == ('openvino', '2', 0), \
+        (message, values)
+    agreement = (mask_for(probe, image) == expected(models, 'third', image)).mean()
+    assert agreement >= 0.99, agreement  # OpenVINO fp32 against torch fp32
+    assert probe.set_parameters({'backend': 'torch'})[0].successful
+    level, message, values = wait_reload_idle(probe)
+    assert 'streams 2: the torch backend runs one inference call at a time' in \
+        values['last_reload_error'], values
+    assert values['backend'] == 'openvino' and level == 1
+    assert probe.wait_for(lambda: probe.get_parameters(['backend'])['backend'] == 'openvino',
+                          20), node.log()[-3000:]
+    results = probe.set_parameters({'backend': 'torch', 'inference_streams': 0})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    level, message, values = wait_reload_idle(probe)
+    assert (values['backend'], values['inference_streams']) == ('torch', '1'), values
+    np.testing.assert_array_equal(mask_for(probe, image), expected(models, 'third', image))
+    assert node.alive()
+
+
 # Without a ROS graph: the loader's generations (lifecycle cleanup against a load in flight) ---
 
 class _Built:

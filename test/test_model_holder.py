@@ -222,8 +222,7 @@ def test_broken_candidates_are_refused_and_the_old_model_serves(probe, node, mod
     assert node.alive()
 
 
-def test_inference_streams_apply_by_reload_and_need_a_backend_that_runs_them(probe, node,
-                                                                              models):
+def test_inference_streams_apply_by_reload_and_need_openvino(probe, node, models):
     """Two OpenVINO streams serve after a reload (``/diagnostics`` says so) and masks keep
     coming; torch asked for two streams is refused, naming the backend, and the parameters are
     set back while OpenVINO keeps serving."""

@@ -82,8 +82,10 @@ def test_the_two_holdout_configs_differ_only_in_the_recipe():
     assert base['dataset']['val_split'] == 'holdout'
     assert base['train']['photometric'] is None and base['train']['ema_decay'] is None
     assert recipe['train']['photometric'] == 'strong' and recipe['train']['ema_decay'] == 0.999
+    assert base['train']['scale_range'] == [0.75, 1.5]
+    assert recipe['train']['scale_range'] == [0.5, 2.0]  # the paper's
     differ = {k for k in base['train'] if base['train'][k] != recipe['train'][k]}
-    assert differ == {'photometric', 'ema_decay'}
+    assert differ == {'photometric', 'ema_decay', 'scale_range'}
     assert base['val'] == recipe['val'] and base['model'] == recipe['model']
     assert base['output_dir'] != recipe['output_dir']
     # today's recipe: the long run's config, but for the data, schedule length and logging

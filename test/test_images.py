@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bisenet_ros.images import as_color_image, check_image, ColorImage
+from bisenet_ros.images import as_color_image, check_image, ColorImage, reverse_channels
 
 
 @pytest.mark.parametrize('image, words', [
@@ -51,3 +51,19 @@ def test_as_color_image_passes_a_color_image_through_and_checks_an_array():
     assert tagged.pixels is rgb and tagged.bgr is False
     with pytest.raises(ValueError, match='image 3: expected dtype uint8'):
         as_color_image(rgb.astype(np.float32), what='image 3')
+
+
+def test_reverse_channels_swaps_rgb_and_bgr_for_any_view():
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 256, (6, 9, 4), np.uint8)
+    views = {'contiguous': np.ascontiguousarray(rgba[:, :, :3]),
+             'cropped rows': np.ascontiguousarray(rgba[:, :, :3])[1:5, 2:7],
+             'every other pixel': np.ascontiguousarray(rgba[:, :, :3])[:, ::2],
+             'three of four channels': rgba[:, :, :3],
+             'flipped': np.ascontiguousarray(rgba[:, :, :3])[::-1]}
+    for name, view in views.items():
+        out = reverse_channels(view)
+        assert out.flags.c_contiguous, name
+        np.testing.assert_array_equal(out, view[:, :, ::-1], err_msg=name)
+    with pytest.raises(ValueError, match=r'reverse_channels: expected 3 channels .* got 4'):
+        reverse_channels(rgba)

@@ -70,6 +70,19 @@ def test_apply_threshold_marks_low_confidence_as_ignore():
     np.testing.assert_array_equal(apply_threshold(labels.copy(), conf, 0.0, 255), labels)
 
 
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.int64])
+def test_colorize_labels_is_a_palette_lookup_that_clips_large_ids(dtype):
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (200, 3), np.uint8)
+    labels = rng.integers(0, 256, (37, 53)).astype(dtype)  # ids >= 200: the last colour
+    labels[0, :4] = [0, 199, 255, 0]
+    if dtype != np.uint8:
+        labels[1, 0] = 1000
+    color = colorize_labels(labels, palette)
+    assert color.shape == (37, 53, 3) and color.dtype == np.uint8 and color.flags.c_contiguous
+    np.testing.assert_array_equal(color, np.take(palette, labels, axis=0, mode='clip'))
+
+
 def test_colorize_and_overlay_follow_the_image_channel_order():
     palette = np.zeros((256, 3), np.uint8)
     palette[1] = (255, 0, 0)  # RGB red

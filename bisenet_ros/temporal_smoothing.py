@@ -7,8 +7,11 @@ over more frames (about ``1 / weight``), which steadies labels that flicker on a
 camera and lags behind (smears) what moves fast across the image.
 
 The state starts again from the new frame when its size or class count changes, its
-``frame_id`` changes, its stamp goes backwards, or its stamp is more than ``max_gap_s`` after the
-previous one (a paused or dropped stream: the old state no longer shows the scene).
+``frame_id`` changes, its stamp goes back by more than ``max_gap_s`` (a bag that loops), or its
+stamp is more than ``max_gap_s`` after the previous one (a paused or dropped stream: the old
+state no longer shows the scene). A frame older than the last one by less than ``max_gap_s``
+arrived late (with several inference streams an older frame can finish after a newer one): it
+leaves the state as it is and gets its own probabilities.
 
 Memory: one ``(C, H, W)`` float32 state per camera, ``4 * C * H * W`` bytes at the network's
 resolution: 7.6 MB for CamVid (11 classes) at 360x480, 13.5 MB at 480x640, 159 MB for
@@ -161,6 +164,10 @@ class TemporalSmoother:
                              f'{need / 2**20:.0f} MiB, more than max_state_bytes '
                              f'{self.max_state_bytes / 2**20:.0f} MiB (use a smaller input '
                              'size or turn smoothing off)')
+        if self._late(probabilities.shape, int(stamp_ns), frame_id):
+            LOG.debug('%s: a frame %d ns older than the last one leaves the state as it is',
+                      self.name, self._stamp_ns - int(stamp_ns))
+            return probabilities
         reason = self._reset_reason(probabilities.shape, int(stamp_ns), frame_id)
         if reason is not None:
             LOG.debug('%s: smoothing starts again (%s)', self.name, reason)
@@ -181,6 +188,11 @@ class TemporalSmoother:
         flat_state = state.reshape(c * h, w)
         new = np.ascontiguousarray(probabilities).reshape(c * h, w)
         cv2.addWeighted(new, self.weight, flat_state, 1.0 - self.weight, 0.0, dst=flat_state)
+
+    def _late(self, shape: Tuple[int, ...], stamp_ns: int, frame_id: str) -> bool:
+        return self._state is not None and self._state.shape == shape \
+            and frame_id == self._frame_id \
+            and self._stamp_ns - self.max_gap_ns <= stamp_ns < self._stamp_ns
 
     def _reset_reason(self, shape: Tuple[int, ...], stamp_ns: int,
                       frame_id: str) -> Optional[str]:

@@ -20,6 +20,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
                        'labels)'),
     'benchmark': ('bisenet_ros.tools.benchmark', 'latency, FPS, GFLOP/s and agreement of each '
                   'backend and precision, side by side'),
+    'cache': ('bisenet_ros.tools.cache', 'what the per-user artifact cache (exports, int8 '
+              'graphs, engines) holds; remove entries unused for days, or all'),
     'calibrate': ('bisenet_ros.tools.calibrate', 'fit per-class logit offsets on a training '
                   'split and fold them into a copy of a checkpoint'),
     'demo': ('bisenet_ros.tools.demo', 'segment real street scenes with the default model, '

@@ -1,13 +1,15 @@
 """The per-user artifact cache: where it is, keys, atomic entries, corruption, warm reuse."""
 
 import logging
+import os
 from pathlib import Path
+import time
 
 import numpy as np
 import pytest
 
-from bisenet_ros.export.cache import (ArtifactCache, CACHE_ENV, cache_key, cache_root,
-                                      model_digest, progress)
+from bisenet_ros.export.cache import (ArtifactCache, CACHE_ENV, cache_entries, cache_key,
+                                      cache_root, model_digest, progress)
 
 
 def test_the_cache_root_follows_the_override_then_xdg(tmp_path, monkeypatch):
@@ -160,3 +162,68 @@ def test_a_warm_start_of_a_checkpoint_does_not_load_it(tmp_path, monkeypatch):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ['camvid', '11', 'False', str(cold.sum())], done.stdout
+
+
+def _age(path, days):
+    """Set ``path``'s access and modification times ``days`` days into the past."""
+    when = time.time() - 86400 * days
+    os.utime(path, (when, when))
+
+
+def _fill_cache(root):
+    """One entry of each layout, each last used ``n`` days ago as its name says."""
+    onnx = ArtifactCache('onnx', root)
+    built = onnx.get_or_build('k40', '.onnx', lambda p: p.write_bytes(b'x' * 1000), 'an export')
+    ArtifactCache('auto', root).write_record('k10', {'agreement': 0.99})
+    engines = root / 'tensorrt'
+    engines.mkdir()
+    (engines / 'm_fp16_480x640_k20.engine').write_bytes(b'e' * 3000)
+    (engines / 'm_fp16_480x640_k20.json').write_text('{}')
+    (root / 'openvino').mkdir()
+    (root / 'openvino' / '123.blob').write_bytes(b'b' * 500)
+    (root / 'onnx' / '.k5tmp.onnx').write_bytes(b'partial')  # an interrupted build
+    for path, days in [(built, 40), (Path(str(built) + '.json'), 40),
+                       (root / 'auto' / 'k10.record.json', 10),
+                       (engines / 'm_fp16_480x640_k20.engine', 20),
+                       (engines / 'm_fp16_480x640_k20.json', 20),
+                       (root / 'openvino' / '123.blob', 30), (root / 'onnx' / '.k5tmp.onnx', 5)]:
+        _age(path, days)
+    return onnx, built
+
+
+def test_cache_entries_group_sidecars_and_know_their_last_use(tmp_path):
+    onnx, built = _fill_cache(tmp_path)
+    entries = cache_entries(tmp_path)
+    assert [(e.kind, [f.name for f in e.files]) for e in entries] == [
+        ('onnx', ['k40.onnx', 'k40.onnx.json']), ('openvino', ['123.blob']),
+        ('tensorrt', ['m_fp16_480x640_k20.engine', 'm_fp16_480x640_k20.json']),
+        ('auto', ['k10.record.json']), ('onnx', ['.k5tmp.onnx'])]  # oldest use first
+    assert entries[2].size == 3002 and entries[0].size == 1000 + built.with_name(
+        'k40.onnx.json').stat().st_size
+    # Reusing an entry (or reading a record) makes it used now; its build time stays.
+    built_at = built.stat().st_mtime_ns
+    assert onnx.find('k40', '.onnx', 'an export') == built
+    ArtifactCache('auto', tmp_path).read_record('k10')
+    recent = {e.files[0].name for e in cache_entries(tmp_path)
+              if e.last_used > time.time() - 60}
+    assert recent == {'k40.onnx', 'k10.record.json'}
+    assert built.stat().st_mtime_ns == built_at
+    assert cache_entries(tmp_path / 'missing') == []
+
+
+def test_bisenet_cache_removes_what_was_not_used_for_days(tmp_path, monkeypatch, capsys):
+    from bisenet_ros.cli import main
+    _fill_cache(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert main(['cache', '--older-than', '15', '--dry-run']) == 0
+    assert 'would remove 3 entries unused for 15 days' in capsys.readouterr().out
+    assert len(cache_entries(tmp_path)) == 5
+    assert main(['cache', '--older-than', '15']) == 0
+    out = capsys.readouterr().out
+    assert 'removed 3 of 3 entries unused for 15 days' in out and 'total        2 entries' in out
+    assert sorted(e.files[0].name for e in cache_entries(tmp_path)) == ['.k5tmp.onnx',
+                                                                        'k10.record.json']
+    assert not list((tmp_path / 'tensorrt').iterdir())  # the engine and its sidecar
+    assert main(['cache', '--clear']) == 0
+    assert cache_entries(tmp_path) == []
+    assert main(['cache', '--older-than', '-1']) == 1  # refused, nothing removed

@@ -9,6 +9,10 @@ Keys: :func:`cache_key` hashes everything an artifact depends on (model content 
 and TensorRT version), so a change of any of them is a different entry; stale entries are
 simply never read again.
 
+Nothing is deleted behind the user's back: ``bisenet cache`` lists the entries (size, last
+use) and removes those unused for a number of days, or all (:func:`cache_entries`,
+:func:`remove_entries`). A reused entry's access time is set to now, so it counts as used.
+
 Writes are atomic: an artifact is built into a temporary file in its final folder and moved into
 place with ``os.replace``, then a sidecar ``<entry>.json`` records its size and SHA-256. An entry
 whose file or sidecar is missing, unreadable or does not match is *corrupt*: it is deleted and
@@ -19,6 +23,7 @@ log their progress (:func:`progress`).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import hashlib
 import json
 import logging
@@ -27,7 +32,7 @@ from pathlib import Path
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..user_files import write_atomic
 
@@ -199,6 +204,7 @@ class ArtifactCache:
                 problem = f'{type(exc).__name__}: {exc}'
         if problem is None:
             LOG.info('artifact cache: reusing %s (%s)', path, what)
+            mark_used(path)
             return path
         LOG.warning('artifact cache: %s is corrupt (%s); rebuilding it', path, problem)
         self.discard(path)
@@ -216,7 +222,10 @@ class ArtifactCache:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        mark_used(path)
+        return data
 
     def write_record(self, key: str, data: Dict[str, Any]) -> None:
         """Store a small JSON record atomically (best effort: an unwritable cache is logged)."""
@@ -229,3 +238,74 @@ class ArtifactCache:
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + '.json')
+
+
+def mark_used(path: Path) -> None:
+    """Set ``path``'s access time to now (its modification time stays the build's), the time
+    :func:`cache_entries` reports as its last use (best effort: a read-only cache still
+    serves)."""
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One artifact of the cache: its file and, when it has one, its checksum sidecar.
+
+    Attributes:
+        kind: Sub-folder (``onnx``, ``auto``, ``openvino``, ``tensorrt``, ...).
+        files: The entry's files (the artifact first).
+        size: Bytes of all its files.
+        last_used: Newest access or modification time of its files, seconds since the epoch
+            (this package sets the access time on every reuse; OpenVINO's compiled blobs have
+            the times their file system keeps).
+    """
+
+    kind: str
+    files: Tuple[Path, ...]
+    size: int
+    last_used: float
+
+
+def cache_entries(root: Optional[Path] = None) -> List[CacheEntry]:
+    """Every entry under ``root`` (default :func:`cache_root`), oldest use first: a file with
+    its sidecar (``<name>.json`` or ``<stem>.json``); records, OpenVINO's compiled blobs and
+    leftovers of interrupted builds are entries of their own."""
+    root = Path(root) if root is not None else cache_root()
+    entries: List[CacheEntry] = []
+    if not root.is_dir():
+        return entries
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = {p.name: p for p in folder.iterdir() if p.is_file() and not p.is_symlink()}
+        claimed = set()
+        groups = []
+        for name, path in sorted(files.items()):
+            if name.endswith('.json'):
+                continue
+            # ArtifactCache's <name>.json, the TensorRT engines' <stem>.json
+            sidecars = [s for s in (name + '.json', path.stem + '.json') if s in files]
+            claimed.update(sidecars)
+            groups.append((path,) + tuple(files[s] for s in dict.fromkeys(sidecars)))
+        groups += [(path,) for name, path in sorted(files.items())
+                   if name.endswith('.json') and name not in claimed]  # records
+        for group in groups:
+            stats = [f.stat() for f in group]
+            entries.append(CacheEntry(folder.name, group, sum(s.st_size for s in stats),
+                                      max(max(s.st_atime, s.st_mtime) for s in stats)))
+    return sorted(entries, key=lambda e: e.last_used)
+
+
+def remove_entries(entries: List[CacheEntry]) -> Tuple[int, int]:
+    """Delete ``entries``' files; returns ``(entries removed, bytes freed)``. A file that is
+    already gone counts as removed; one that cannot be deleted is logged and kept."""
+    removed = freed = 0
+    for entry in entries:
+        try:
+            for path in entry.files:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            LOG.warning('artifact cache: cannot delete %s (%s)', entry.files[0], exc)
+            continue
+        removed += 1
+        freed += entry.size
+    return removed, freed

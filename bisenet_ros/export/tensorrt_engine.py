@@ -15,7 +15,8 @@ import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 from ..user_files import write_atomic
-from .cache import ArtifactCache, cache_key, cache_root, model_digest, progress
+from .cache import (ArtifactCache, cache_key, cache_root, mark_used, model_digest,
+                    progress)
 from .tensorrt_plan import (build_plan, BuildPlan, cache_paths, EngineKey, file_sha256,
                             read_sidecar, write_sidecar)
 
@@ -109,6 +110,7 @@ class EngineBuilder:
         if engine_path.is_file() and (read_sidecar(engine_path) or {}).get('key') == \
                 key.to_dict():
             LOG.info('tensorrt engine: cached engine %s matches', engine_path)
+            mark_used(engine_path)
             return engine_path
         label = label_set.to_dict() if label_set is not None else meta.get('label_set')
         self._build(onnx_path, key, engine_path, label)

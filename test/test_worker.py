@@ -185,6 +185,24 @@ def test_a_frame_that_fails_to_decode_is_counted_and_the_next_one_is_segmented(h
     assert sorted(camera.published) == [8]
 
 
+def test_a_call_that_runs_no_inference_leaves_the_stagger_duration_as_it_is(holder):
+    holder, params = holder
+    camera = RecordingCamera()
+    worker, slots, stats = run_worker(holder, params, camera)
+    try:
+        slots.put(0, frame(pattern_image(H, W, seed=6), 'bgr8', 1))
+        assert wait_until(lambda: 1 in camera.published)
+        assert wait_until(lambda: worker.call_seconds > 0.0)
+        seconds = worker.call_seconds
+        bad = frame(pattern_image(H, W, seed=7), 'bgr8', 2)
+        bad.step = 3  # rejected before inference: a call of no inference
+        slots.put(0, bad)
+        assert wait_until(lambda: stats[0].rejected == 1)
+    finally:
+        worker.stop()  # joins the stream: its call is done
+    assert worker.call_seconds == seconds
+
+
 def test_temporal_smoothing_averages_a_cameras_probabilities_over_frames(holder):
     """temporal_smoothing 0.5: the second frame's mask is the argmax of the average of both
     frames' class probabilities (not the second frame's own mask); a new frame_id resets it."""

@@ -125,6 +125,13 @@ class SegmentationWorker:
         self._threads.append(thread)
         return thread
 
+    @property
+    def call_seconds(self) -> float:
+        """Recent seconds per inference call (a moving average; 0 before the first call): a
+        stream starts no sooner than this over the number of streams after another."""
+        with self._turn:
+            return self._call_s
+
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
@@ -149,15 +156,16 @@ class SegmentationWorker:
             if not frames:
                 continue
             started = time.perf_counter()
+            inferred = False
             try:
-                self._infer(frames, self._params())  # as of now: may have changed meanwhile
+                inferred = self._infer(frames, self._params())  # params as of now
             except Exception as exc:  # never let one batch stop the node
                 if not self._running():  # SIGINT/SIGTERM arrived mid-frame: stop quietly
                     break
                 self._fail([f.camera for f in frames], exc)
             finally:
                 self.slots.finished(frames)
-                self._call_done(time.perf_counter() - started)
+                self._call_done(time.perf_counter() - started if inferred else None)
 
     def _take(self) -> List[Frame]:
         """This stream's next frames (latest frame wins), or ``[]`` after :data:`POLL_S`.
@@ -191,10 +199,14 @@ class SegmentationWorker:
                 self._turn.notify_all()
         return frames
 
-    def _call_done(self, seconds: float) -> None:
+    def _call_done(self, seconds: Optional[float]) -> None:
+        """A stream's call ended; ``seconds`` it took, None when it ran no inference (its
+        frames skipped or rejected), which leaves the call duration the stagger uses as it is."""
         with self._turn:
             self._busy -= 1
-            self._call_s = seconds if not self._call_s else 0.7 * self._call_s + 0.3 * seconds
+            if seconds is not None:
+                self._call_s = seconds if not self._call_s else \
+                    0.7 * self._call_s + 0.3 * seconds
             self._turn.notify_all()
 
     def _serve_streams(self, streams: int) -> None:
@@ -204,19 +216,20 @@ class SegmentationWorker:
             while len(self._threads) - 1 < self._streams and not self._stop.is_set():
                 self._add_stream().start()
 
-    def _infer(self, frames: List[Frame], p: NodeParams) -> None:
+    def _infer(self, frames: List[Frame], p: NodeParams) -> bool:
+        """Decode, infer and hand over ``frames``; whether an inference call ran."""
         switches = {s.name: getattr(p, s.name) for s in SPECS if s.name.startswith('publish_')}
         work = [item for item in (self._decode(frame, switches, p) for frame in frames)
                 if item is not None]
         if not work:
-            return
+            return False
         serving = self._model.acquire()
         if serving is None:
             self._logger.warning(f'no model loaded ({self._model.error}); frames dropped',
                                  throttle_duration_sec=THROTTLE_S)
             for item in work:
                 self.stats[item.camera].frame_dropped()
-            return
+            return False
         try:
             if serving.segmenter.streams != self._streams:
                 self._serve_streams(serving.segmenter.streams)
@@ -229,6 +242,7 @@ class SegmentationWorker:
                 t0 = time.perf_counter()
         finally:
             self._model.release()
+        return True
 
     def _decode(self, frame: Frame, switches: Dict[str, bool],
                 p: NodeParams) -> Optional[WorkItem]:

@@ -4,10 +4,9 @@ The registry (:mod:`.registry`) lists them; :func:`create_backend` builds one by
 ``auto``; ``precision='auto'`` is explained in :mod:`.auto_precision`.
 """
 
-from .base import Backend, BackendUnavailableError, OUTPUTS, PRECISIONS
+from .base import Backend, BackendUnavailableError, MAX_STREAMS, OUTPUTS, PRECISIONS
 from .auto_precision import DEFAULT_BOUND, PrecisionChoice
-from .registry import (BACKENDS, choose_backend, create_backend, MAX_STREAMS, PRECISION_CHOICES,
-                       REGISTRY)
+from .registry import BACKENDS, choose_backend, create_backend, PRECISION_CHOICES, REGISTRY
 
 __all__ = ['Backend', 'BackendUnavailableError', 'BACKENDS', 'choose_backend', 'create_backend',
            'MAX_STREAMS',

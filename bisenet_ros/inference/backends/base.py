@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 import importlib.util
 import logging
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,6 +35,8 @@ Size = Tuple[int, int]
 MAX_CACHED_SIZES = 4
 #: The network's output stride: a graph exported with dynamic H, W takes multiples of it.
 STRIDE = 32
+#: The most inference calls one backend runs at once (``streams``).
+MAX_STREAMS = 8
 
 
 class BackendUnavailableError(RuntimeError):
@@ -168,6 +170,16 @@ class Backend(ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def check_stream_count(streams: Union[int, str]) -> Union[int, str]:
+    """``streams`` when it is ``'auto'`` or an integer in [1, :data:`MAX_STREAMS`], else
+    ``ValueError`` saying what arrived."""
+    if streams != 'auto' and (isinstance(streams, bool) or not isinstance(streams, int)
+                              or not 1 <= streams <= MAX_STREAMS):
+        raise ValueError(f"streams must be 'auto' or an integer in [1, {MAX_STREAMS}], got "
+                         f'{streams!r}')
+    return streams
 
 
 def check_outputs(outputs: Sequence[str]) -> Tuple[str, ...]:

@@ -36,9 +36,9 @@ import numpy as np
 from ...cpu_features import physical_cores
 from ..model_file import identify, ModelFile
 from ..postprocess import label_dtype
-from .base import (Backend, BackendUnavailableError, check_outputs, crop_outputs,
-                   derive_outputs, device_class, LruCache, MAX_CACHED_SIZES, OUTPUTS,
-                   outputs_to_fetch, pad_to_stride, Size)
+from .base import (Backend, BackendUnavailableError, check_outputs, check_stream_count,
+                   crop_outputs, derive_outputs, device_class, LruCache, MAX_CACHED_SIZES,
+                   OUTPUTS, outputs_to_fetch, pad_to_stride, Size)
 from .onnx_files import ModelFiles
 
 LOG = logging.getLogger(__name__)
@@ -145,12 +145,9 @@ class OpenVINOBackend(Backend):
         return name
 
     def _pick_streams(self, streams: Union[int, str]) -> int:
-        if streams == 'auto':
+        if check_stream_count(streams) == 'auto':
             return 2 if self._ov_device == 'CPU' and physical_cores() >= 2 else 1
-        if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
-            raise ValueError(f"openvino backend: streams must be 'auto' or an integer >= 1, "
-                             f'got {streams!r}')
-        return streams
+        return int(streams)
 
     def _check_precision(self, float_precision: str) -> None:
         on_cpu = self._ov_device == 'CPU'

@@ -20,8 +20,8 @@ from ...cpu_features import cpu_features
 from ..model_file import kind_of
 from .auto_precision import (Candidate, DEFAULT_BOUND, FP32, Guard, GUARD_SIZE, plan,
                              PrecisionChoice, runtime_version)
-from .base import (Backend, BackendUnavailableError, cuda_available, device_class,
-                   module_available, PRECISIONS, resolve_device, Size)
+from .base import (Backend, BackendUnavailableError, check_stream_count, cuda_available,
+                   device_class, module_available, PRECISIONS, resolve_device, Size)
 
 LOG = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ REGISTRY: Dict[str, BackendEntry] = {e.name: e for e in (
 BACKENDS = ('auto',) + tuple(REGISTRY)
 #: Every precision ``create_backend`` takes: ``'auto'`` (the default) and :data:`PRECISIONS`.
 PRECISION_CHOICES = ('auto',) + PRECISIONS
-#: Backends that run several inference calls at once (``streams``), and the most streams.
+#: Backends that run several inference calls at once (``streams``; at most
+#: :data:`~.base.MAX_STREAMS`).
 STREAMS_BACKENDS = ('openvino',)
-MAX_STREAMS = 8
 #: Model kinds whose file fixes the precision (``auto`` runs them as they are).
 FIXED_PRECISION_KINDS = ('engine', 'onnx-int8')
 
@@ -206,10 +206,7 @@ def create_backend(name: str, model: Any, *, device: Optional[str] = 'cpu',
 def check_streams(name: str, streams: Union[int, str]) -> Union[int, str]:
     """``streams`` if backend ``name`` (or ``auto``) can run it, else ``ValueError`` naming
     what was expected."""
-    if streams != 'auto' and (isinstance(streams, bool) or not isinstance(streams, int)
-                              or not 1 <= streams <= MAX_STREAMS):
-        raise ValueError(f"streams must be 'auto' or an integer in [1, {MAX_STREAMS}], got "
-                         f'{streams!r}')
+    check_stream_count(streams)
     if streams != 'auto' and name not in ('auto', *STREAMS_BACKENDS):
         raise ValueError(f'streams {streams}: the {name} backend runs one inference call at a '
                          f'time; streams need {" or ".join(STREAMS_BACKENDS)}')

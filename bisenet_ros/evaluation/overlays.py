@@ -7,8 +7,8 @@ from typing import List, Sequence
 
 import numpy as np
 
-from ..labels import colorize, LabelSet
 from ..images import reverse_channels
+from ..labels import colorize, LabelSet
 from .stream_eval import fit_to, Sample
 
 

@@ -35,6 +35,9 @@ LOG = logging.getLogger(__name__)
 
 #: Default stamp gap, in seconds, beyond which the average starts again.
 DEFAULT_MAX_GAP_S = 1.0
+#: What :meth:`TemporalSmoother._reset_reason` says of a frame that arrived late (older than
+#: the last one by at most ``max_gap_s``): not a reset, the state is left as it is.
+LATE = 'late'
 #: Default bound of one camera's state, in bytes (a 19-class 1024x2048 state is 159 MB).
 DEFAULT_MAX_STATE_BYTES = 256 << 20
 
@@ -164,11 +167,11 @@ class TemporalSmoother:
                              f'{need / 2**20:.0f} MiB, more than max_state_bytes '
                              f'{self.max_state_bytes / 2**20:.0f} MiB (use a smaller input '
                              'size or turn smoothing off)')
-        if self._late(probabilities.shape, int(stamp_ns), frame_id):
+        reason = self._reset_reason(probabilities.shape, int(stamp_ns), frame_id)
+        if reason == LATE:
             LOG.debug('%s: a frame %d ns older than the last one leaves the state as it is',
                       self.name, self._stamp_ns - int(stamp_ns))
             return probabilities
-        reason = self._reset_reason(probabilities.shape, int(stamp_ns), frame_id)
         if reason is not None:
             LOG.debug('%s: smoothing starts again (%s)', self.name, reason)
             self.reset(reason)
@@ -189,13 +192,10 @@ class TemporalSmoother:
         new = np.ascontiguousarray(probabilities).reshape(c * h, w)
         cv2.addWeighted(new, self.weight, flat_state, 1.0 - self.weight, 0.0, dst=flat_state)
 
-    def _late(self, shape: Tuple[int, ...], stamp_ns: int, frame_id: str) -> bool:
-        return self._state is not None and self._state.shape == shape \
-            and frame_id == self._frame_id \
-            and self._stamp_ns - self.max_gap_ns <= stamp_ns < self._stamp_ns
-
     def _reset_reason(self, shape: Tuple[int, ...], stamp_ns: int,
                       frame_id: str) -> Optional[str]:
+        """Why the state starts again with this frame, :data:`LATE` when the frame leaves it
+        as it is, or None (it is blended in)."""
         if self._state is None:
             return None
         if self._state.shape != shape:
@@ -203,7 +203,7 @@ class TemporalSmoother:
         if frame_id != self._frame_id:
             return 'frame_id'
         if stamp_ns < self._stamp_ns:
-            return 'stamp backwards'
+            return LATE if self._stamp_ns - stamp_ns <= self.max_gap_ns else 'stamp backwards'
         if stamp_ns - self._stamp_ns > self.max_gap_ns:
             return 'stamp gap'
         return None

@@ -53,6 +53,13 @@ def test_overrides_parse_yaml_values_and_win(tmp_path):
     ('train.photometric={blur_prob: 1.5}', r'train.photometric.blur_prob must be'),
     ('train.photometric={noise_std: -1}', r'train.photometric.noise_std must be a number >= 0'),
     ('train.photometric=[1]', 'must be null, a preset name or a mapping'),
+    ('train.copy_paste.prob=1.5',
+     r'train.copy_paste.prob must be a number in \[0, 1\] \(0 = off\), got 1.5'),
+    ('train.copy_paste.prob=0.5', 'train.copy_paste.classes must name at least one class'),
+    ('train.copy_paste.classes=pole', 'train.copy_paste.classes must be a list of class names'),
+    ('train.copy_paste.max_sources=0', 'train.copy_paste.max_sources must be an integer >= 1'),
+    ('train.copy_paste.sources=2', "unknown config key 'train.copy_paste.sources'"),
+    ('train.copy_paste=0.5', "'train.copy_paste' is a section"),
 ])
 def test_bad_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -84,8 +91,11 @@ def test_the_two_holdout_configs_differ_only_in_the_recipe():
     assert recipe['train']['photometric'] == 'strong' and recipe['train']['ema_decay'] == 0.999
     assert base['train']['scale_range'] == [0.75, 1.5]
     assert recipe['train']['scale_range'] == [0.5, 2.0]  # the paper's
+    assert base['train']['copy_paste']['prob'] == 0.0
+    assert recipe['train']['copy_paste'] == {'prob': 0.5, 'max_sources': 2,
+                                             'classes': recipe['train']['rare_classes']}
     differ = {k for k in base['train'] if base['train'][k] != recipe['train'][k]}
-    assert differ == {'photometric', 'ema_decay', 'scale_range'}
+    assert differ == {'photometric', 'ema_decay', 'scale_range', 'copy_paste'}
     assert base['val'] == recipe['val'] and base['model'] == recipe['model']
     assert base['output_dir'] != recipe['output_dir']
     # today's recipe: the long run's config, but for the data, schedule length and logging

@@ -54,6 +54,11 @@ DEFAULTS: Dict[str, Any] = {
         'rare_crop_prob': 0.0,     # share of crops placed around a rare-class pixel
         'photometric': None,       # more photometric augmentation: null, strong or a mapping
         'ema_decay': None,         # EMA of the weights (e.g. 0.999), validated and exported
+        'copy_paste': {            # rare-class copy-paste (see training/copy_paste.py):
+            'prob': 0.0,           # share of samples that get pasted objects; 0 = off
+            'classes': [],         # class names whose pixels are pasted
+            'max_sources': 1,      # source frames per sample: uniform in 1..max_sources
+        },
         'amp': True,               # float16 autocast + GradScaler on CUDA
         'cpu_bf16': 'auto',        # bfloat16 autocast on CPU: auto = where the CPU has native
         'channels_last': 'auto',   # bf16 (AVX512-BF16/AMX); channels_last memory format: same
@@ -177,6 +182,11 @@ def validate(config: Mapping[str, Any]) -> None:
     from .transforms import photometric_settings  # numpy/OpenCV/torch: only when validating
     try:
         photometric_settings(t['photometric'])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    from .copy_paste import check_copy_paste
+    try:
+        check_copy_paste(t['copy_paste'])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not isinstance(config['val']['every'], int) or config['val']['every'] < 0:

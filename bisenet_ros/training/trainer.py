@@ -26,6 +26,7 @@ from .sampler import IterationBatchSampler, Key
 from .schedule import apply_lr, lr_factor, parameter_groups
 from .state import load_train_state, save_train_state, set_rng_state, unwrap
 from .ema import WeightEma
+from .copy_paste import build_copy_paste, copy_paste_config, CopyPaste
 from .transforms import augment, AugmentConfig, photometric_settings, to_tensor
 
 LOGGER = logging.getLogger(__name__)
@@ -33,16 +34,19 @@ LOGGER = logging.getLogger(__name__)
 
 class AugmentedDataset:
     """Maps a sampler :data:`Key` to a normalised ``(3, H, W)`` image and ``(H, W)`` int64
-    label."""
+    label; ``copy_paste`` (``train.copy_paste``, None = off) pastes rare-class objects."""
 
-    def __init__(self, dataset: SegmentationDataset, cfg: AugmentConfig) -> None:
-        self.dataset, self.cfg = dataset, cfg
+    def __init__(self, dataset: SegmentationDataset, cfg: AugmentConfig,
+                 copy_paste: Optional[CopyPaste] = None) -> None:
+        self.dataset, self.cfg, self.copy_paste = dataset, cfg, copy_paste
 
     def __getitem__(self, key: Key):
         index, seed = key
         image, label = self.dataset.load(index)
         ls = self.dataset.label_set
-        image, label = augment(image, label, self.cfg, np.random.default_rng(list(seed)), ls.mean)
+        paste = self.copy_paste.for_sample(seed, index) if self.copy_paste is not None else None
+        image, label = augment(image, label, self.cfg, np.random.default_rng(list(seed)), ls.mean,
+                               paste)
         return to_tensor(image, ls.mean, ls.std), torch.from_numpy(label.astype(np.int64))
 
     def __len__(self) -> int:
@@ -131,6 +135,12 @@ class Trainer:
             if data['val_split'] else None
         self.label_set = self.train_set.label_set
         self.augment = augment_config(t, self.label_set)
+        try:
+            paste = copy_paste_config(t['copy_paste'], self.label_set)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        #: rare-class copy-paste (train.copy_paste); None when off
+        self.copy_paste = build_copy_paste(paste, self.train_set, self.augment, self.label_set)
         model = build_model(config['model']['variant'], self.label_set.num_classes,
                             aux_heads=True).to(self.device)
         if config['model']['init']:
@@ -322,7 +332,8 @@ class Trainer:
                                         seed=int(t['seed']), start=start, stop=stop,
                                         rank=self.dist.rank, world_size=self.dist.world_size)
         loader = torch.utils.data.DataLoader(
-            AugmentedDataset(self.train_set, self.augment), batch_sampler=sampler,
+            AugmentedDataset(self.train_set, self.augment, self.copy_paste),
+            batch_sampler=sampler,
             num_workers=int(t['num_workers']), pin_memory=self.device.type == 'cuda',
             persistent_workers=False,
             # own generator: creating the iterator must not draw from the global RNG, which

@@ -8,7 +8,7 @@ same crops as an uninterrupted single-process run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -187,9 +187,11 @@ def focus_pixel(label: np.ndarray, classes: Sequence[int], rng: np.random.Genera
     return int(rows[pick]), int(cols[pick])
 
 
-def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
-            mean: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """Scale, pad + crop, flip and colour jitter one RGB uint8 sample; returns uint8 arrays."""
+def augment_geometry(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig,
+                     rng: np.random.Generator, mean: Sequence[float]
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Random scale, pad + crop (favouring ``cfg.focus_classes``) and flip: the geometric half
+    of :func:`augment`. The outputs may be views of the inputs: copy before writing."""
     lo, hi = cfg.scale_range
     image, label = random_scale(image, label, cfg.base_scale * float(rng.uniform(lo, hi)))
     if cfg.crop is not None:
@@ -201,6 +203,26 @@ def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.ra
                                     focus)
     if rng.random() < cfg.hflip:
         image, label = image[:, ::-1], label[:, ::-1]
+    return image, label
+
+
+#: ``paste(image, label) -> (image, label)`` between the geometric and the colour steps of
+#: :func:`augment` (see :mod:`.copy_paste`); it must not write into its inputs.
+Paste = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]
+
+
+def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+            mean: Sequence[float], paste: Optional[Paste] = None
+            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Scale, pad + crop, flip, ``paste`` (if given), colour jitter and :func:`photometric` of
+    one RGB uint8 ``(H, W, 3)`` image and ``(H, W)`` uint8 label; returns uint8 arrays.
+
+    ``paste`` draws from its own generator, not ``rng``: without it, or with it, every other
+    step draws the same numbers.
+    """
+    image, label = augment_geometry(image, label, cfg, rng, mean)
+    if paste is not None:
+        image, label = paste(image, label)
     image = color_jitter(image, rng, cfg.brightness, cfg.contrast, cfg.saturation)
     image = photometric(image, cfg, rng)
     return np.ascontiguousarray(image), np.ascontiguousarray(label)

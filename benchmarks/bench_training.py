@@ -37,6 +37,8 @@ SETTINGS: Dict[str, Dict[str, object]] = {
     'bf16': {'cpu_bf16': True, 'channels_last': False, 'matmul_upsample': False},
     'bf16+channels_last': {'cpu_bf16': True, 'channels_last': True, 'matmul_upsample': False},
     'fp32+matmul_upsample': {'cpu_bf16': False, 'channels_last': False, 'matmul_upsample': True},
+    'fp32+channels_last+matmul_upsample': {'cpu_bf16': False, 'channels_last': True,
+                                           'matmul_upsample': True},
     'bf16+channels_last+matmul_upsample': {'cpu_bf16': True, 'channels_last': True,
                                            'matmul_upsample': True},
 }
